@@ -1,0 +1,5 @@
+import sys
+
+from beatsync.cli import main
+
+sys.exit(main())

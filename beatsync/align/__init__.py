@@ -1,0 +1,27 @@
+"""Alignment engines on numpy arrays: ``modular`` (feature fusion + GCC-PHAT) and ``v2`` (beat grid)."""
+
+from __future__ import annotations
+
+from beatsync.align.result import Alignment, Alternative, Segment
+
+ENGINES = ("modular", "v2")
+
+__all__ = ["ENGINES", "Alignment", "Alternative", "Segment", "align"]
+
+
+def align(dance, bgm, *, sr: int, engine: str = "modular", feats=None) -> Alignment:
+    """Align the class recording ``dance`` with the clean song ``bgm`` (mono arrays at ``sr`` Hz).
+
+    Times in the result are seconds from the first sample of ``dance``.
+    """
+    if engine == "modular":
+        from beatsync.align import modular
+
+        return modular.align(dance, bgm, sr=sr, feats=feats)
+    if engine == "v2":
+        from beatsync.align import v2
+
+        return v2.align(dance, bgm, sr=sr, feats=feats)
+    from beatsync.errors import ParameterError
+
+    raise ParameterError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")

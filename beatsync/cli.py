@@ -1,0 +1,110 @@
+"""Command line: ``python -m beatsync align|process``.
+
+The last line printed on stdout is always one JSON object (our benchmarks read it); on failure it
+is ``{"error": "..."}``, one clear line goes to stderr and the exit code is non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from beatsync.errors import BeatSyncError
+
+EPILOG = """\
+examples:
+  python -m beatsync align class.mp4 song.mp3
+      where does song.mp3 start in class.mp4? (prints offset_s, tempo_ratio, confidence, ...)
+  python -m beatsync process class.mp4 song.mp3 --out results/
+      writes results/class_modular.mp4 and results/class_v2.mp4: the class video with the
+      clean song as its sound, in sync, without the silent head and tail.
+
+offset_s is the time in the class video at which the start of the song lines up (negative
+when the recording started after the song began); tempo_ratio 0.9 means the class played
+the song at 90 % speed. Accepted class videos: mp4 mov m4v mkv webm avi; songs: mp3 m4a aac
+wav flac ogg opus, or any of the video formats (its sound is then the song).
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m beatsync",
+        description="Put the clean song under a dance-class video, in sync to a few milliseconds.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    a = sub.add_parser("align", help="find where the song lines up with the class video (prints JSON)",
+                       description="Find where the clean song lines up with the class video's sound.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.add_argument("dance", metavar="DANCE", help="the class video (its sound is the song played in the room)")
+    a.add_argument("bgm", metavar="BGM", help="the clean song (audio file, or a video whose sound is the song)")
+    a.add_argument("--engine", choices=("modular", "v2"), default="modular",
+                   help="modular: feature fusion + sample-precise refinement (default); v2: beat-grid, faster")
+    a.add_argument("--diagnostics", action="store_true", help="include the engine's internal evidence")
+
+    pr = sub.add_parser("process", help="write the synced videos (both variants) into a folder",
+                        description="Write <name>_modular.mp4 and <name>_v2.mp4: the class video with the clean "
+                                    "song as its sound, in sync, trimmed of the parts without music.",
+                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pr.add_argument("dance", metavar="DANCE", help="the class video")
+    pr.add_argument("bgm", metavar="BGM", help="the clean song (audio file or video)")
+    pr.add_argument("--out", required=True, metavar="DIR", help="folder for the results (created if missing)")
+    pr.add_argument("--no-trim", action="store_true", help="keep the full length instead of cutting the silent head/tail")
+    pr.add_argument("--margin", type=float, default=1.0, metavar="S",
+                    help="seconds kept before the music starts and after it ends (default 1.0)")
+    pr.add_argument("--fill", choices=("silence", "original"), default="silence",
+                    help="what plays where the song does not: silence (default) or the original recording")
+    pr.add_argument("--engines", default="modular,v2", metavar="LIST",
+                    help="which variants to write, comma-separated (default modular,v2)")
+    pr.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    return p
+
+
+def _emit(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def cmd_align(args) -> dict:
+    from beatsync import pipeline
+
+    t0 = time.perf_counter()
+    inp = pipeline.load_inputs(args.dance, args.bgm, pipeline.Progress(None))
+    al = pipeline.align_inputs(inp, engine=args.engine)
+    out = al.to_dict(diagnostics=args.diagnostics)
+    out["seconds"] = round(time.perf_counter() - t0, 3)
+    return out
+
+
+def cmd_process(args) -> dict:
+    from beatsync import pipeline
+
+    def progress(pct, stage, message):
+        if not args.quiet:
+            print(f"[{pct:5.1f}%] {message}", file=sys.stderr, flush=True)
+
+    opts = {"trim": not args.no_trim, "margin_s": args.margin, "fill": args.fill,
+            "engines": [e.strip() for e in args.engines.split(",") if e.strip()]}
+    return pipeline.process(args.dance, args.bgm, args.out, options=opts, on_progress=progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        out = cmd_align(args) if args.command == "align" else cmd_process(args)
+    except BeatSyncError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        _emit({"error": e.message, "error_code": e.code})
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        _emit({"error": "interrupted"})
+        return 130
+    except Exception as e:  # a bug: still one clear line, and the JSON contract
+        print(f"error: internal error ({type(e).__name__}: {e})", file=sys.stderr)
+        _emit({"error": f"internal error: {type(e).__name__}: {e}", "error_code": "internal"})
+        return 3
+    _emit(out)
+    return 0

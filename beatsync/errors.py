@@ -1,0 +1,45 @@
+"""One exception type for everything a user can cause, with a stable machine-readable code.
+
+A `BeatSyncError` carries a ``code`` (e.g. ``"no_audio"``) and ``params`` so that a UI can show
+the message in the reader's language; ``str(err)`` is the English message, one line.
+"""
+
+from __future__ import annotations
+
+
+class BeatSyncError(Exception):
+    """An error the user can act on (bad input, song not found, ...).
+
+    Parameters
+    ----------
+    code : str
+        Stable machine-readable code, e.g. ``"no_audio"``, ``"song_not_found"``.
+    message : str
+        One line of English a user understands.
+    **params
+        Values the message refers to (file names, seconds), for translation.
+    """
+
+    def __init__(self, code: str, message: str, **params):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.params = params
+
+    def to_dict(self) -> dict:
+        return {"error": self.message, "error_code": self.code, **({"error_params": self.params} if self.params else {})}
+
+
+class MediaError(BeatSyncError):
+    """A file could not be read or written as media."""
+
+
+class AlignmentError(BeatSyncError):
+    """The song could not be located in the recording."""
+
+
+class ParameterError(BeatSyncError, ValueError):
+    """A bad parameter passed to a numeric function (programming error, not user input)."""
+
+    def __init__(self, message: str):
+        super().__init__("bad_parameter", message)

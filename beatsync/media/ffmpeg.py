@@ -1,0 +1,214 @@
+"""Running the ffmpeg binary of the ``imageio-ffmpeg`` wheel, killably.
+
+Every ffmpeg child runs in its own process group (``start_new_session=True``) and is kept in a
+module-level registry while it runs, so that `kill_children` can stop all of them at once when a
+job is cancelled or times out. Commands are argument lists, never shell strings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+
+import imageio_ffmpeg
+
+from beatsync.errors import MediaError
+
+__all__ = ["ffmpeg_exe", "run_ffmpeg", "ffmpeg_pipe", "kill_children", "has_soxr"]
+
+_lock = threading.Lock()
+_running: set[subprocess.Popen] = set()
+_killed: set[int] = set()  # pids killed by kill_children (so failures read "stopped")
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary shipped in the ``imageio-ffmpeg`` wheel (cached).
+
+    Never a system ffmpeg from ``PATH``: its version and build options are unknown.
+    """
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _command(args: Sequence[str]) -> list[str]:
+    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", *map(str, args)]
+
+
+def _register(proc: subprocess.Popen) -> None:
+    with _lock:
+        _running.add(proc)
+
+
+def _unregister(proc: subprocess.Popen) -> bool:
+    """Forget ``proc``; return True if `kill_children` killed it."""
+    with _lock:
+        _running.discard(proc)
+        killed = proc.pid in _killed
+        _killed.discard(proc.pid)
+    return killed
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:  # pragma: no cover - not POSIX
+            proc.kill()
+
+
+def kill_children() -> int:
+    """SIGKILL every running ffmpeg started by this module (its whole process group).
+
+    Called by the task system when a job is cancelled or times out; the killed calls then raise
+    `MediaError` with code ``"ffmpeg_killed"``.
+
+    Returns
+    -------
+    int
+        How many running processes were killed.
+    """
+    n = 0
+    with _lock:
+        for proc in list(_running):
+            if proc.poll() is None:
+                _killed.add(proc.pid)
+                _kill_group(proc)
+                n += 1
+    return n
+
+
+_CONTEXT_PREFIX = re.compile(r"^\[[^\]]*@ ?0x[0-9a-f]+\]\s*")
+
+
+def _reason(stderr: str, args: Sequence[str]) -> str:
+    """The most telling line of ffmpeg's stderr, made short: no ``[ctx @ 0x..]`` prefix, base names."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    lines = [ln for ln in lines if ln not in ("Conversion failed!",)] or lines
+    if not lines:
+        return "unknown error"
+    line = _CONTEXT_PREFIX.sub("", lines[-1])
+    for arg in args:
+        if os.sep in str(arg) and str(arg) in line:
+            line = line.replace(str(arg), os.path.basename(str(arg)))
+    return line
+
+
+def _failure(what: str, proc: subprocess.Popen, stderr: str, args: Sequence[str], killed: bool) -> MediaError:
+    if killed:
+        return MediaError("ffmpeg_killed", f"{what} was stopped", what=what)
+    reason = _reason(stderr, args)
+    return MediaError("ffmpeg_failed", f"{what} failed: {reason}", what=what, reason=reason)
+
+
+def run_ffmpeg(args: Sequence[str], *, what: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run ffmpeg with ``args`` (after ``-hide_banner -nostdin -v error``) and wait for it.
+
+    Parameters
+    ----------
+    args : sequence of str
+        ffmpeg arguments (inputs, filters, outputs), as a list: never a shell string.
+    what : str
+        What the command does, for messages, e.g. ``"Rendering class.mp4"``.
+    timeout : float, optional
+        Seconds after which the process group is killed.
+
+    Returns
+    -------
+    subprocess.CompletedProcess
+        With ``stdout`` and ``stderr`` as bytes.
+
+    Raises
+    ------
+    MediaError
+        ``"ffmpeg_failed"`` (exit code != 0; message ends with ffmpeg's last error line),
+        ``"ffmpeg_timeout"`` or ``"ffmpeg_killed"`` (stopped by `kill_children`).
+    """
+    cmd = _command(args)
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    _register(proc)
+    timed_out = False
+    try:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+            out, err = proc.communicate()
+        except BaseException:
+            _kill_group(proc)
+            proc.communicate()
+            raise
+    finally:
+        killed = _unregister(proc)
+    if timed_out:
+        raise MediaError("ffmpeg_timeout", f"{what} took longer than {timeout:g} s and was stopped", what=what)
+    if proc.returncode != 0:
+        raise _failure(what, proc, err.decode("utf-8", "replace"), args, killed)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+@contextlib.contextmanager
+def ffmpeg_pipe(args: Sequence[str], *, what: str) -> Iterator[subprocess.Popen]:
+    """Run ffmpeg with its stdout on a pipe, for streaming its output (decoded audio, progress).
+
+    Read ``proc.stdout`` to the end inside the ``with`` block. stderr goes to a temporary file (no
+    pipe that could fill up and deadlock). Leaving the block with an exception kills ffmpeg.
+
+    Parameters
+    ----------
+    args : sequence of str
+        ffmpeg arguments; the output must be ``pipe:1`` (or stdout must carry ``-progress pipe:1``).
+    what : str
+        What the command does, for messages.
+
+    Yields
+    ------
+    subprocess.Popen
+        The running process (``stdout`` is a binary pipe).
+
+    Raises
+    ------
+    MediaError
+        ``"ffmpeg_failed"`` if ffmpeg exits with an error, ``"ffmpeg_killed"`` if `kill_children`
+        stopped it.
+    """
+    with tempfile.TemporaryFile() as errfile:
+        proc = subprocess.Popen(
+            _command(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errfile, start_new_session=True
+        )
+        _register(proc)
+        try:
+            try:
+                yield proc
+            except BaseException:
+                _kill_group(proc)
+                raise
+            finally:
+                proc.stdout.close()
+                proc.wait()
+        finally:
+            killed = _unregister(proc)
+        if proc.returncode != 0:
+            errfile.seek(0)
+            raise _failure(what, proc, errfile.read().decode("utf-8", "replace"), args, killed)
+
+
+@functools.cache
+def has_soxr() -> bool:
+    """Whether this ffmpeg build can resample with libsoxr (tried once on a silent source, cached)."""
+    args = ["-f", "lavfi", "-i", "anullsrc=r=44100:cl=mono", "-t", "0.01"]
+    args += ["-af", "aresample=22050:resampler=soxr", "-f", "null", "-"]
+    try:
+        run_ffmpeg(args, what="Checking for the soxr resampler", timeout=30)
+    except MediaError:
+        return False
+    return True

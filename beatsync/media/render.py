@@ -1,0 +1,298 @@
+"""Rendering the result: the class video's picture, cut, with the clean song as its sound (.mp4).
+
+The picture is stream-copied whenever the codec can go into an mp4 (`OUTPUT_COPY_CODECS`); the
+cut then starts on a keyframe, which `plan_cut` chooses. Otherwise it is re-encoded with x264.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from beatsync.errors import MediaError, ParameterError
+from beatsync.media.ffmpeg import ffmpeg_pipe
+from beatsync.media.probe import MediaInfo, frame_times, keyframe_times, require_video
+
+__all__ = ["OUTPUT_COPY_CODECS", "CutPlan", "plan_cut", "mux"]
+
+#: Picture codecs that go into .mp4 by stream copy (no re-encoding).
+OUTPUT_COPY_CODECS = {"h264", "hevc", "av1", "vp9", "mpeg4"}
+
+_MIN_BITRATE = 192_000
+_SNAP_TOLERANCE_S = 1e-4  # a wanted start this close after a frame time counts as on it
+_WRITE_CHUNK = 1 << 18  # samples per channel written at a time
+
+
+@dataclass
+class CutPlan:
+    """Which part of the class video to render, and how.
+
+    Attributes
+    ----------
+    start_s : float
+        Dance time in seconds of the first frame actually kept: with stream copy, the keyframe at
+        or before the wanted start; with re-encoding, the frame at or before it.
+    end_s : float
+        Dance time in seconds where the output ends.
+    copy_video : bool
+        Stream-copy the picture (True) or re-encode it with x264.
+    reason : str
+        Why the picture is re-encoded ("" when copied).
+    """
+
+    start_s: float
+    end_s: float
+    copy_video: bool
+    reason: str = ""
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the output in seconds."""
+        return self.end_s - self.start_s
+
+
+def _at_or_before(times: np.ndarray, t: float) -> float:
+    """The largest of ``times`` that is <= ``t`` (within `_SNAP_TOLERANCE_S`), else the first."""
+    if times.size == 0:
+        return max(0.0, t)
+    i = int(np.searchsorted(times, t + _SNAP_TOLERANCE_S, side="right")) - 1
+    return float(times[max(i, 0)])
+
+
+def plan_cut(
+    info: MediaInfo, *, start_s: float, end_s: float, keyframes: np.ndarray | None = None
+) -> CutPlan:
+    """Decide how to cut ``[start_s, end_s]`` (dance time, seconds) out of the class video.
+
+    Parameters
+    ----------
+    info : MediaInfo
+        `probe` of the class video.
+    start_s, end_s : float
+        Wanted start and end in seconds of dance time (0 = first frame). Clamped to the picture.
+    keyframes : numpy.ndarray, optional
+        `keyframe_times` of the video (file timeline), if already known; demuxed otherwise.
+
+    Returns
+    -------
+    CutPlan
+        ``start_s`` is snapped back to a keyframe (stream copy) or to a frame (re-encoding), so
+        that it is exactly the time of the first frame of the output.
+    """
+    video = require_video(info)
+    if not end_s > start_s:
+        raise ParameterError(f"end_s ({end_s}) must be after start_s ({start_s})")
+    total = info.video_duration_s
+    start_s = max(0.0, float(start_s))
+    end_s = min(float(end_s), total) if total > 0 else float(end_s)
+    copy = video.codec in OUTPUT_COPY_CODECS
+    if copy:
+        kf = keyframes if keyframes is not None else keyframe_times(info.path, video_index=video.index)
+        start = _at_or_before(np.asarray(kf, dtype=np.float64) - video.start_s, start_s)
+        reason = ""
+    else:
+        start = _at_or_before(frame_times(info.path, video_index=video.index) - video.start_s, start_s)
+        reason = f"the picture codec {video.codec!r} cannot be copied into an mp4, so it is re-encoded (H.264)"
+    if not end_s > start:
+        raise ParameterError(f"nothing to render: end_s ({end_s}) is not after the start ({start})")
+    return CutPlan(start_s=start, end_s=end_s, copy_video=copy, reason=reason)
+
+
+# --------------------------------------------------------------------------------------------
+# mux
+# --------------------------------------------------------------------------------------------
+
+
+def _bitrate_bps(bitrate: str) -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*", str(bitrate))
+    if not m:
+        raise ParameterError(f"bitrate must look like '192k', got {bitrate!r}")
+    scale = {"": 1, "k": 1000, "m": 1_000_000}[m.group(2).lower()]
+    return int(float(m.group(1)) * scale)
+
+
+def _as_frames(audio: np.ndarray) -> np.ndarray:
+    """View ``audio`` (``(n,)`` or ``(channels, n)``) as ``(n, channels)`` float32 (no copy if possible)."""
+    a = np.asarray(audio)
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2 or a.shape[0] < 1 or a.shape[0] > 8:
+        raise ParameterError(f"audio must be (n,) or (channels, n) with 1..8 channels, got shape {a.shape}")
+    return a.T.astype(np.float32, copy=False)
+
+
+def _write_raw(path: str, frames: np.ndarray, n: int) -> None:
+    """Write the first ``n`` frames of ``frames`` (zero-padded) as interleaved little-endian f32."""
+    channels = frames.shape[1]
+    with open(path, "wb") as fh:
+        for i in range(0, min(n, frames.shape[0]), _WRITE_CHUNK):
+            chunk = frames[i : min(i + _WRITE_CHUNK, n)]
+            fh.write(np.ascontiguousarray(chunk, dtype="<f4").tobytes())
+        pad = n - min(n, frames.shape[0])
+        for i in range(0, pad, _WRITE_CHUNK):
+            fh.write(np.zeros((min(_WRITE_CHUNK, pad - i), channels), dtype="<f4").tobytes())
+
+
+def _seek_arg(t: float) -> str:
+    """File time as an ffmpeg time string, rounded *up* to the microsecond.
+
+    ffmpeg seeks to the last keyframe at or before this time, and shifts timestamps by it
+    (rounded to the stream's time base), so the wanted frame gets pts 0.
+    """
+    return f"{math.ceil(round(t * 1e6, 3)) / 1e6:.6f}"
+
+
+def _video_args(info: MediaInfo, plan: CutPlan) -> list[str]:
+    video = info.video
+    if plan.copy_video:
+        args = ["-c:v", "copy"]
+        if video.codec == "hevc":
+            args += ["-tag:v", "hvc1"]
+        return args
+    return [
+        "-vf", "crop=trunc(iw/2)*2:trunc(ih/2)*2",
+        "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
+        "-fps_mode", "passthrough", "-enc_time_base", "demux",
+    ]  # fmt: skip
+
+
+def _mux_args(
+    *, video_path: str, info: MediaInfo, plan: CutPlan, raw: str, sr: int, channels: int, bitrate: str, out: str
+) -> list[str]:
+    video = info.video
+    ss = _seek_arg(video.start_s + plan.start_s)
+    args = [] if plan.copy_video else ["-noautorotate"]  # keep the display matrix, don't rotate pixels
+    args += ["-ss", ss, "-seek_timestamp", "1", "-i", video_path]
+    args += ["-f", "f32le", "-ar", str(sr), "-ac", str(channels), "-i", raw]
+    args += ["-map", f"0:{video.index}", "-map", "1:a:0", "-map_chapters", "-1"]
+    args += _video_args(info, plan)
+    args += ["-c:a", "aac", "-b:a", bitrate]
+    args += ["-t", f"{plan.duration_s:.6f}", "-movflags", "+faststart"]
+    args += ["-progress", "pipe:1", "-nostats", "-f", "mp4", "-y", out]
+    return args
+
+
+def _follow_progress(stdout, *, duration_s: float, on_progress: Callable[[float], None] | None) -> None:
+    """Read ffmpeg's ``-progress`` key=value lines to the end, reporting fractions 0..1 (non-decreasing)."""
+    best = 0.0
+    for raw in stdout:
+        key, _, value = raw.decode("ascii", "replace").strip().partition("=")
+        if on_progress is None or key != "out_time_us" or not value.lstrip("-").isdigit():
+            continue
+        frac = min(1.0, max(0.0, int(value) / 1e6 / duration_s)) if duration_s > 0 else 0.0
+        if frac > best:
+            best = frac
+            on_progress(frac)
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+def mux(
+    *,
+    video_path,
+    info: MediaInfo,
+    plan: CutPlan,
+    audio: np.ndarray,
+    sr: int,
+    out_path,
+    bitrate: str = "192k",
+    on_progress: Callable[[float], None] | None = None,
+) -> dict:
+    """Write an .mp4 with the class video's picture over ``plan`` and ``audio`` as its sound.
+
+    The picture of ``[plan.start_s, plan.end_s]`` is stream-copied (input seek exactly to the
+    keyframe, whose pts becomes 0) or re-encoded with x264 (veryfast, CRF 20, yuv420p). The
+    display rotation, frame rate and (when copying) variable-frame-rate timestamps are kept. Only
+    the picture stream and the new AAC sound go into the output. ffmpeg's mp4 muxer writes an edit
+    list for the AAC priming (1024 samples), so ``audio[0]`` plays with the first frame.
+
+    The file is written as ``.<stem>.partial.mp4`` next to ``out_path`` and renamed on success;
+    on failure nothing is left behind.
+
+    Parameters
+    ----------
+    video_path : str or os.PathLike
+        The class video (the file ``info`` describes).
+    info : MediaInfo
+        `probe` of ``video_path``.
+    plan : CutPlan
+        From `plan_cut`.
+    audio : numpy.ndarray
+        float32 ``(channels, n)`` or ``(n,)``: the song at its own rate ``sr``; sample 0 plays at
+        ``plan.start_s``. Cut or zero-padded to ``plan.duration_s``.
+    sr : int
+        Sample rate of ``audio`` in Hz.
+    out_path : str or os.PathLike
+        The .mp4 to write (replaced if it exists).
+    bitrate : str
+        AAC bit rate, at least ``"192k"``.
+    on_progress : callable, optional
+        Called with the fraction done (0..1, non-decreasing) while ffmpeg runs.
+
+    Returns
+    -------
+    dict
+        ``{"video": "copy" | "x264", "reason", "start_s", "end_s", "duration_s", "audio_codec":
+        "aac", "audio_bitrate", "sample_rate", "channels"}``.
+
+    Raises
+    ------
+    MediaError
+        ``"write_failed"`` (output folder missing or not writable), ``"ffmpeg_failed"``,
+        ``"ffmpeg_killed"``.
+    """
+    require_video(info)
+    if _bitrate_bps(bitrate) < _MIN_BITRATE:
+        raise ParameterError(f"bitrate must be at least 192k, got {bitrate!r}")
+    if int(sr) <= 0:
+        raise ParameterError(f"sr must be a positive sample rate in Hz, got {sr!r}")
+    if not plan.duration_s > 0:
+        raise ParameterError("plan.end_s must be after plan.start_s")
+    frames = _as_frames(audio)
+    channels = frames.shape[1]
+    n = int(round(plan.duration_s * sr))
+    out_path = os.fspath(out_path)
+    folder, name = os.path.split(os.path.abspath(out_path))
+    stem = os.path.splitext(name)[0]
+    partial = os.path.join(folder, f".{stem}.partial.mp4")
+    raw = os.path.join(folder, f".{stem}.audio.f32")
+    try:
+        try:
+            _write_raw(raw, frames, n)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise MediaError("write_failed", f"could not write {name}: {reason}", name=name, reason=reason) from exc
+        args = _mux_args(
+            video_path=os.fspath(video_path), info=info, plan=plan, raw=raw, sr=int(sr),
+            channels=channels, bitrate=bitrate, out=partial,
+        )  # fmt: skip
+        with ffmpeg_pipe(args, what=f"Rendering {name}") as proc:
+            _follow_progress(proc.stdout, duration_s=plan.duration_s, on_progress=on_progress)
+        os.replace(partial, out_path)
+    except BaseException:
+        _remove(partial)
+        raise
+    finally:
+        _remove(raw)
+    if on_progress is not None:
+        on_progress(1.0)
+    return {
+        "video": "copy" if plan.copy_video else "x264",
+        "reason": plan.reason,
+        "start_s": plan.start_s,
+        "end_s": plan.end_s,
+        "duration_s": plan.duration_s,
+        "audio_codec": "aac",
+        "audio_bitrate": bitrate,
+        "sample_rate": int(sr),
+        "channels": channels,
+    }

@@ -1,0 +1,311 @@
+"""One job: class video + song -> analysis -> both alignments -> trimming -> two rendered videos.
+
+`process` is the entry point used by the CLI and (later) the task workers; `render_variant`
+renders one variant from a given alignment (so a corrected alignment can be re-rendered without
+analysing again). Progress is reported through ``on_progress(percent, stage, message)``, with
+percent never going down.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soxr
+
+from beatsync import media
+from beatsync.align import ENGINES, Alignment
+from beatsync.align import align as run_engine
+from beatsync.analysis import ANALYSIS_SR, features
+from beatsync.errors import AlignmentError, BeatSyncError, MediaError
+from beatsync.render_audio import build_track
+
+ProgressFn = Callable[[float, str, str], None]
+
+DANCE_EXTS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
+SONG_EXTS = (".mp3", ".m4a", ".aac", ".wav", ".flac", ".ogg", ".opus") + DANCE_EXTS
+
+
+@dataclass
+class Options:
+    """What a user can choose for a job."""
+
+    trim: bool = True  # drop the no-music head and tail
+    margin_s: float = 1.0  # kept before the music starts and after it ends
+    fill: str = "silence"  # what plays where the song does not: "silence" or "original"
+    engines: tuple[str, ...] = ENGINES
+    audio_bitrate: str = "192k"
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Options:
+        d = dict(d or {})
+        o = cls()
+        if "trim" in d:
+            o.trim = bool(d["trim"])
+        if "margin_s" in d:
+            m = float(d["margin_s"])
+            if not 0.0 <= m <= 30.0:
+                raise BeatSyncError("bad_option", "The margin must be between 0 and 30 seconds.", margin_s=m)
+            o.margin_s = m
+        if "fill" in d:
+            if d["fill"] not in ("silence", "original"):
+                raise BeatSyncError("bad_option", "fill must be 'silence' or 'original'.", fill=d["fill"])
+            o.fill = d["fill"]
+        if "engines" in d:
+            eng = tuple(d["engines"])
+            if not eng or any(e not in ENGINES for e in eng):
+                raise BeatSyncError("bad_option", f"engines must be among {', '.join(ENGINES)}.")
+            o.engines = eng
+        return o
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["engines"] = list(self.engines)
+        return d
+
+
+class Progress:
+    """Monotonic progress: maps a stage's own 0..1 onto its share of 0..100 and never goes down."""
+
+    def __init__(self, fn: ProgressFn | None):
+        self.fn = fn
+        self.value = 0.0
+
+    def __call__(self, pct: float, stage: str, message: str) -> None:
+        pct = float(min(100.0, max(self.value, pct)))
+        self.value = pct
+        if self.fn is not None:
+            self.fn(round(pct, 1), stage, message)
+
+    def span(self, lo: float, hi: float, stage: str, message: str) -> Callable[[float], None]:
+        def report(frac: float) -> None:
+            self(lo + (hi - lo) * min(1.0, max(0.0, frac)), stage, message)
+
+        return report
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class Inputs:
+    dance_path: str
+    bgm_path: str
+    dance: media.MediaInfo
+    bgm: media.MediaInfo
+    dance_y: np.ndarray  # mono, ANALYSIS_SR, sample 0 at dance time dance.audio_origin_s
+    bgm_y: np.ndarray  # mono, ANALYSIS_SR
+    song: np.ndarray  # (channels, n) at song_sr: what gets rendered
+    song_sr: int
+
+
+def check_extension(path: str, *, role: str) -> None:
+    ext = Path(path).suffix.lower()
+    allowed = DANCE_EXTS if role == "dance" else SONG_EXTS
+    if ext not in allowed:
+        what = "class video" if role == "dance" else "song"
+        raise MediaError("unsupported_type",
+                         f"{Path(path).name}: a {what} must be one of {', '.join(e[1:] for e in allowed)}.",
+                         file=Path(path).name, role=role)
+
+
+def load_inputs(dance_path: str, bgm_path: str, progress: Progress) -> Inputs:
+    check_extension(dance_path, role="dance")
+    check_extension(bgm_path, role="bgm")
+    progress(1, "probe", "Reading the files")
+    dinfo = media.probe(dance_path)
+    media.require_video(dinfo)
+    media.require_audio(dinfo, role="dance")
+    binfo = media.probe(bgm_path)
+    media.require_audio(binfo, role="bgm")
+    progress(4, "decode", "Decoding the sound")
+    dance_y = media.decode_audio(dance_path, sr=ANALYSIS_SR, mono=True, info=dinfo)
+    song_sr = int(binfo.audio.sample_rate)
+    song = media.decode_audio(bgm_path, sr=song_sr, mono=False, info=binfo)
+    if song.ndim == 1:
+        song = song[None, :]
+    # one decode of the song serves both rendering and analysis
+    bgm_y = soxr.resample(song.mean(axis=0), song_sr, ANALYSIS_SR, quality="HQ").astype(np.float32)
+    for y, role, p in ((dance_y, "dance", dance_path), (bgm_y, "bgm", bgm_path)):
+        if len(y) < ANALYSIS_SR * 2:
+            raise MediaError("too_short", f"{Path(p).name}: the sound is shorter than 2 seconds.", file=Path(p).name)
+        if float(np.max(np.abs(y))) < 1e-4:
+            what = "class video" if role == "dance" else "song"
+            raise MediaError("silent", f"{Path(p).name}: the {what}'s sound is silent.", file=Path(p).name, role=role)
+    progress(12, "decode", "Sound decoded")
+    return Inputs(dance_path, bgm_path, dinfo, binfo, dance_y, bgm_y, song, song_sr)
+
+
+def align_inputs(inp: Inputs, *, engine: str, feats=None) -> Alignment:
+    """Run one engine and express its result on the class video's timeline (0 = first frame)."""
+    res = run_engine(inp.dance_y, inp.bgm_y, sr=ANALYSIS_SR, engine=engine, feats=feats)
+    return res.shifted(inp.dance.audio_origin_s)
+
+
+def analysis_features(inp: Inputs):
+    return features(inp.dance_y, sr=ANALYSIS_SR), features(inp.bgm_y, sr=ANALYSIS_SR)
+
+
+# ----------------------------------------------------------------------------- trimming
+
+
+@dataclass
+class Trim:
+    start_s: float
+    end_s: float
+    music_start_s: float
+    music_end_s: float
+    black_head_s: float
+    black_tail_s: float
+
+    def to_dict(self) -> dict:
+        return {k: round(v, 4) for k, v in asdict(self).items()}
+
+
+def plan_trim(inp: Inputs, alignments: list[Alignment], opts: Options) -> Trim:
+    """Keep [music start - margin, music end + margin], never before the black head ends nor after
+    the black tail starts; the whole video when trimming is off."""
+    dur = inp.dance.duration_s
+    if inp.dance.video is not None and inp.dance.video.duration_s:
+        dur = min(dur, inp.dance.video.duration_s + inp.dance.video.start_s) if dur else inp.dance.video.duration_s
+    segs = [s for a in alignments for s in a.segments]
+    m0 = max(0.0, min(s.dance_start_s for s in segs))
+    m1 = min(dur, max(s.dance_end_s for s in segs))
+    head_end, tail_start = media.black_frames(inp.dance_path, info=inp.dance, head_until_s=max(0.0, m0 + 1.0),
+                                              tail_from_s=max(0.0, m1 - 1.0))
+    if not opts.trim:
+        return Trim(0.0, dur, m0, m1, head_end, tail_start)
+    start = max(m0 - opts.margin_s, head_end if head_end < m0 + 0.5 else 0.0, 0.0)
+    end = min(m1 + opts.margin_s, tail_start if tail_start > m1 - 0.5 else dur, dur)
+    if end - start < 1.0:
+        start, end = 0.0, dur
+    return Trim(start, end, m0, m1, head_end, tail_start)
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _stretcher(workdir: str):
+    """Pitch-kept time stretch with ffmpeg's atempo (WSOLA)."""
+
+    def stretch(x: np.ndarray, sr: int, rate: float) -> np.ndarray:
+        src = os.path.join(workdir, "stretch_in.f32")
+        dst = os.path.join(workdir, "stretch_out.f32")
+        np.ascontiguousarray(x.T, dtype=np.float32).tofile(src)
+        ch = x.shape[0]
+        media.run_ffmpeg(["-y", "-f", "f32le", "-ar", str(sr), "-ac", str(ch), "-i", src,
+                          "-af", f"atempo={rate:.6f}", "-f", "f32le", "-ar", str(sr), "-ac", str(ch), dst],
+                         what="time-stretching the song")
+        y = np.fromfile(dst, dtype=np.float32).reshape(-1, ch).T
+        for p in (src, dst):
+            os.unlink(p)
+        return y
+
+    return stretch
+
+
+def output_path(out_dir: str, dance_path: str, variant: str, suffix: str = "") -> str:
+    return os.path.join(out_dir, f"{Path(dance_path).stem}_{variant}{suffix}.mp4")
+
+
+def render_variant(inp: Inputs, alignment: Alignment, trim: Trim, *, out_path: str, opts: Options,
+                   keyframes: np.ndarray | None = None, on_progress: Callable[[float], None] | None = None) -> dict:
+    """Render the class video with the song laid out along ``alignment`` (dance-timeline times)."""
+    plan = media.plan_cut(inp.dance, start_s=trim.start_s, end_s=trim.end_s, keyframes=keyframes)
+    fill = None
+    if opts.fill == "original":
+        orig = media.decode_audio(inp.dance_path, sr=inp.song_sr, mono=False, info=inp.dance)
+        orig = orig[None, :] if orig.ndim == 1 else orig
+        # original sample k is at dance time origin + k / sr; we need sample 0 at plan.start_s
+        k0 = int(round((plan.start_s - inp.dance.audio_origin_s) * inp.song_sr))
+        fill = orig[:, max(0, k0):] if k0 >= 0 else np.pad(orig, ((0, 0), (-k0, 0)))
+    with tempfile.TemporaryDirectory(prefix="beatsync-", dir=os.path.dirname(out_path) or ".") as wd:
+        audio = build_track(inp.song, sr=inp.song_sr, segments=alignment.segments, start_s=plan.start_s,
+                            end_s=plan.end_s, fill=fill, stretch=_stretcher(wd))
+        info = media.mux(video_path=inp.dance_path, info=inp.dance, plan=plan, audio=audio, sr=inp.song_sr,
+                         out_path=out_path, bitrate=opts.audio_bitrate, on_progress=on_progress)
+    return info
+
+
+# ----------------------------------------------------------------------------- the job
+
+
+def agreement(a: Alignment | None, b: Alignment | None) -> dict | None:
+    """Whether the two engines found the same thing (main offsets within 20 ms, rates within 0.3 %)."""
+    if a is None or b is None:
+        return None
+    d_ms = abs(a.offset_s - b.offset_s) * 1000
+    dr = abs(a.tempo_ratio / b.tempo_ratio - 1)
+    return {"agree": bool(d_ms <= 20 and dr <= 0.003), "offset_difference_ms": round(d_ms, 2),
+            "tempo_difference": round(dr, 6)}
+
+
+def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | dict | None = None,
+            on_progress: ProgressFn | None = None) -> dict:
+    """Run the whole job; returns the final status object (DESIGN.md contract) with details.
+
+    Raises `BeatSyncError` (with a one-line message) when nothing can be produced.
+    """
+    opts = options if isinstance(options, Options) else Options.from_dict(options)
+    t0 = time.perf_counter()
+    progress = Progress(on_progress)
+    inp = load_inputs(dance_path, bgm_path, progress)
+    progress(14, "analyse", "Analysing rhythm and harmony")
+    feats = analysis_features(inp)
+    alignments: dict[str, Alignment] = {}
+    failures: dict[str, BeatSyncError] = {}
+    span = 40.0 / len(opts.engines)
+    for i, eng in enumerate(opts.engines):
+        progress(20 + i * span, "align_" + eng, f"Finding the song in the video ({eng})")
+        try:
+            alignments[eng] = align_inputs(inp, engine=eng, feats=feats)
+        except AlignmentError as e:
+            failures[eng] = e
+    if not alignments:
+        raise next(iter(failures.values()))
+    progress(60, "trim", "Finding where the music plays")
+    trim = plan_trim(inp, list(alignments.values()), opts)
+    keyframes = media.keyframe_times(dance_path)
+    os.makedirs(out_dir, exist_ok=True)
+    outputs: dict[str, str] = {}
+    variants: dict[str, dict] = {}
+    rspan = 38.0 / len(alignments)
+    for i, (eng, al) in enumerate(alignments.items()):
+        lo = 61 + i * rspan
+        progress(lo, "render_" + eng, f"Writing the {eng} video")
+        path = output_path(out_dir, dance_path, eng)
+        rinfo = render_variant(inp, al, trim, out_path=path, opts=opts, keyframes=keyframes,
+                               on_progress=progress.span(lo, lo + rspan, "render_" + eng, f"Writing the {eng} video"))
+        outputs[eng] = path
+        variants[eng] = {"alignment": al.to_dict(), "render": rinfo, "output": path}
+    for eng, err in failures.items():
+        variants[eng] = {"error": err.message, "error_code": err.code}
+    warnings = []
+    agree = agreement(alignments.get("modular"), alignments.get("v2"))
+    if agree is not None and not agree["agree"]:
+        warnings.append(f"The two engines disagree by {agree['offset_difference_ms']:.0f} ms: compare both results.")
+    for eng, al in alignments.items():
+        warnings += [f"{eng}: {w}" for w in al.warnings]
+    for eng, err in failures.items():
+        warnings.append(f"{eng}: {err.message}")
+    result = {
+        "status": "success",
+        "message": "Done",
+        "stage": "done",
+        "progress": 100,
+        "modular_output": outputs.get("modular"),
+        "v2_output": outputs.get("v2"),
+        "variants": variants,
+        "trim": trim.to_dict(),
+        "agreement": agree,
+        "warnings": warnings,
+        "options": opts.to_dict(),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    progress(100, "done", "Done")
+    return result

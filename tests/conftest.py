@@ -1,0 +1,64 @@
+"""Shared fixtures: factories that synthesize small media files in the test's ``tmp_path``.
+
+The generators themselves live in ``tests/mediagen.py`` (importable by any test module).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mediagen
+
+CLICK_TIMES_S = (0.75, 2.5)  # where click tracks put their clicks, in seconds
+
+
+@pytest.fixture
+def make_song(tmp_path):
+    """Factory: ``make_song("mp3", duration_s=4.0, sr=44100, clicks=CLICK_TIMES_S, ...) -> (path, signal)``.
+
+    The signal is quiet music with loud clicks at ``clicks`` seconds (none if empty), stereo
+    float32 ``(2, n)`` at ``sr``. Extra keyword arguments go to `mediagen.music`.
+    """
+
+    def make(fmt: str, *, duration_s: float = 4.0, sr: int = 44100, clicks=CLICK_TIMES_S, name=None, **kw):
+        y = mediagen.music(duration_s, sr=sr, level=0.05 if clicks else 0.5, **kw)
+        if clicks:
+            y = mediagen.add_clicks(y, sr=sr, times_s=clicks)
+        path = tmp_path / f"{name or 'song'}.{fmt}"
+        mediagen.write_song(path, y, sr=sr)
+        return path, y
+
+    return make
+
+
+@pytest.fixture
+def make_class_video(tmp_path):
+    """Factory: ``make_class_video("mp4", clicks=CLICK_TIMES_S, sr=48000, **write_class_video_kwargs) -> path``.
+
+    Sound: quiet music with clicks at ``clicks`` seconds of the *sound's* own time (so at dance
+    time ``clicks + audio_delay_s``); ``audio=False`` for a silent file (no audio stream).
+    """
+    counter = iter(range(1000))
+
+    def make(ext: str = "mp4", *, clicks=CLICK_TIMES_S, sr: int = 48000, audio=True, duration_s=4.0, name=None, **kw):
+        y = None
+        if audio:
+            y = mediagen.music(duration_s + 1.0, sr=sr, level=0.05, seed=1)
+            if clicks:
+                y = mediagen.add_clicks(y, sr=sr, times_s=clicks)
+        path = tmp_path / f"{name or f'class{next(counter)}'}.{ext}"
+        return mediagen.write_class_video(path, duration_s=duration_s, audio=y, sr=sr, **kw)
+
+    return make
+
+
+@pytest.fixture
+def click_track():
+    """Factory: ``click_track(duration_s, sr=44100, clicks=..., channels=2)``: silence with clicks, float32."""
+
+    def make(duration_s: float, *, sr: int = 44100, clicks=CLICK_TIMES_S, channels: int = 2) -> np.ndarray:
+        y = np.zeros((channels, int(round(duration_s * sr))), np.float32)
+        return mediagen.add_clicks(y, sr=sr, times_s=clicks)
+
+    return make
