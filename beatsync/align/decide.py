@@ -25,7 +25,9 @@ def decide(engine: str, sig: Signals, res: Assembled, lines: list[Line], info: d
             "The song was not found in this video: its sound does not match the song file "
             "(check that you picked the right song, and that the video's sound has the music).",
         )
-    main = max(res.segments, key=lambda s: s.dance_end_s - s.dance_start_s)
+    # offset_s and tempo_ratio describe the first run-through (unless it is a small fragment)
+    longest = max(s.dance_end_s - s.dance_start_s for s in res.segments)
+    main = next(s for s in res.segments if s.dance_end_s - s.dance_start_s >= 0.25 * longest)
     warnings = []
     if res.alternatives and res.alternatives[0].score > 0.5:
         warnings.append("ambiguous: the video matches more than one place in the song (a repeated section?); "

@@ -8,7 +8,7 @@ a set of windowed delay estimates ``delta(t)`` followed by a robust straight-lin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.fft
@@ -544,6 +544,37 @@ def fit_score(fit: Fit, claimed: list[tuple[float, float]] = (), sig: Signals | 
     return score
 
 
+def _smooth_evidence(f: Fit, width: int = 5) -> np.ndarray:
+    e = np.where(f.inlier & f.valid, np.clip(f.strength, 0, None), 0.0)
+    if len(e) < width:
+        return e
+    return np.convolve(e, np.ones(width) / width, mode="same")
+
+
+def exclusive(fits: list[Fit], *, ratio: float = 0.8) -> list[Fit]:
+    """Each window belongs to the line(s) that explain it best.
+
+    A line keeps an agreeing window only where its (smoothed) similarity is at least ``ratio``
+    of the best other line's there: a repeated section that half-matches under another run-through
+    is left to that run-through, while two placements that match equally well both keep it (and
+    the choice between them shows up as an alternative).
+    """
+    ev = [_smooth_evidence(f) for f in fits]
+    out = []
+    for i, f in enumerate(fits):
+        if len(f.centers) == 0:
+            out.append(f)
+            continue
+        best_other = np.zeros(len(f.centers))
+        for j, g in enumerate(fits):
+            if j == i or len(g.centers) == 0:
+                continue
+            best_other = np.maximum(best_other, np.interp(f.centers, g.centers, ev[j], left=0.0, right=0.0))
+        keep = ev[i] >= ratio * best_other
+        out.append(replace(f, inlier=f.inlier & keep))
+    return out
+
+
 def assemble(sig: Signals, fits: list[Fit], *, min_match: float = 0.3, min_inliers: int = 5) -> Assembled:
     """Turn refined candidate lines into segments, alternatives and a calibrated confidence.
 
@@ -554,6 +585,7 @@ def assemble(sig: Signals, fits: list[Fit], *, min_match: float = 0.3, min_inlie
     Confidence = agreement inside the main segment (share of its windows that match, and how
     many) times how clearly it beats the best alternative placement of the same stretch.
     """
+    fits = exclusive(fits)
     claimed: list[tuple[float, float]] = []
     segments: list[Segment] = []
     seg_fit: list[Fit] = []
@@ -566,7 +598,14 @@ def assemble(sig: Signals, fits: list[Fit], *, min_match: float = 0.3, min_inlie
         if not runs_of(f):
             continue
         check = verify(sig, f)
-        verdicts.append({"offset_s": round(f.line.offset, 4), "rate": round(f.line.rate, 6), **check})
+        if abs(f.line.rate - 1.0) > 0.01:
+            # is the pitch kept or moved? the waveform tells: keep the mode that matches better
+            other = replace(f, line=replace(f.line, mode="stretch" if f.line.mode == "speed" else "speed"))
+            check2 = verify(sig, other)
+            if check2["ok"] and (not check["ok"] or check2["true"] > check["true"]):
+                f, check = other, check2
+        verdicts.append({"offset_s": round(f.line.offset, 4), "rate": round(f.line.rate, 6), "mode": f.line.mode,
+                         **check})
         if not check["ok"]:
             continue
         for a, b, match in runs_of(f):

@@ -134,7 +134,7 @@ def coarse_lines(fd: Features, fb: Features, *, max_lines: int = 8) -> tuple[lis
     first_score = None
     for _ in range(max_lines):
         best = None
-        for vi, (r, mode) in enumerate(variants):
+        for vi, (r, _mode) in enumerate(variants):
             sel = alive & (P[:, 0] == vi)
             if not sel.any():
                 continue

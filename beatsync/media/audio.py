@@ -16,8 +16,14 @@ _CHUNK_BYTES = 1 << 20  # 1 MiB reads from the pipe
 
 
 def _filter(sr: int) -> str:
+    """Resample to ``sr``; fill gaps (or trim overlaps) of more than 0.1 s in the timestamps.
+
+    Without ``min_comp``/``min_hard_comp`` ffmpeg would simply butt the decoded frames together,
+    so a recording that dropped audio for a moment would shift all later sound earlier. Smaller
+    jitter is left alone (no stretching), and nothing is padded at the start.
+    """
     resampler = ":resampler=soxr" if has_soxr() else ""
-    return f"aresample={sr}{resampler}"
+    return f"aresample={sr}{resampler}:min_comp=0.1:min_hard_comp=0.1"
 
 
 def _decode_args(path: str, *, index: int, sr: int, channels: int) -> list[str]:
@@ -46,7 +52,9 @@ def _read_into(stream, *, expected_samples: int, channels: int) -> np.ndarray:
     while True:
         if pos + _CHUNK_BYTES > raw.nbytes:
             raw.release()
-            bigger = np.empty(int(buf.size * 1.5) + _CHUNK_BYTES, dtype=np.float32)  # rare: duration was short
+            bigger = np.empty(
+                int(buf.size * 1.5) + _CHUNK_BYTES, dtype=np.float32
+            )  # rare: duration was short
             bigger[: buf.size] = buf
             buf = bigger
             raw = memoryview(buf).cast("B")
@@ -70,7 +78,9 @@ def decode_audio(path, *, sr: int, mono: bool = True, info: MediaInfo | None = N
     (dance time 0 = the first video frame; for an audio file, 0 = its first sample). Nothing is
     dropped or padded at the start: the decoder's own handling of AAC priming (mp4/mov edit
     lists, iTunSMPB), Opus pre-skip (Ogg, Matroska/WebM CodecDelay), MP3 encoder delay
-    (LAME/Xing gapless header) and Vorbis is what both this function and `probe` see.
+    (LAME/Xing gapless header) and Vorbis is what both this function and `probe` see. Gaps of
+    more than 0.1 s in the audio timestamps (a phone dropping sound for a moment) are filled with
+    silence, so later samples stay on the timeline.
 
     Measured with clicks encoded by this ffmpeg build (tests/test_media.py): within 0.02 ms for
     wav, flac, mp3 (LAME header), m4a/mp4 AAC, ogg Vorbis, Opus (ogg, webm, mkv), and

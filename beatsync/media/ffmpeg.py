@@ -107,7 +107,9 @@ def _failure(what: str, proc: subprocess.Popen, stderr: str, args: Sequence[str]
     return MediaError("ffmpeg_failed", f"{what} failed: {reason}", what=what, reason=reason)
 
 
-def run_ffmpeg(args: Sequence[str], *, what: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+def run_ffmpeg(
+    args: Sequence[str], *, what: str, timeout: float | None = None
+) -> subprocess.CompletedProcess:
     """Run ffmpeg with ``args`` (after ``-hide_banner -nostdin -v error``) and wait for it.
 
     Parameters
@@ -150,7 +152,9 @@ def run_ffmpeg(args: Sequence[str], *, what: str, timeout: float | None = None) 
     finally:
         killed = _unregister(proc)
     if timed_out:
-        raise MediaError("ffmpeg_timeout", f"{what} took longer than {timeout:g} s and was stopped", what=what)
+        raise MediaError(
+            "ffmpeg_timeout", f"{what} took longer than {timeout:g} s and was stopped", what=what
+        )
     if proc.returncode != 0:
         raise _failure(what, proc, err.decode("utf-8", "replace"), args, killed)
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
@@ -183,7 +187,11 @@ def ffmpeg_pipe(args: Sequence[str], *, what: str) -> Iterator[subprocess.Popen]
     """
     with tempfile.TemporaryFile() as errfile:
         proc = subprocess.Popen(
-            _command(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errfile, start_new_session=True
+            _command(args),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=errfile,
+            start_new_session=True,
         )
         _register(proc)
         try:

@@ -98,7 +98,9 @@ def plan_cut(
         reason = ""
     else:
         start = _at_or_before(frame_times(info.path, video_index=video.index) - video.start_s, start_s)
-        reason = f"the picture codec {video.codec!r} cannot be copied into an mp4, so it is re-encoded (H.264)"
+        reason = (
+            f"the picture codec {video.codec!r} cannot be copied into an mp4, so it is re-encoded (H.264)"
+        )
     if not end_s > start:
         raise ParameterError(f"nothing to render: end_s ({end_s}) is not after the start ({start})")
     return CutPlan(start_s=start, end_s=end_s, copy_video=copy, reason=reason)
@@ -156,14 +158,22 @@ def _video_args(info: MediaInfo, plan: CutPlan) -> list[str]:
             args += ["-tag:v", "hvc1"]
         return args
     return [
-        "-vf", "crop=trunc(iw/2)*2:trunc(ih/2)*2",
+        "-vf", "crop=trunc(iw/2)*2:trunc(ih/2)*2,scale=out_range=tv,format=yuv420p",
         "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
         "-fps_mode", "passthrough", "-enc_time_base", "demux",
     ]  # fmt: skip
 
 
 def _mux_args(
-    *, video_path: str, info: MediaInfo, plan: CutPlan, raw: str, sr: int, channels: int, bitrate: str, out: str
+    *,
+    video_path: str,
+    info: MediaInfo,
+    plan: CutPlan,
+    raw: str,
+    sr: int,
+    channels: int,
+    bitrate: str,
+    out: str,
 ) -> list[str]:
     video = info.video
     ss = _seek_arg(video.start_s + plan.start_s)
@@ -270,7 +280,9 @@ def mux(
             _write_raw(raw, frames, n)
         except OSError as exc:
             reason = exc.strerror or str(exc)
-            raise MediaError("write_failed", f"could not write {name}: {reason}", name=name, reason=reason) from exc
+            raise MediaError(
+                "write_failed", f"could not write {name}: {reason}", name=name, reason=reason
+            ) from exc
         args = _mux_args(
             video_path=os.fspath(video_path), info=info, plan=plan, raw=raw, sr=int(sr),
             channels=channels, bitrate=bitrate, out=partial,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 
@@ -27,7 +28,9 @@ def _luma(frame) -> np.ndarray:
         if fmt.name.startswith("gray") or full:
             return y / 255.0
         return (y - 16.0) / 219.0
-    small = frame.reformat(width=max(2, frame.width // _STEP), height=max(2, frame.height // _STEP), format="gray")
+    small = frame.reformat(
+        width=max(2, frame.width // _STEP), height=max(2, frame.height // _STEP), format="gray"
+    )
     return small.to_ndarray().astype(np.float32) / 255.0
 
 
@@ -36,7 +39,9 @@ def _is_black(frame, threshold: float) -> bool:
     return bool(y.mean() < threshold and y.std() < threshold)
 
 
-def _frames(container, stream, *, v0: float, from_s: float | None, fps: float) -> Iterator[tuple[float, float, object]]:
+def _frames(
+    container, stream, *, v0: float, from_s: float | None, fps: float
+) -> Iterator[tuple[float, float, object]]:
     """Yield ``(dance time, duration, frame)`` of ``stream``, from the start or from dance time ``from_s``.
 
     With ``from_s``, seeks to the keyframe at or before it and skips the frames before it.
@@ -115,13 +120,15 @@ def black_frames(
         with _open(path) as container:
             stream = container.streams[video.index]
             stream.thread_type = "AUTO"
-            frames = _frames(container, stream, v0=video.start_s, from_s=None, fps=video.fps)
-            head = _head_end(frames, until_s=head_until_s, threshold=threshold)
+            with contextlib.closing(
+                _frames(container, stream, v0=video.start_s, from_s=None, fps=video.fps)
+            ) as frames:
+                head = _head_end(frames, until_s=head_until_s, threshold=threshold)
         with _open(path) as container:
             stream = container.streams[video.index]
             stream.thread_type = "AUTO"
             frames = _frames(container, stream, v0=video.start_s, from_s=tail_from_s, fps=video.fps)
-            tail = _tail_start(frames, threshold=threshold, end_s=info.video_duration_s)
+            tail = _tail_start(frames, threshold=threshold, end_s=info.video_duration_s)  # runs to the end
     except av.error.FFmpegError as exc:
         name = os.path.basename(path)
         raise MediaError(
