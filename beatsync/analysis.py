@@ -4,9 +4,10 @@ Everything here is a small pure function over arrays, with librosa's naming: ``y
 float signal, ``sr`` its sample rate in Hz, ``hop_length`` the frame hop in samples. Frame ``k``
 of every feature is centred on sample ``k * hop_length`` (time ``k * hop_length / sr`` seconds).
 
-The STFT is computed with ``scipy.fft`` on float32 frames rather than ``librosa.stft``: the same
-numbers, without the several seconds of numba compilation that librosa's first call costs in
-every fresh process. librosa still supplies the mel and chroma filter banks.
+The STFT and the mel and chroma filter banks are computed here with numpy and ``scipy.fft``
+rather than taken from librosa: the same kind of numbers, without the seconds of numba
+compilation and imports that librosa's first calls cost in every fresh process (each CLI run and
+each worker start would pay them).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft
-from scipy import ndimage, signal
 
 from beatsync.errors import ParameterError
 
@@ -53,7 +53,7 @@ def power_spectrogram(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512
     if len(yp) < n_fft:
         yp = np.pad(yp, (0, n_fft - len(yp)))
     frames = np.lib.stride_tricks.sliding_window_view(yp, n_fft)[::hop_length]
-    win = signal.get_window("hann", n_fft).astype(np.float32)
+    win = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)  # periodic Hann
     out = np.empty((n_fft // 2 + 1, len(frames)), dtype=np.float32)
     step = 4096  # frames per block: bounded temporary memory
     for a in range(0, len(frames), step):
@@ -62,23 +62,60 @@ def power_spectrogram(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512
     return out
 
 
+def _hz_to_mel(f):
+    """Slaney mel scale: linear below 1 kHz, logarithmic above."""
+    f = np.asarray(f, dtype=np.float64)
+    lin = f / (200.0 / 3)
+    log = 15.0 + np.log(np.maximum(f, 1e-9) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(f >= 1000.0, log, lin)
+
+
+def _mel_to_hz(m):
+    m = np.asarray(m, dtype=np.float64)
+    lin = m * (200.0 / 3)
+    log = 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0))
+    return np.where(m >= 15.0, log, lin)
+
+
 @lru_cache(maxsize=8)
 def _mel_fb(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
-    import librosa
-
-    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=40.0, fmax=min(8000.0, sr / 2)).astype(
-        np.float32
-    )
+    """Triangular mel filter bank (n_mels, 1 + n_fft // 2), area-normalised, 40 Hz..8 kHz."""
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(40.0), _hz_to_mel(min(8000.0, sr / 2)), n_mels + 2))
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    up = (freqs[None, :] - lo) / (mid - lo)
+    down = (hi - freqs[None, :]) / (hi - mid)
+    fb = np.maximum(0.0, np.minimum(up, down)) * (2.0 / (hi - lo))
+    return fb.astype(np.float32)
 
 
 @lru_cache(maxsize=8)
 def _chroma_fb(sr: int, n_fft: int) -> np.ndarray:
-    import librosa
-
-    fb = librosa.filters.chroma(sr=sr, n_fft=n_fft).astype(np.float32)
+    """Pitch-class filter bank (12, 1 + n_fft // 2): each bin 80 Hz..5 kHz votes for the pitch
+    classes near its frequency (Gaussian over the circular distance in semitones)."""
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
-    fb[:, (freqs < 80) | (freqs > 5000)] = 0.0  # bass rumble and hiss carry no pitch class
-    return fb
+    ok = (freqs >= 80) & (freqs <= 5000)
+    pitch = np.zeros_like(freqs)
+    pitch[ok] = 12.0 * np.log2(freqs[ok] / 440.0) + 69.0  # MIDI number
+    d = (pitch[None, :] - np.arange(12)[:, None]) % 12.0
+    d = np.minimum(d, 12.0 - d)
+    fb = np.exp(-0.5 * (d / 0.5) ** 2) * ok[None, :]
+    fb /= fb.sum(axis=0, keepdims=True) + 1e-12
+    return fb.astype(np.float32)
+
+
+def moving_average(x: np.ndarray, width: int) -> np.ndarray:
+    """Centred running mean along the last axis over ``width`` frames (edges: nearest value)."""
+    x = np.asarray(x, dtype=np.float64)
+    width = max(1, int(width))
+    if width == 1:
+        return x.copy()
+    left, right = width // 2, width - 1 - width // 2
+    pad = [(0, 0)] * (x.ndim - 1) + [(left, right)]
+    xp = np.pad(x, pad, mode="edge")
+    cs = np.cumsum(xp, axis=-1)
+    cs = np.concatenate([np.zeros(x.shape[:-1] + (1,)), cs], axis=-1)
+    return (cs[..., width:] - cs[..., :-width]) / width
 
 
 @dataclass
@@ -160,7 +197,7 @@ def local_normalize(x: np.ndarray, *, width: int) -> np.ndarray:
     how each feature moves, which is what two recordings of the same music share.
     """
     x = np.atleast_2d(np.asarray(x, dtype=np.float32))
-    hp = x - ndimage.uniform_filter1d(x, size=max(1, width), axis=-1, mode="nearest")
+    hp = x - moving_average(x, width)
     rms = np.sqrt(np.mean(hp**2, axis=-1, keepdims=True)) + 1e-9
     return (hp / rms).astype(np.float32)
 
@@ -186,7 +223,7 @@ def beat_track(
     n = len(onset)
     if n < 8 or not np.any(onset > 0):
         return 0.0, np.zeros(0)
-    env = onset - ndimage.uniform_filter1d(onset, size=max(3, int(frame_rate)), mode="nearest")
+    env = onset - moving_average(onset, max(3, int(frame_rate)))
     env = np.maximum(env, 0.0)
     env /= env.std() + 1e-12
     period = _estimate_period(env, frame_rate=frame_rate, tempo_min=tempo_min, tempo_max=tempo_max)

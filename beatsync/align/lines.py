@@ -328,10 +328,10 @@ def refine(sig: Signals, line: Line, *, method: str, passes: list[tuple[float, f
 #: short-window waveform check: window length, lag search, null shifts (s)
 VERIFY_WIN_S = 0.25
 VERIFY_LAG_S = 0.025
-VERIFY_NULL_SHIFTS_S = (0.31, -0.43, 0.57, -0.71)
+VERIFY_NULL_SHIFTS_S = (0.31, -0.43, 0.57)
 
 
-def verify(sig: Signals, fit: Fit, *, max_windows: int = 80) -> dict:
+def verify(sig: Signals, fit: Fit, *, max_windows: int = 40) -> dict:
     """Is the song's *waveform* really in the recording along this line?
 
     Rhythm alone can line up two different songs at a similar tempo; waveforms cannot. Short

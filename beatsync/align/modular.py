@@ -35,7 +35,7 @@ GROUP_WEIGHTS = {"rhythm": 0.4, "chroma": 0.35, "timbre": 0.25}
 # candidate line, the second refines the best few. A wide lag range in every pass keeps chance
 # agreement rare (a window agrees by chance with probability ~ tolerance / max lag).
 WAVE_SCREEN = (1.5, 1.5, 0.3, 0.005)
-WAVE_FINE = (2.0, 0.5, 0.25, 0.002)
+WAVE_FINE = (1.0, 0.5, 0.25, 0.002)
 ONSET_SCREEN = (4.0, 2.0, 0.3, 0.015)
 ONSET_FINE = (4.0, 0.5, 0.25, 0.008)
 MAX_REFINED = 3

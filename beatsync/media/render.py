@@ -184,7 +184,7 @@ def _mux_args(
     args += _video_args(info, plan)
     args += ["-c:a", "aac", "-b:a", bitrate]
     args += ["-t", f"{plan.duration_s:.6f}", "-movflags", "+faststart"]
-    args += ["-progress", "pipe:1", "-nostats", "-f", "mp4", "-y", out]
+    args += ["-progress", "pipe:1", "-stats_period", "0.25", "-nostats", "-f", "mp4", "-y", out]
     return args
 
 
