@@ -87,7 +87,8 @@ def cmd_process(args) -> dict:
 
     opts = {"trim": not args.no_trim, "margin_s": args.margin, "fill": args.fill,
             "engines": [e.strip() for e in args.engines.split(",") if e.strip()]}
-    return pipeline.process(args.dance, args.bgm, args.out, options=opts, on_progress=progress)
+    # the status object of DESIGN.md; a command-line run is not a queued task, so it has no id
+    return {"task_id": None, **pipeline.process(args.dance, args.bgm, args.out, options=opts, on_progress=progress)}
 
 
 def main(argv: list[str] | None = None) -> int:

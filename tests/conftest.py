@@ -5,12 +5,10 @@ The generators themselves live in ``tests/mediagen.py`` (importable by any test 
 
 from __future__ import annotations
 
+import mediagen
 import numpy as np
 import pytest
-
-import mediagen
-
-CLICK_TIMES_S = (0.75, 2.5)  # where click tracks put their clicks, in seconds
+from mediagen import CLICK_TIMES_S
 
 
 @pytest.fixture
@@ -41,7 +39,16 @@ def make_class_video(tmp_path):
     """
     counter = iter(range(1000))
 
-    def make(ext: str = "mp4", *, clicks=CLICK_TIMES_S, sr: int = 48000, audio=True, duration_s=4.0, name=None, **kw):
+    def make(
+        ext: str = "mp4",
+        *,
+        clicks=CLICK_TIMES_S,
+        sr: int = 48000,
+        audio=True,
+        duration_s=4.0,
+        name=None,
+        **kw,
+    ):
         y = None
         if audio:
             y = mediagen.music(duration_s + 1.0, sr=sr, level=0.05, seed=1)

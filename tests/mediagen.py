@@ -19,6 +19,7 @@ import imageio_ffmpeg
 import numpy as np
 
 SONG_FORMATS = ("mp3", "m4a", "wav", "flac", "ogg", "opus", "mp4")
+CLICK_TIMES_S = (0.75, 2.5)  # where the test fixtures put their clicks, in seconds
 
 #: ffmpeg audio encoder arguments per song file extension.
 _SONG_CODECS: dict[str, list[str]] = {
@@ -105,7 +106,9 @@ def music(
     chords = np.zeros((2, n), np.float32)
     kick_n = int(0.15 * sr)
     tk = np.arange(kick_n) / sr
-    kick = (np.sin(2 * np.pi * (50 * tk + 60 * (1 - np.exp(-tk / 0.03)) * 0.03)) * _env(kick_n, sr=sr, decay_s=0.05))
+    kick = np.sin(2 * np.pi * (50 * tk + 60 * (1 - np.exp(-tk / 0.03)) * 0.03)) * _env(
+        kick_n, sr=sr, decay_s=0.05
+    )
     snare = rng.standard_normal(int(0.12 * sr)).astype(np.float32) * _env(int(0.12 * sr), sr=sr, decay_s=0.03)
     hat = rng.standard_normal(int(0.04 * sr)).astype(np.float32) * _env(int(0.04 * sr), sr=sr, decay_s=0.008)
     hat = np.diff(hat, prepend=0.0).astype(np.float32)  # brighter
@@ -254,6 +257,7 @@ def write_class_video(
     black_tail_s: float = 0.0,
     vfr: bool = False,
     audio_delay_s: float = 0.0,
+    audio_gap: tuple[float, float] | None = None,
 ) -> Path:
     """Write a small "class video": testsrc2 picture, optional black head/tail, sound from ``audio``.
 
@@ -292,6 +296,9 @@ def write_class_video(
         Seconds by which the sound starts after the first picture frame (``asetpts``);
         negative: the picture starts that much after the sound (``-itsoffset``). Either way, audio sample ``k``
         plays at dance time ``audio_delay_s + k / sr`` (dance time 0 = first picture frame).
+    audio_gap : (float, float), optional
+        ``(at_s, gap_s)``: the sound's timestamps jump by ``gap_s`` seconds after ``at_s`` seconds
+        (as when a phone drops audio for a moment); later samples play ``gap_s`` later.
     """
     path = Path(path)
     ext = path.suffix.lower()
@@ -314,8 +321,11 @@ def write_class_video(
         args += ["-map", "0:v"] + (["-map", "1:a"] if audio is not None else [])
         if vf:
             args += ["-vf", ",".join(vf)]
-        if audio is not None and audio_delay_s > 0:  # (-itsoffset on the sound input is ignored)
-            args += ["-af", f"asetpts=PTS+{audio_delay_s}/TB"]
+        shift = f"PTS+{max(audio_delay_s, 0.0)}/TB"  # (-itsoffset on the sound input is ignored)
+        if audio_gap is not None:
+            shift += f"+gte(T\\,{audio_gap[0]})*{audio_gap[1]}/TB"
+        if audio is not None and (audio_delay_s > 0 or audio_gap is not None):
+            args += ["-af", f"asetpts={shift}"]
         args += ["-c:v", vcodec]
         if vcodec in ("libx264", "libx265"):
             args += ["-preset", "ultrafast" if bframes is None else "veryfast", "-pix_fmt", "yuv420p"]

@@ -10,11 +10,11 @@ import time
 
 import av
 import imageio_ffmpeg
+import mediagen
 import numpy as np
 import pytest
-from conftest import CLICK_TIMES_S
+from mediagen import CLICK_TIMES_S
 
-import mediagen
 from beatsync.errors import MediaError
 from beatsync.media import (
     CutPlan,
@@ -214,6 +214,13 @@ def test_text_file_named_mp4(tmp_path):
     assert str(err) == "notes.mp4 is not a video or audio file ffmpeg can read"
 
 
+def test_subtitles_only_file_has_no_streams(tmp_path):
+    subs = tmp_path / "lyrics.mp4"
+    subs.write_text("1\n00:00:00,500 --> 00:00:01,500\nhello\n", encoding="utf-8")
+    err = _probe_error(subs)
+    assert err.code == "no_streams"
+
+
 @pytest.mark.parametrize("faststart", [False, True], ids=["moov-at-end", "faststart"])
 def test_truncated_mp4(make_class_video, tmp_path, faststart):
     extra = ["-movflags", "+faststart"] if faststart else []
@@ -255,7 +262,9 @@ def test_undecodable_sound_is_decode_failed(make_class_video, tmp_path):
 @pytest.mark.parametrize(("ext", "gop", "bframes"), [("mp4", 15, 3), ("mkv", 20, None), ("webm", 25, None)])
 def test_keyframe_times_match_gop(make_class_video, ext, gop, bframes):
     vcodec = "libvpx-vp9" if ext == "webm" else "libx264"
-    path = make_class_video(ext, vcodec=vcodec, gop=gop, bframes=bframes, fps=30.0, duration_s=3.0, audio=False)
+    path = make_class_video(
+        ext, vcodec=vcodec, gop=gop, bframes=bframes, fps=30.0, duration_s=3.0, audio=False
+    )
     kf = keyframe_times(path)
     expected = np.arange(0, 90, gop) / 30.0
     np.testing.assert_allclose(kf, expected, atol=1e-3)
@@ -324,8 +333,21 @@ def test_click_timing_when_sound_and_picture_start_apart(make_class_video, ext, 
     info = probe(path)
     assert info.audio_origin_s == pytest.approx(delay_s, abs=0.03)  # AAC priming shows in mp4 (see report)
     y = decode_audio(path, sr=48000, info=info)
-    errors = clicks_at(y, sr=48000, origin_s=info.audio_origin_s, expected_s=[t + delay_s for t in CLICK_TIMES_S])
+    errors = clicks_at(
+        y, sr=48000, origin_s=info.audio_origin_s, expected_s=[t + delay_s for t in CLICK_TIMES_S]
+    )
     assert np.all(np.abs(errors) < tol_s), errors
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_gap_in_sound_timestamps_is_filled(make_class_video, ext):
+    """A recording that drops 0.5 s of sound after 1.5 s: later sound stays at its dance time."""
+    path = make_class_video(ext, audio_gap=(1.5, 0.5))
+    info = probe(path)
+    y = decode_audio(path, sr=22050, info=info)
+    expected = [CLICK_TIMES_S[0], CLICK_TIMES_S[1] + 0.5]
+    errors = clicks_at(y, sr=22050, origin_s=info.audio_origin_s, expected_s=expected)
+    assert np.all(np.abs(errors) < TOL_S), errors
 
 
 @pytest.mark.parametrize("sr", [44100, 48000])
@@ -359,7 +381,13 @@ def test_decode_audio_shapes_rates_and_channels(make_song, tmp_path):
 def test_decode_audio_grows_buffer_when_duration_is_wrong(make_song, monkeypatch):
     path, _ = make_song("wav", duration_s=3.0)
     info = probe(path)
-    short = type(info)(**{**info.__dict__, "duration_s": 0.1, "audio": type(info.audio)(**{**info.audio.__dict__, "duration_s": 0.1})})
+    short = type(info)(
+        **{
+            **info.__dict__,
+            "duration_s": 0.1,
+            "audio": type(info.audio)(**{**info.audio.__dict__, "duration_s": 0.1}),
+        }
+    )
     monkeypatch.setattr("beatsync.media.audio._CHUNK_BYTES", 4096)
     y = decode_audio(path, sr=44100, info=short)
     assert len(y) == 3 * 44100
@@ -372,7 +400,9 @@ def test_decode_audio_grows_buffer_when_duration_is_wrong(make_song, monkeypatch
 
 def test_black_frames_head_and_tail(make_class_video):
     fps = 30.0
-    path = make_class_video("mp4", fps=fps, gop=30, black_head_s=1.0, black_tail_s=0.6, duration_s=4.0, audio=False)
+    path = make_class_video(
+        "mp4", fps=fps, gop=30, black_head_s=1.0, black_tail_s=0.6, duration_s=4.0, audio=False
+    )
     info = probe(path)
     head, tail = black_frames(path, info=info, head_until_s=2.0, tail_from_s=2.5)
     assert head == pytest.approx(1.0, abs=1 / fps + 1e-6)
@@ -420,7 +450,16 @@ def _render(src, out, *, click_track, start_s=1.3, end_s=3.8, sr=44100, channels
     plan = plan_cut(info, start_s=start_s, end_s=end_s)
     song = click_track(plan.duration_s + 0.5, sr=sr, channels=channels)
     progress = []
-    result = mux(video_path=src, info=info, plan=plan, audio=song, sr=sr, out_path=out, on_progress=progress.append, **kw)
+    result = mux(
+        video_path=src,
+        info=info,
+        plan=plan,
+        audio=song,
+        sr=sr,
+        out_path=out,
+        on_progress=progress.append,
+        **kw,
+    )
     assert progress and progress[-1] == 1.0 and progress == sorted(progress)
     return info, plan, result, probe(out)
 
@@ -439,8 +478,9 @@ def _assert_click_sync(out_info):
         ("webm", {"vcodec": "libvpx-vp9"}),
         ("mp4", {"audio_delay_s": -0.2}),  # picture starts 0.2 s into the file
         ("mov", {"audio_delay_s": 0.3, "rotation": 270}),
+        ("mp4", {"vcodec": "libx265"}),
     ],
-    ids=["mp4-bframes", "mkv-bframes", "webm-vp9", "mp4-late-picture", "mov-rotated"],
+    ids=["mp4-bframes", "mkv-bframes", "webm-vp9", "mp4-late-picture", "mov-rotated", "mp4-hevc"],
 )
 def test_mux_stream_copy_keeps_frames_and_sync(make_class_video, click_track, tmp_path, ext, kw):
     src = make_class_video(ext, gop=30, fps=30.0, duration_s=5.0, **kw)
@@ -462,12 +502,14 @@ def test_mux_stream_copy_keeps_frames_and_sync(make_class_video, click_track, tm
     _assert_click_sync(out_info)
     with av.open(str(out)) as c:
         assert sorted(s.type for s in c.streams) == ["audio", "video"]
+        if info.video.codec == "hevc":
+            assert c.streams.video[0].codec_tag == "hvc1"  # what Apple players need
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 def test_mux_keeps_vfr_timestamps(make_class_video, click_track, tmp_path):
     src = make_class_video("mp4", vfr=True, gop=30, fps=30.0, duration_s=4.0)
-    info, plan, result, out_info = _render(src, tmp_path / "vfr_out.mp4", click_track=click_track, end_s=3.5)
+    info, plan, result, out_info = _render(src, tmp_path / "vfr_out.mp4", click_track=click_track)
     assert result["video"] == "copy" and out_info.video.vfr
     src_ft = frame_times(src) - info.video.start_s
     src_ft = src_ft[(src_ft >= plan.start_s - 1e-6) & (src_ft < plan.end_s)] - plan.start_s
@@ -486,7 +528,9 @@ def test_mux_drops_other_streams(make_class_video, click_track, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("ext", "vcodec", "rotation"), [("avi", "mjpeg", 0), ("webm", "libvpx", 90)], ids=["mjpeg-avi", "vp8-webm-rotated"]
+    ("ext", "vcodec", "rotation"),
+    [("avi", "mjpeg", 0), ("webm", "libvpx", 90)],
+    ids=["mjpeg-avi", "vp8-webm-rotated"],
 )
 def test_mux_reencodes_what_mp4_cannot_copy(make_class_video, click_track, tmp_path, ext, vcodec, rotation):
     src = make_class_video(ext, vcodec=vcodec, rotation=rotation, fps=25.0, gop=25, duration_s=4.0)
@@ -520,14 +564,21 @@ def test_mux_failure_leaves_nothing_behind(make_class_video, click_track, tmp_pa
     assert_one_line(exc.value, "result.mp4")
     assert list(out_dir.iterdir()) == []
     with pytest.raises(MediaError) as exc:
-        mux(video_path=src, info=info, plan=forced, audio=click_track(2.0), sr=44100, out_path=tmp_path / "no" / "x.mp4")
+        mux(
+            video_path=src,
+            info=info,
+            plan=forced,
+            audio=click_track(2.0),
+            sr=44100,
+            out_path=tmp_path / "no" / "x.mp4",
+        )
     assert exc.value.code == "write_failed"
 
 
 def test_mux_cancelled_leaves_nothing_behind(make_class_video, click_track, tmp_path):
-    src = make_class_video("avi", vcodec="mjpeg", size=(320, 240), duration_s=12.0)
+    src = make_class_video("avi", vcodec="mjpeg", size=(640, 360), duration_s=20.0)  # ~2 s to re-encode
     info = probe(src)
-    plan = plan_cut(info, start_s=0.0, end_s=12.0)
+    plan = plan_cut(info, start_s=0.0, end_s=20.0)
     out = tmp_path / "cancelled.mp4"
 
     def cancel(fraction):
@@ -535,6 +586,14 @@ def test_mux_cancelled_leaves_nothing_behind(make_class_video, click_track, tmp_
             kill_children()
 
     with pytest.raises(MediaError) as exc:
-        mux(video_path=src, info=info, plan=plan, audio=click_track(12.0), sr=44100, out_path=out, on_progress=cancel)
+        mux(
+            video_path=src,
+            info=info,
+            plan=plan,
+            audio=click_track(20.0),
+            sr=44100,
+            out_path=out,
+            on_progress=cancel,
+        )
     assert exc.value.code == "ffmpeg_killed"
     assert [p.name for p in tmp_path.iterdir() if p.suffix != ".avi"] == []

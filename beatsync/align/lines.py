@@ -173,7 +173,7 @@ def _windowed_delays(a: np.ndarray, b: np.ndarray, shift: float | np.ndarray, st
     qual = np.zeros(len(starts))
     ncc = np.zeros(len(starts))
     taper = np.hanning(n).astype(np.float32) if phat else np.ones(n, np.float32)
-    batch = max(1, int(2**24 // (nfft * C)))
+    batch = max(1, int(2**22 // (nfft * C)))  # ~32 MB per complex block: bounded memory
     for k0 in range(0, len(starts), batch):
         st = starts[k0:k0 + batch]
         A = np.zeros((len(st), C, n), np.float32)

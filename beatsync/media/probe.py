@@ -200,6 +200,8 @@ def _check_file(path: str) -> int:
     name = os.path.basename(path)
     if not os.path.isfile(path):
         raise MediaError("file_missing", f"{name} was not found", name=name)
+    if not os.access(path, os.R_OK):
+        raise MediaError("unreadable", f"{name} cannot be read (permission denied)", name=name)
     size = os.path.getsize(path)
     if size == 0:
         raise MediaError("empty_file", f"{name} is empty (0 bytes)", name=name)
@@ -374,7 +376,7 @@ def probe(path) -> MediaInfo:
     Raises
     ------
     MediaError
-        ``"file_missing"``, ``"empty_file"``, ``"not_media"``, ``"truncated"`` (an mp4/mov whose
+        ``"file_missing"``, ``"unreadable"``, ``"empty_file"``, ``"not_media"``, ``"truncated"`` (an mp4/mov whose
         index is missing or points past the end), ``"no_streams"`` (neither sound nor picture).
         A missing sound or picture track is not an error here: see `require_audio`,
         `require_video`.
