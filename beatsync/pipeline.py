@@ -9,7 +9,6 @@ percent never going down.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -190,25 +189,6 @@ def plan_trim(inp: Inputs, alignments: list[Alignment], opts: Options) -> Trim:
 # ----------------------------------------------------------------------------- rendering
 
 
-def _stretcher(workdir: str):
-    """Pitch-kept time stretch with ffmpeg's atempo (WSOLA)."""
-
-    def stretch(x: np.ndarray, sr: int, rate: float) -> np.ndarray:
-        src = os.path.join(workdir, "stretch_in.f32")
-        dst = os.path.join(workdir, "stretch_out.f32")
-        np.ascontiguousarray(x.T, dtype=np.float32).tofile(src)
-        ch = x.shape[0]
-        media.run_ffmpeg(["-y", "-f", "f32le", "-ar", str(sr), "-ac", str(ch), "-i", src,
-                          "-af", f"atempo={rate:.6f}", "-f", "f32le", "-ar", str(sr), "-ac", str(ch), dst],
-                         what="time-stretching the song")
-        y = np.fromfile(dst, dtype=np.float32).reshape(-1, ch).T
-        for p in (src, dst):
-            os.unlink(p)
-        return y
-
-    return stretch
-
-
 def output_path(out_dir: str, dance_path: str, variant: str, suffix: str = "") -> str:
     return os.path.join(out_dir, f"{Path(dance_path).stem}_{variant}{suffix}.mp4")
 
@@ -224,12 +204,10 @@ def render_variant(inp: Inputs, alignment: Alignment, trim: Trim, *, out_path: s
         # original sample k is at dance time origin + k / sr; we need sample 0 at plan.start_s
         k0 = int(round((plan.start_s - inp.dance.audio_origin_s) * inp.song_sr))
         fill = orig[:, max(0, k0):] if k0 >= 0 else np.pad(orig, ((0, 0), (-k0, 0)))
-    with tempfile.TemporaryDirectory(prefix="beatsync-", dir=os.path.dirname(out_path) or ".") as wd:
-        audio = build_track(inp.song, sr=inp.song_sr, segments=alignment.segments, start_s=plan.start_s,
-                            end_s=plan.end_s, fill=fill, stretch=_stretcher(wd))
-        info = media.mux(video_path=inp.dance_path, info=inp.dance, plan=plan, audio=audio, sr=inp.song_sr,
-                         out_path=out_path, bitrate=opts.audio_bitrate, on_progress=on_progress)
-    return info
+    audio = build_track(inp.song, sr=inp.song_sr, segments=alignment.segments, start_s=plan.start_s,
+                        end_s=plan.end_s, fill=fill)
+    return media.mux(video_path=inp.dance_path, info=inp.dance, plan=plan, audio=audio, sr=inp.song_sr,
+                     out_path=out_path, bitrate=opts.audio_bitrate, on_progress=on_progress)
 
 
 # ----------------------------------------------------------------------------- the job

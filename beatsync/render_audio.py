@@ -1,12 +1,15 @@
 """Build the sound track of an output: the clean song laid out along the class video's timeline.
 
-Pure numpy on arrays, except pitch-kept time stretching, which uses ffmpeg's ``atempo`` filter
-through `beatsync.media` (a WSOLA stretcher that keeps the pitch, as practice apps do).
+Pure numpy on arrays. Speed changes that move the pitch are resampled (soxr); pitch-kept ones
+use a WSOLA time stretcher whose splice search is bounded to a few milliseconds, so the song's
+timing never wanders from the alignment by more than that (general-purpose stretchers such as
+ffmpeg's ``atempo`` drift by tens of milliseconds locally).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft
 import soxr
 
 from beatsync.align.result import Segment
@@ -25,16 +28,54 @@ def _fade(x: np.ndarray, n: int, *, head: bool, tail: bool) -> None:
         x[..., -n:] *= ramp[::-1]
 
 
-def song_piece(bgm: np.ndarray, *, sr: int, bgm_start_s: float, duration_s: float, rate: float, mode: str,
-               stretch=None) -> np.ndarray:
+def wsola(x: np.ndarray, *, sr: int, rate: float, max_shift_s: float = 0.006) -> np.ndarray:
+    """Time-stretch ``x`` (channels, n) to play ``rate`` times as fast with the pitch kept.
+
+    Output sample k carries the input near sample ``k * rate`` (within ``max_shift_s``): frames of
+    ~46 ms are overlap-added at a fixed output hop, each taken from the input position (within
+    the bound) whose start best continues the previous frame's waveform.
+
+    Returns (channels, round(n / rate)) float32.
+    """
+    x = np.atleast_2d(np.asarray(x, dtype=np.float32))
+    ch, n = x.shape
+    N = 1 << int(np.ceil(np.log2(0.046 * sr)))
+    H = N // 2
+    D = max(1, int(max_shift_s * sr))
+    m = int(round(n / rate))
+    out = np.zeros((ch, m + N), np.float32)
+    win = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N) / N)).astype(np.float32)  # periodic: sums to 1 at hop N/2
+    mono = x.mean(axis=0)
+    padded = np.pad(mono, (D, N + D))
+    xp = np.pad(x, ((0, 0), (0, N)))
+    nfft = scipy.fft.next_fast_len(H + 2 * D + H)
+    prev = None
+    for k in range(m // H + 1):
+        nominal = int(round(k * H * rate))
+        if nominal >= n:
+            break
+        pos = nominal
+        if prev is not None:
+            target = padded[prev + H + D: prev + H + D + H]  # how the previous frame's input goes on
+            region = padded[nominal: nominal + 2 * D + H]  # candidates: nominal - D .. nominal + D
+            if target.any() and region.any():
+                c = scipy.fft.irfft(scipy.fft.rfft(region, nfft) * np.conj(scipy.fft.rfft(target, nfft)), nfft)
+                pos = nominal - D + int(np.argmax(c[:2 * D + 1]))
+                pos = min(max(pos, 0), n - 1)
+        out[:, k * H: k * H + N] += xp[:, pos:pos + N] * win
+        prev = pos
+    return out[:, :m]
+
+
+def song_piece(bgm: np.ndarray, *, sr: int, bgm_start_s: float, duration_s: float, rate: float,
+               mode: str) -> np.ndarray:
     """The song as heard during ``duration_s`` dance seconds from BGM time ``bgm_start_s`` at ``rate``.
 
     Parameters
     ----------
     bgm : (channels, n) float32 song at ``sr`` Hz.
     rate : BGM seconds per dance second (0.9 = the class played it at 90 %).
-    mode : "speed" (resample: pitch follows tempo) or "stretch" (keep pitch; needs ``stretch``).
-    stretch : callable(x (channels, n), sr, rate) -> stretched array, for mode "stretch".
+    mode : "speed" (resample: pitch follows tempo) or "stretch" (keep pitch: WSOLA).
 
     Returns (channels, round(duration_s * sr)) float32; silence where the song has no samples.
     """
@@ -56,8 +97,8 @@ def song_piece(bgm: np.ndarray, *, sr: int, bgm_start_s: float, duration_s: floa
     if abs(rate - 1.0) < 1e-9:
         i0 = int(round(frac0))
         piece = src[:, i0:i0 + n_out]
-    elif mode == "stretch" and stretch is not None and abs(rate - 1.0) > 0.005:
-        st = stretch(src, sr, rate)  # src played at `rate` with the pitch kept
+    elif mode == "stretch" and abs(rate - 1.0) > 0.005:
+        st = wsola(src, sr=sr, rate=rate)  # src played at `rate` with the pitch kept
         i0 = int(round(frac0 / rate))
         piece = st[:, i0:i0 + n_out]
     else:
@@ -70,7 +111,7 @@ def song_piece(bgm: np.ndarray, *, sr: int, bgm_start_s: float, duration_s: floa
 
 
 def build_track(bgm: np.ndarray, *, sr: int, segments: list[Segment], start_s: float, end_s: float,
-                fill: np.ndarray | None = None, stretch=None) -> np.ndarray:
+                fill: np.ndarray | None = None) -> np.ndarray:
     """The output's audio for dance time [start_s, end_s): the song along each segment.
 
     Parameters
@@ -95,7 +136,7 @@ def build_track(bgm: np.ndarray, *, sr: int, segments: list[Segment], start_s: f
             continue
         i0 = int(round((a - start_s) * sr))
         piece = song_piece(bgm, sr=sr, bgm_start_s=seg.bgm_time(a), duration_s=b - a, rate=seg.rate,
-                           mode=seg.mode, stretch=stretch)
+                           mode=seg.mode)
         piece = piece[:, :n - i0]
         # fade only where the song really starts/stops inside the output
         _fade(piece, fade, head=a > start_s + 1e-6, tail=b < end_s - 1e-6)

@@ -84,19 +84,42 @@ def kill_children() -> int:
     return n
 
 
-_CONTEXT_PREFIX = re.compile(r"^\[[^\]]*@ ?0x[0-9a-f]+\]\s*")
+_CONTEXT_PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")
+#: ffmpeg's summary lines that follow the real cause; skipped when choosing the reason to show.
+_GENERIC = (
+    "Conversion failed",
+    "Nothing was written into output file",
+    "Task finished with error code",
+    "Terminating thread with return code",
+    "Error opening input file",
+    "Error opening input files",
+    "Error opening output file",
+    "Error opening output files",
+    "Could not write header",
+    "Error while filtering",
+    "Error writing trailer",
+    "Error closing file",
+    "Error sending frames to consumers",
+    "Error submitting",
+)
 
 
 def _reason(stderr: str, args: Sequence[str]) -> str:
-    """The most telling line of ffmpeg's stderr, made short: no ``[ctx @ 0x..]`` prefix, base names."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    lines = [ln for ln in lines if ln not in ("Conversion failed!",)] or lines
+    """The telling line of ffmpeg's stderr, one line, without ``[ctx @ 0x..]`` prefixes or folders.
+
+    ffmpeg 7+ cascades one failure into several lines (the cause, then "Could not write header",
+    "Task finished with error code", "Nothing was written...", ...): this is the first line that
+    is not one of those generic follow-ups (`_GENERIC`), or the last line if all are.
+    """
+    lines = [_CONTEXT_PREFIX.sub("", ln).strip() for ln in stderr.splitlines()]
+    lines = [ln for ln in lines if ln]
     if not lines:
         return "unknown error"
-    line = _CONTEXT_PREFIX.sub("", lines[-1])
-    for arg in args:
-        if os.sep in str(arg) and str(arg) in line:
-            line = line.replace(str(arg), os.path.basename(str(arg)))
+    specific = [ln for ln in lines if not ln.startswith(_GENERIC)]
+    line = specific[0] if specific else lines[-1]
+    for arg in map(str, args):
+        if os.sep in arg and arg in line:
+            line = line.replace(arg, os.path.basename(arg))
     return line
 
 
@@ -129,7 +152,7 @@ def run_ffmpeg(
     Raises
     ------
     MediaError
-        ``"ffmpeg_failed"`` (exit code != 0; message ends with ffmpeg's last error line),
+        ``"ffmpeg_failed"`` (exit code != 0; message ends with ffmpeg's telling error line),
         ``"ffmpeg_timeout"`` or ``"ffmpeg_killed"`` (stopped by `kill_children`).
     """
     cmd = _command(args)

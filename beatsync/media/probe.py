@@ -165,6 +165,11 @@ class MediaInfo:
         ``audio.start_s - video.start_s`` when there is a picture (both measured by decoding the
         first frame of each stream, exactly as ffmpeg's decoder delivers them), else 0.0. Negative
         when the sound starts before the first picture.
+
+        This is where the decoder really starts, not the container's nominal start: e.g. when an
+        mp4's AAC sound starts 0.3 s after the picture, the 1024 samples of encoder priming are
+        decoded too and the origin is ``0.3 - 1024 / sr``. For a song file that has a picture
+        (a music video), ignore it: sample 0 is song time 0.
         """
         if self.audio is None or self.video is None:
             return 0.0
@@ -341,7 +346,7 @@ def _audio_info(stream, frame) -> AudioStreamInfo:
     )
 
 
-def _check_index(container, streams, size: int, name: str) -> None:
+def _check_index(streams, *, size: int, name: str) -> None:
     """Raise "truncated" if an ISO-BMFF index points past the end of the file."""
     for stream in streams:
         entries = stream.index_entries
@@ -391,7 +396,7 @@ def probe(path) -> MediaInfo:
         if not streams:
             raise MediaError("no_streams", f"{name} contains no sound or picture", name=name)
         if _is_isobmff(path):
-            _check_index(container, streams, size, name)
+            _check_index(streams, size=size, name=name)
         duration = _duration(container, streams)
         frames = _first_frames(container, streams)
         return MediaInfo(

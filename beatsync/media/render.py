@@ -223,7 +223,9 @@ def mux(
     keyframe, whose pts becomes 0) or re-encoded with x264 (veryfast, CRF 20, yuv420p). The
     display rotation, frame rate and (when copying) variable-frame-rate timestamps are kept. Only
     the picture stream and the new AAC sound go into the output. ffmpeg's mp4 muxer writes an edit
-    list for the AAC priming (1024 samples), so ``audio[0]`` plays with the first frame.
+    list for the AAC priming (1024 samples), so ``audio[0]`` plays with the first frame. When
+    copying, ffmpeg ends the picture in decode order, so with B-frames up to two frames past
+    ``plan.end_s`` may be kept (the sound still ends at ``plan.end_s``).
 
     The file is written as ``.<stem>.partial.mp4`` next to ``out_path`` and renamed on success;
     on failure nothing is left behind.
