@@ -239,6 +239,42 @@ def write_song(path, y: np.ndarray, *, sr: int, extra: list[str] | None = None) 
     return path
 
 
+def _picture_filters(*, duration_s: float, fps: float, head_s: float, tail_s: float, vfr: bool) -> str:
+    vf = []
+    if head_s > 0 or tail_s > 0:
+        cond = f"lt(t,{head_s})+gte(t,{duration_s - tail_s})"
+        vf.append(f"drawbox=x=0:y=0:w=iw:h=ih:color=black:t=fill:enable='{cond}'")
+    if vfr:  # alternate frame durations 1.3/fps and 0.7/fps: the average rate stays fps
+        vf.append(f"settb=1/90000,setpts='(N/{fps}+mod(N,2)*0.3/{fps})/TB'")
+    return ",".join(vf)
+
+
+def _sound_timestamps(*, delay_s: float, gap: tuple[float, float] | None) -> str:
+    """``asetpts`` filter delaying the sound (``-itsoffset`` on a raw sound input is ignored)."""
+    expr = f"PTS+{delay_s}/TB"
+    if gap is not None:
+        expr += f"+gte(T\\,{gap[0]})*{gap[1]}/TB"
+    return f"asetpts={expr}"
+
+
+def _encoder_args(vcodec: str, *, gop: int | None, bframes: int | None, vfr: bool) -> list[str]:
+    args = ["-c:v", vcodec]
+    if vcodec in ("libx264", "libx265"):
+        args += ["-preset", "ultrafast" if bframes is None else "veryfast", "-pix_fmt", "yuv420p"]
+    if vcodec == "libx264" and bframes is not None:
+        args += ["-bf", str(bframes)]
+    if vcodec == "libx265":
+        args += ["-x265-params", "log-level=error"]
+    if vcodec.startswith("libvpx"):
+        args += ["-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k"]
+    if gop is not None:
+        args += ["-g", str(gop), "-keyint_min", str(gop)]
+        args += ["-sc_threshold", "0"] if vcodec == "libx264" else []
+    if vfr:
+        args += ["-fps_mode", "passthrough", "-enc_time_base", "filter"]
+    return args
+
+
 def write_class_video(
     path,
     *,
@@ -266,7 +302,7 @@ def write_class_video(
     path : str or Path
         Output file; the container follows the extension (mp4, mov, m4v, mkv, webm, avi).
     duration_s : float
-        Length of the picture in seconds (the audio is cut or left as given).
+        Length of the picture in seconds (the sound is cut to end with it).
     size : (int, int)
         Coded width and height in pixels.
     fps : float
@@ -294,8 +330,8 @@ def write_class_video(
         Make variable-frame-rate timestamps (frame durations alternate between two values).
     audio_delay_s : float
         Seconds by which the sound starts after the first picture frame (``asetpts``);
-        negative: the picture starts that much after the sound (``-itsoffset``). Either way, audio sample ``k``
-        plays at dance time ``audio_delay_s + k / sr`` (dance time 0 = first picture frame).
+        negative: the picture starts that much after the sound (``-itsoffset``). Either way,
+        audio sample ``k`` plays at dance time ``audio_delay_s + k / sr`` (0 = first picture).
     audio_gap : (float, float), optional
         ``(at_s, gap_s)``: the sound's timestamps jump by ``gap_s`` seconds after ``at_s`` seconds
         (as when a phone drops audio for a moment); later samples play ``gap_s`` later.
@@ -303,13 +339,6 @@ def write_class_video(
     path = Path(path)
     ext = path.suffix.lower()
     w, h = size
-    vf = []
-    if black_head_s > 0 or black_tail_s > 0:
-        cond = f"lt(t,{black_head_s})+gte(t,{duration_s - black_tail_s})"
-        vf.append(f"drawbox=x=0:y=0:w=iw:h=ih:color=black:t=fill:enable='{cond}'")
-    if vfr:
-        # alternate frame durations 1.3/fps and 0.7/fps: average rate stays fps
-        vf.append(f"settb=1/90000,setpts='(N/{fps}+mod(N,2)*0.3/{fps})/TB'")
     args: list[str] = ["-itsoffset", str(-audio_delay_s)] if audio_delay_s < 0 else []
     args += ["-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate={fps}:duration={duration_s}"]
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
@@ -319,28 +348,13 @@ def write_class_video(
             audio = audio[..., : max(1, int(round((duration_s - audio_delay_s) * sr)))]
             args += _raw_audio_input(audio, sr=sr, tmpdir=tmp)
         args += ["-map", "0:v"] + (["-map", "1:a"] if audio is not None else [])
-        if vf:
-            args += ["-vf", ",".join(vf)]
-        shift = f"PTS+{max(audio_delay_s, 0.0)}/TB"  # (-itsoffset on the sound input is ignored)
-        if audio_gap is not None:
-            shift += f"+gte(T\\,{audio_gap[0]})*{audio_gap[1]}/TB"
+        vf = _picture_filters(
+            duration_s=duration_s, fps=fps, head_s=black_head_s, tail_s=black_tail_s, vfr=vfr
+        )
+        args += ["-vf", vf] if vf else []
         if audio is not None and (audio_delay_s > 0 or audio_gap is not None):
-            args += ["-af", f"asetpts={shift}"]
-        args += ["-c:v", vcodec]
-        if vcodec in ("libx264", "libx265"):
-            args += ["-preset", "ultrafast" if bframes is None else "veryfast", "-pix_fmt", "yuv420p"]
-        if vcodec == "libx264" and bframes is not None:
-            args += ["-bf", str(bframes)]
-        if vcodec == "libx265":
-            args += ["-x265-params", "log-level=error"]
-        if vcodec.startswith("libvpx"):
-            args += ["-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k"]
-        if gop is not None:
-            args += ["-g", str(gop), "-keyint_min", str(gop)]
-            if vcodec == "libx264":
-                args += ["-sc_threshold", "0"]
-        if vfr:
-            args += ["-fps_mode", "passthrough", "-enc_time_base", "filter"]
+            args += ["-af", _sound_timestamps(delay_s=max(audio_delay_s, 0.0), gap=audio_gap)]
+        args += _encoder_args(vcodec, gop=gop, bframes=bframes, vfr=vfr)
         args += vargs or []
         if audio is not None:
             args += acodec if acodec is not None else _VIDEO_AUDIO_CODECS[ext]
