@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from beatsync.align.lines import Assembled, Line, Signals
-from beatsync.align.result import Alignment
+from beatsync.align.result import Alignment, reference_segment
 from beatsync.errors import AlignmentError
 
 #: below this confidence an alignment is not returned at all: the song was not found
@@ -25,9 +25,7 @@ def decide(engine: str, sig: Signals, res: Assembled, lines: list[Line], info: d
             "The song was not found in this video: its sound does not match the song file "
             "(check that you picked the right song, and that the video's sound has the music).",
         )
-    # offset_s and tempo_ratio describe the first run-through (unless it is a small fragment)
-    longest = max(s.dance_end_s - s.dance_start_s for s in res.segments)
-    main = next(s for s in res.segments if s.dance_end_s - s.dance_start_s >= 0.25 * longest)
+    main = reference_segment(res.segments)
     warnings = []
     if res.alternatives and res.alternatives[0].score > 0.5:
         warnings.append("ambiguous: the video matches more than one place in the song (a repeated section?); "

@@ -331,6 +331,34 @@ VERIFY_LAG_S = 0.025
 VERIFY_NULL_SHIFTS_S = (0.31, -0.43, 0.57)
 
 
+def _short_ncc(sig: Signals, fit: Fit, t: np.ndarray, dt: float = 0.0) -> np.ndarray:
+    """Best waveform correlation (within a few ms of lag) of short windows centred at dance times
+    ``t`` with the song where ``fit``'s line (moved by ``dt`` s) puts it; NaN where out of range."""
+    sr = sig.sr
+    n = int(VERIFY_WIN_S * sr)
+    lag = int(VERIFY_LAG_S * sr)
+    starts = np.round((t - VERIFY_WIN_S / 2) * sr).astype(np.int64)
+    ok = (starts >= 0) & (starts + n <= len(sig.dance))
+    out = np.full(len(t), np.nan)
+    if not ok.any():
+        return out
+    if fit.line.mode == "stretch":
+        b = sig.bgm
+        # window start s (dance) <-> song sample at the line's song time of the window centre
+        shift = starts[ok] - (fit.line.bgm_time(t[ok] + dt) * sr - n / 2)
+    else:
+        b = sig.bgm_resampled(fit.line.rate)
+        shift = np.full(int(ok.sum()), (fit.line.offset + dt) * sr)
+    _, _, ncc = _windowed_delays(sig.dance, b, shift, starts[ok], n=n, max_lag=lag, phat=True)
+    out[ok] = ncc
+    return out
+
+
+def _sub_windows(fit: Fit, centers: np.ndarray) -> np.ndarray:
+    """Three short windows inside each analysis window, away from its centre (independent-ish)."""
+    return (centers[:, None] + np.array([-0.5, 0.0, 0.5])[None, :] * fit.win_s * 0.6).ravel()
+
+
 def verify(sig: Signals, fit: Fit, *, max_windows: int = 40) -> dict:
     """Is the song's *waveform* really in the recording along this line?
 
@@ -346,33 +374,29 @@ def verify(sig: Signals, fit: Fit, *, max_windows: int = 40) -> dict:
     centers = fit.centers[idx]
     if len(centers) > max_windows:
         centers = centers[np.linspace(0, len(centers) - 1, max_windows).astype(int)]
-    # several short windows inside each analysis window, away from its centre (independent-ish)
-    t = (centers[:, None] + np.array([-0.5, 0.0, 0.5])[None, :] * fit.win_s * 0.6).ravel()
-    sr = sig.sr
-    n = int(VERIFY_WIN_S * sr)
-    lag = int(VERIFY_LAG_S * sr)
-    starts = np.round((t - VERIFY_WIN_S / 2) * sr).astype(np.int64)
-    ok = (starts >= 0) & (starts + n <= len(sig.dance))
-    starts, t = starts[ok], t[ok]
-    if len(starts) < 3:
-        return {"true": 0.0, "null": 0.0, "ok": False}
+    t = _sub_windows(fit, centers)
 
-    def best_ncc(dt: float) -> float:
-        if fit.line.mode == "stretch":
-            b = sig.bgm
-            # window start s (dance) <-> song sample at the line's song time of the window centre
-            pos = (fit.line.bgm_time(t + dt) * sr) - n / 2
-            shift = starts - pos
-        else:
-            b = sig.bgm_resampled(fit.line.rate)
-            shift = np.full(len(starts), (fit.line.offset + dt) * sr)
-        _, _, ncc = _windowed_delays(sig.dance, b, shift, starts, n=n, max_lag=lag, phat=True,
-                                     band=None)
-        return float(np.median(ncc))
+    def med(dt: float) -> float:
+        v = _short_ncc(sig, fit, t, dt)
+        return float(np.nanmedian(v)) if np.isfinite(v).sum() >= 3 else 0.0
 
-    true = best_ncc(0.0)
-    null = float(np.median([best_ncc(dt) for dt in VERIFY_NULL_SHIFTS_S]))
+    true = med(0.0)
+    null = float(np.median([med(dt) for dt in VERIFY_NULL_SHIFTS_S]))
     return {"true": round(true, 4), "null": round(null, 4), "ok": bool(true > 1.5 * null and true > null + 0.04)}
+
+
+def wave_strength(sig: Signals, fit: Fit) -> np.ndarray:
+    """Per analysis window: how alike the waveforms are on the line (0 where it does not agree).
+
+    One scale for every fit, whatever its method, so that lines can be compared window by window.
+    """
+    out = np.zeros(len(fit.centers))
+    idx = np.flatnonzero(fit.inlier & fit.valid)
+    if len(idx):
+        v = _short_ncc(sig, fit, _sub_windows(fit, fit.centers[idx])).reshape(len(idx), 3)
+        out[idx] = np.nan_to_num(np.nanmedian(np.where(np.isfinite(v), v, np.nan), axis=1), nan=0.0) \
+            if np.isfinite(v).any() else 0.0
+    return np.clip(out, 0.0, None)
 
 
 # ----------------------------------------------------------------------------- segments
@@ -480,14 +504,14 @@ def refine_edges(sig: Signals, fit: Fit, start: float, end: float) -> tuple[floa
                 return k + run - 1
         return None
 
-    if start > 0.05:
+    if True:  # also when the first agreeing window starts the recording: the music may start inside it
         lo, hi = max(0.0, start - reach), start + reach
         c, v = level(lo, hi + 3.0)
         inner = v[c > hi]
         if len(inner) >= 5 and np.median(inner) > 0:
             edge = c <= hi
             k = last_quiet(v[edge], np.median(inner) / 5)
-            start = float(c[edge][k] + short / 2) if k is not None else lo
+            start = float(c[edge][k] + short / 2) if k is not None else min(start, lo)
     if end < sig.dance_dur - 0.05:
         lo, hi = end - reach, min(sig.dance_dur, end + reach)
         c, v = level(lo - 3.0, hi)
@@ -499,9 +523,9 @@ def refine_edges(sig: Signals, fit: Fit, start: float, end: float) -> tuple[floa
     # the song's own first and last samples are natural edges: snap to them when close
     song_start = float(fit.line.dance_time(0.0))
     song_end = float(fit.line.dance_time(sig.bgm_dur))
-    if abs(start - song_start) <= reach:
+    if song_start > 0.0 and abs(start - song_start) <= reach:
         start = song_start
-    if abs(end - song_end) <= reach:
+    if song_end < sig.dance_dur and abs(end - song_end) <= reach:
         end = song_end
     return start, end
 
@@ -544,22 +568,51 @@ def fit_score(fit: Fit, claimed: list[tuple[float, float]] = (), sig: Signals | 
     return score
 
 
-def _smooth_evidence(f: Fit, width: int = 5) -> np.ndarray:
-    e = np.where(f.inlier & f.valid, np.clip(f.strength, 0, None), 0.0)
+#: candidate lines examined by `assemble` (the best by evidence)
+MAX_LINES = 8
+
+
+def verify_mode(sig: Signals, fit: Fit) -> tuple[Fit, dict]:
+    """`verify`, and at practice speed also with the other pitch mode: keep whichever matches."""
+    check = verify(sig, fit)
+    if abs(fit.line.rate - 1.0) > 0.01:
+        other = replace(fit, line=replace(fit.line, mode="stretch" if fit.line.mode == "speed" else "speed"))
+        check2 = verify(sig, other)
+        if check2["ok"] and (not check["ok"] or check2["true"] > check["true"]):
+            return other, check2
+    return fit, check
+
+
+def dedupe(fits: list[Fit], *, tol_s: float = 0.02) -> list[Fit]:
+    """Drop fits that converged onto the same line as a better one (same placement within tol_s)."""
+    order = sorted(fits, key=lambda f: -f.n_inliers)
+    out: list[Fit] = []
+    for f in order:
+        mid = float(np.median(f.centers)) if len(f.centers) else 0.0
+        if all(abs(float(f.line.bgm_time(mid) - g.line.bgm_time(mid))) > tol_s * f.line.rate
+               or abs(f.line.rate / g.line.rate - 1) > 0.001 for g in out):
+            out.append(f)
+    return out
+
+
+def _smooth_evidence(sig: Signals, f: Fit, span_s: float = 2.5) -> np.ndarray:
+    e = wave_strength(sig, f)
+    hop = float(np.median(np.diff(f.centers))) if len(f.centers) > 1 else 1.0
+    width = max(1, int(round(span_s / hop)))
     if len(e) < width:
         return e
     return np.convolve(e, np.ones(width) / width, mode="same")
 
 
-def exclusive(fits: list[Fit], *, ratio: float = 0.8) -> list[Fit]:
+def exclusive(sig: Signals, fits: list[Fit], *, ratio: float = 0.8) -> list[Fit]:
     """Each window belongs to the line(s) that explain it best.
 
-    A line keeps an agreeing window only where its (smoothed) similarity is at least ``ratio``
-    of the best other line's there: a repeated section that half-matches under another run-through
+    A line keeps an agreeing window only where its (smoothed) waveform similarity is at least
+    ``ratio`` of the best other line's there: a repeated section that half-matches under another run-through
     is left to that run-through, while two placements that match equally well both keep it (and
     the choice between them shows up as an alternative).
     """
-    ev = [_smooth_evidence(f) for f in fits]
+    ev = [_smooth_evidence(sig, f) if runs_of(f) else np.zeros(len(f.centers)) for f in fits]
     out = []
     for i, f in enumerate(fits):
         if len(f.centers) == 0:
@@ -578,36 +631,42 @@ def exclusive(fits: list[Fit], *, ratio: float = 0.8) -> list[Fit]:
 def assemble(sig: Signals, fits: list[Fit], *, min_match: float = 0.3, min_inliers: int = 5) -> Assembled:
     """Turn refined candidate lines into segments, alternatives and a calibrated confidence.
 
-    Greedy: the line with the most evidence on unclaimed time claims the stretches where it
-    agrees; then the next, on what is left (another run-through). Lines that claim nothing but
-    explain the main segment's stretch nearly as well become ``alternatives``.
+    Each window first belongs to the line(s) whose waveform matches best there (`exclusive`).
+    Then, greedily, the line with the most evidence on unclaimed time, if its waveform really
+    matches (verified against a null), claims the stretches where it agrees; the next line gets
+    what is left (another run-through). Verified lines that claim nothing but explain the main
+    segment's stretch nearly as well become ``alternatives``.
 
     Confidence = agreement inside the main segment (share of its windows that match, and how
     many) times how clearly it beats the best alternative placement of the same stretch.
     """
-    fits = exclusive(fits)
+    # the pitch mode decides how waveforms compare: settle it first (practice speed only)
+    checks: dict[int, dict] = {}
+    settled = []
+    for f in dedupe(fits):
+        if runs_of(f) and abs(f.line.rate - 1.0) > 0.01:
+            f, checks_f = verify_mode(sig, f)
+            checks[id(f)] = checks_f
+        settled.append(f)
+    fits = exclusive(sig, settled)
     claimed: list[tuple[float, float]] = []
     segments: list[Segment] = []
     seg_fit: list[Fit] = []
     verdicts: list[dict] = []
+    verified: list[Fit] = []
     remaining = list(fits)
-    while remaining:
+    while remaining and len(verdicts) < MAX_LINES:
         scores = [fit_score(f, claimed, sig) for f in remaining]
         k = int(np.argmax(scores))
         f = remaining.pop(k)
-        if not runs_of(f):
+        if not any(r[2] >= min_match for r in runs_of(f)):
             continue
         check = verify(sig, f)
-        if abs(f.line.rate - 1.0) > 0.01:
-            # is the pitch kept or moved? the waveform tells: keep the mode that matches better
-            other = replace(f, line=replace(f.line, mode="stretch" if f.line.mode == "speed" else "speed"))
-            check2 = verify(sig, other)
-            if check2["ok"] and (not check["ok"] or check2["true"] > check["true"]):
-                f, check = other, check2
         verdicts.append({"offset_s": round(f.line.offset, 4), "rate": round(f.line.rate, 6), "mode": f.line.mode,
                          **check})
         if not check["ok"]:
             continue
+        verified.append(f)
         for a, b, match in runs_of(f):
             if match < min_match:
                 continue
@@ -643,7 +702,7 @@ def assemble(sig: Signals, fits: list[Fit], *, min_match: float = 0.3, min_inlie
     main_inl = int(np.count_nonzero(main.inlier & in_main))
     used = {id(f) for f in seg_fit}
     alts: list[tuple[Alternative, int]] = []
-    for f in fits:
+    for f in verified:
         if id(f) in used:
             continue
         if abs(f.line.offset - main.line.offset) < 0.3 and abs(f.line.rate / main.line.rate - 1) < 0.005:

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import scipy.fft
 
-from beatsync.align.lines import Fit, Line, Signals, assemble, envelope_lines, fit_score, refine
+from beatsync.align.lines import Fit, Line, Signals, assemble, dedupe, envelope_lines, fit_score, refine
 from beatsync.align.result import Alignment
 from beatsync.analysis import Features, features, local_normalize
 
@@ -214,7 +214,8 @@ def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, feats: tuple[Features,
     lines, info = coarse_lines(fd, fb)
     lines = with_envelope_candidates(sig, lines)
     screened = [refine_line(sig, ln, fine=False) for ln in lines]
+    screened = dedupe(screened)
     screened.sort(key=lambda f: -fit_score(f, sig=sig))
-    fits = [refine_line(sig, f.line, fine=True) for f in screened[:MAX_REFINED]]
+    fits = dedupe([refine_line(sig, f.line, fine=True) for f in screened[:MAX_REFINED]])
     result = assemble(sig, fits + screened[MAX_REFINED:])
     return decide("modular", sig, result, lines, info, t0)

@@ -38,6 +38,13 @@ class Segment:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
+def reference_segment(segments: list[Segment]) -> Segment:
+    """The first run-through: the earliest segment at least a quarter as long as the longest."""
+    longest = max(s.dance_end_s - s.dance_start_s for s in segments)
+    return next(s for s in sorted(segments, key=lambda s: s.dance_start_s)
+                if s.dance_end_s - s.dance_start_s >= 0.25 * longest)
+
+
 @dataclass
 class Alternative:
     """Another plausible placement (e.g. the other occurrence of a repeated chorus)."""
@@ -55,8 +62,9 @@ class Alternative:
 class Alignment:
     """What an engine found.
 
-    ``segments`` are ordered by dance time; the main segment (the longest) defines ``offset_s``
-    and ``tempo_ratio``. ``diagnostics`` holds plain numbers for plots and debugging.
+    ``segments`` are ordered by dance time; ``offset_s`` and ``tempo_ratio`` describe the
+    `reference_segment` (the first run-through, unless that is a small fragment).
+    ``diagnostics`` holds plain numbers for plots and debugging.
     """
 
     engine: str
@@ -71,7 +79,8 @@ class Alignment:
 
     @property
     def main_segment(self) -> Segment:
-        return max(self.segments, key=lambda s: s.dance_end_s - s.dance_start_s)
+        """The segment ``offset_s`` and ``tempo_ratio`` describe (see `reference_segment`)."""
+        return reference_segment(self.segments)
 
     def shifted(self, dt: float) -> Alignment:
         """The same alignment with every dance time moved by ``dt`` seconds."""

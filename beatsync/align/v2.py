@@ -17,13 +17,22 @@ import time
 import numpy as np
 import scipy.fft
 
-from beatsync.align.lines import Line, Signals, assemble, envelope_lines, fit_score, refine, robust_line
+from beatsync.align.lines import (
+    Line,
+    Signals,
+    assemble,
+    dedupe,
+    envelope_lines,
+    fit_score,
+    refine,
+    robust_line,
+)
 from beatsync.align.result import Alignment
 from beatsync.analysis import Features, beat_track, features, local_normalize
 
 SCREEN = (4.0, 2.0, 0.3, 0.015)
 FINE = (4.0, 1.0, 0.25, 0.008)
-MAX_REFINED = 2
+MAX_REFINED = 3
 
 
 def beat_sync(f: Features, beats_s: np.ndarray) -> np.ndarray:
@@ -44,7 +53,7 @@ def _adjust(beats: np.ndarray, factor: int) -> np.ndarray:
     return beats
 
 
-def beat_lines(fd: Features, fb: Features, *, k: int = 4) -> tuple[list[Line], dict]:
+def beat_lines(fd: Features, fb: Features, *, k: int = 8) -> tuple[list[Line], dict]:
     tg, bg = beat_track(fb.onset, frame_rate=fb.frame_rate)
     # track the class at the song's metrical level: its tempo is the song's times the playback rate
     td, bd = beat_track(fd.onset, frame_rate=fd.frame_rate, tempo_min=0.74 * tg, tempo_max=1.06 * tg) if tg else (0.0, [])
@@ -75,7 +84,7 @@ def beat_lines(fd: Features, fb: Features, *, k: int = 4) -> tuple[list[Line], d
         if not np.isfinite(vals[p]):
             break
         s = int(shifts[p])
-        vals[max(0, p - 1): p + 2] = -np.inf
+        vals[max(0, p - 2): p + 3] = -np.inf
         i = np.arange(max(0, -s), min(nd, ng - s))
         t, tau = bd[i], bg[i + s]
         a, r, inl = robust_line(t, tau, np.ones(len(t)), tol=0.06, min_span=8.0)
@@ -97,16 +106,22 @@ def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, feats: tuple[Features,
     # the whole-recording envelope correlation at the beat-derived rate adds the sharpest offsets
     # ... at the beat-derived rate, the tempo ratio, and normal speed (the common case, and the
     # fallback when a noisy recording's beat grid is off)
+    # (a beat grid tracked at another metrical level, e.g. 2/3 of the tempo, gives a rate a few
+    # percent off: scan a little around the tempo ratio too)
     rates: list[float] = []
-    for r in [ln.rate for ln in lines[:1]] + [info.get("tempo_ratio") or 1.0, 1.0]:
-        if all(abs(r / q - 1) > 0.002 for q in rates):
+    r0 = info.get("tempo_ratio")
+    scan = [r0 * (1 + 0.005 * k) for k in range(-4, 5)] if r0 and abs(r0 - 1) > 0.01 else []
+    for r in [ln.rate for ln in lines[:1]] + ([r0] if r0 else []) + [1.0] + scan:
+        if 0.7 < r < 1.1 and all(abs(r / q - 1) > 0.002 for q in rates):
             rates.append(r)
-    for r in rates:
-        extra = envelope_lines(sig, r, k=4)
-        lines += [e for e in extra if all(abs(e.offset - ln.offset) > 0.05 for ln in lines)]
+    extra = sorted((e for r in rates for e in envelope_lines(sig, r, k=3)), key=lambda e: -e.score)
+    for e in extra[:10]:
+        if all(abs(e.offset - ln.offset) > 0.05 or abs(e.rate / ln.rate - 1) > 0.002 for ln in lines):
+            lines.append(e)
     # the beat-rate lines are refined on fine onset envelopes, which do not care about pitch
     screened = [refine(sig, ln, method="onset", passes=[SCREEN]) for ln in lines]
+    screened = dedupe(screened)
     screened.sort(key=lambda f: -fit_score(f, sig=sig))
-    fits = [refine(sig, f.line, method="onset", passes=[FINE]) for f in screened[:MAX_REFINED]]
+    fits = dedupe([refine(sig, f.line, method="onset", passes=[FINE]) for f in screened[:MAX_REFINED]])
     result = assemble(sig, fits + screened[MAX_REFINED:])
     return decide("v2", sig, result, lines, info, t0)
