@@ -353,16 +353,8 @@ def test_no_false_alternatives(lab, name, engine):
 
 # ----------------------------------------------------------------------------- segments
 
-# v2's segment edges (lines.refine_edges, onset windows of 4 s): the edge search is skipped when
-# the first run of agreeing windows starts at 0.0 (the music starts inside the first window), and
-# the snap "to the song's own start when within one window" pulls the edge to where song time 0
-# would be even when that is before the recording (speed_0.90_A: dance -0.72 s, clipped to 0).
-EDGE = "v2 starts the segment at dance 0.0 s although the music (song from {bgm} s) only starts at {at} s"
-EDGE_FAILS = {("mid_start", "v2"): EDGE.format(bgm=7.0, at=2.5) + " (talking before)"}
-
-
 @pytest.mark.parametrize(("name", "engine"), cases_x_engines(
-    ["pre_roll", "song_shorter", "mid_start", "degraded", "speed_0.90_A"], EDGE_FAILS))
+    ["pre_roll", "song_shorter", "mid_start", "degraded", "speed_0.90_A"]))
 def test_segments_cover_the_music(lab, name, engine):
     """The segment starts where the music starts (within 0.5 s) and ends where it stops."""
     case = lab.case(name)
@@ -373,15 +365,7 @@ def test_segments_cover_the_music(lab, name, engine):
     assert abs(seg.dance_end_s - t1) <= 0.5, (seg.dance_end_s, t1)
 
 
-# v2's candidates are the beat-grid peaks and the 4 best whole-recording envelope offsets; all of
-# them sit on the longer second run-through (several a beat apart), so the first is never a
-# candidate and its 18 s of music get no segment.
-V2_TWO_RUNS = ("v2 returns one segment (dance ~25-45 s, the second run-through) and misses the first "
-               "run-through (dance 2-20 s, song 0-18 s)")
-
-
-@pytest.mark.parametrize("engine", [pytest.param("modular"),
-                                    pytest.param("v2", marks=pytest.mark.xfail(strict=True, reason=V2_TWO_RUNS))])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_two_run_throughs(lab, engine):
     """Music stopped and restarted from another place: one segment per run-through, each on
     its own line within 20 ms, edges within 1 s."""

@@ -120,12 +120,16 @@ class Signals:
 
 
 def envelope_lines(sig: Signals, rate: float, *, mode: str = "speed", k: int = 6, sep_s: float = 0.3,
-                   min_overlap_s: float = 8.0) -> list[Line]:
+                   min_overlap_s: float = 8.0, exclude: list[tuple[float, float]] = ()) -> list[Line]:
     """The ``k`` best constant offsets at ``rate`` from one FFT cross-correlation of the whole fine
     onset envelopes (5.8 ms resolution): sharp enough to tell apart bars that repeat, which the
     coarse chunk features cannot."""
     fs = sig.env_rate
     a = sig.envelope("dance")
+    if exclude:  # look only at the parts of the recording nobody explains yet
+        a = a.copy()
+        for t0, t1 in exclude:
+            a[:, max(0, int(t0 * fs)):max(0, int(t1 * fs))] = 0.0
     b = sig.envelope_warped(rate)
     na, nb = a.shape[1], b.shape[1]
     nfft = scipy.fft.next_fast_len(na + nb - 1)
@@ -133,7 +137,12 @@ def envelope_lines(sig: Signals, rate: float, *, mode: str = "speed", k: int = 6
     # c[L] (L mod nfft) = sum_i a[i] b[i - L]; lags L in [-(nb-1), na-1]
     lags = np.concatenate([np.arange(-(nb - 1), 0), np.arange(0, na)])
     vals = np.concatenate([c[nfft - (nb - 1):], c[:na]])
-    overlap = np.minimum(na, lags + nb) - np.maximum(0, lags)
+    if exclude:  # frames of the recording that take part at each lag
+        m = np.any(a != 0, axis=0).astype(np.float64)
+        cm = np.concatenate([[0.0], np.cumsum(m)])
+        overlap = cm[np.clip(lags + nb, 0, na)] - cm[np.clip(lags, 0, na)]
+    else:
+        overlap = np.minimum(na, lags + nb) - np.maximum(0, lags)
     ok = overlap >= min(min_overlap_s * fs, 0.5 * min(na, nb))
     vals = np.where(ok, vals / np.sqrt(np.maximum(overlap, 1)), -np.inf)
     out = []
@@ -476,27 +485,30 @@ def boundary_evidence(fit: Fit, runs: list[tuple[float, float, float]], sig: Sig
 def refine_edges(sig: Signals, fit: Fit, start: float, end: float) -> tuple[float, float]:
     """Sharpen where the song starts and stops in [start, end] (edges of window-level runs).
 
-    Short windows around each edge measure how alike the two recordings are on the fitted line;
-    the edge is where that stays below a fifth of the level just inside for several windows in
-    a row (talk over the first bars must not push the edge later). The edge moves by at most a
+    Short windows around each edge measure how alike the two waveforms are on the fitted line;
+    the edge is where that stays below 30 % of the way from the chance level to the level just
+    inside, for several windows in a row (talk over the first bars must not push the edge later). The edge moves by at most a
     window length: the runs already place it to about that.
     """
-    short, hop = (0.4, 0.1) if fit.method == "wave" else (1.0, 0.1)
+    short, hop = VERIFY_WIN_S, 0.1
     reach = fit.win_s
-
     bgm_rms = float(np.sqrt(np.mean(sig.bgm**2))) + 1e-9
 
-    def level(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
-        c, _, _, ncc, valid = measure(sig, fit.line, method=fit.method, t_lo=lo, t_hi=hi, win_s=short, hop_s=hop,
-                                      max_lag_s=0.002)
-        # where the song itself is quiet (a soft intro) nothing can be told: count it as playing
+    def level(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """Window centres, waveform likeness on the line, and the same at a wrong place (null)."""
+        c = np.arange(lo + short / 2, hi - short / 2 + 1e-9, hop)
+        v = np.nan_to_num(_short_ncc(sig, fit, c), nan=0.0)
+        null = float(np.nanmedian(np.nan_to_num(_short_ncc(sig, fit, c, VERIFY_NULL_SHIFTS_S[0]), nan=0.0))) \
+            if len(c) else 0.0
         tau = fit.line.bgm_time(c)
+        inside = (tau - short / 2 >= 0) & (tau + short / 2 <= sig.bgm_dur)
+        # where the song itself is quiet (a soft intro) nothing can be told: count it as playing
         i0 = np.clip(((tau - short / 2) * sig.sr).astype(int), 0, len(sig.bgm))
         i1 = np.clip(((tau + short / 2) * sig.sr).astype(int), 0, len(sig.bgm))
         quiet = np.array([np.sqrt(np.mean(sig.bgm[a:b] ** 2)) if b > a else 0.0 for a, b in zip(i0, i1, strict=True)])
-        return c, np.where(valid & (quiet < 0.1 * bgm_rms), np.inf, np.where(valid, ncc, 0.0))
+        return c, np.where(inside & (quiet < 0.1 * bgm_rms), np.inf, np.where(inside, v, 0.0)), null
 
-    def last_quiet(v: np.ndarray, thr: float, run: int = 3) -> int | None:
+    def last_quiet(v: np.ndarray, thr: float, run: int = 6) -> int | None:
         """Index of the innermost window of the innermost run of ``run`` windows below thr (v ordered outward->inward)."""
         below = v < thr
         for k in range(len(v) - run, -1, -1):
@@ -506,19 +518,19 @@ def refine_edges(sig: Signals, fit: Fit, start: float, end: float) -> tuple[floa
 
     if True:  # also when the first agreeing window starts the recording: the music may start inside it
         lo, hi = max(0.0, start - reach), start + reach
-        c, v = level(lo, hi + 3.0)
-        inner = v[c > hi]
-        if len(inner) >= 5 and np.median(inner) > 0:
+        c, v, null = level(lo, hi + 3.0)
+        inner = v[(c > hi) & np.isfinite(v)]
+        if len(inner) >= 5 and np.median(inner) > null:
             edge = c <= hi
-            k = last_quiet(v[edge], np.median(inner) / 5)
+            k = last_quiet(v[edge], null + 0.3 * (np.median(inner) - null))
             start = float(c[edge][k] + short / 2) if k is not None else min(start, lo)
     if end < sig.dance_dur - 0.05:
         lo, hi = end - reach, min(sig.dance_dur, end + reach)
-        c, v = level(lo - 3.0, hi)
-        inner = v[c < lo]
-        if len(inner) >= 5 and np.median(inner) > 0:
+        c, v, null = level(lo - 3.0, hi)
+        inner = v[(c < lo) & np.isfinite(v)]
+        if len(inner) >= 5 and np.median(inner) > null:
             edge = c >= lo
-            k = last_quiet(v[edge][::-1], np.median(inner) / 5)
+            k = last_quiet(v[edge][::-1], null + 0.3 * (np.median(inner) - null))
             end = float(c[edge][::-1][k] - short / 2) if k is not None else hi
     # the song's own first and last samples are natural edges: snap to them when close
     song_start = float(fit.line.dance_time(0.0))
@@ -566,6 +578,11 @@ def fit_score(fit: Fit, claimed: list[tuple[float, float]] = (), sig: Signals | 
     if sig is not None:
         score *= 1.0 + 0.1 * boundary_evidence(fit, runs_of(fit), sig)
     return score
+
+
+def verdicts_true(verdicts: list[dict]) -> float:
+    """Waveform similarity of the best verified line so far."""
+    return max((v["true"] for v in verdicts if v.get("ok")), default=0.0)
 
 
 #: candidate lines examined by `assemble` (the best by evidence)
@@ -661,7 +678,11 @@ def assemble(sig: Signals, fits: list[Fit], *, min_match: float = 0.3, min_inlie
         f = remaining.pop(k)
         if not any(r[2] >= min_match for r in runs_of(f)):
             continue
-        check = verify(sig, f)
+        check = checks.get(id(f)) or verify(sig, f)
+        if verified and check["true"] < 0.35 * verdicts_true(verdicts):
+            # far less alike than the line already found: a chance rhythmic match, not another
+            # run-through of the same recording conditions
+            check = dict(check, ok=False, weak=True)
         verdicts.append({"offset_s": round(f.line.offset, 4), "rate": round(f.line.rate, 6), "mode": f.line.mode,
                          **check})
         if not check["ok"]:
