@@ -8,6 +8,8 @@ percent never going down.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import time
 from collections.abc import Callable
@@ -20,7 +22,8 @@ import soxr
 from beatsync import media
 from beatsync.align import ENGINES, Alignment
 from beatsync.align import align as run_engine
-from beatsync.analysis import ANALYSIS_SR, features
+from beatsync.align.lines import Signals
+from beatsync.analysis import ANALYSIS_SR
 from beatsync.errors import AlignmentError, BeatSyncError, MediaError
 from beatsync.render_audio import build_track
 
@@ -140,17 +143,23 @@ def load_inputs(dance_path: str, bgm_path: str, progress: Progress) -> Inputs:
     return Inputs(dance_path, bgm_path, dinfo, binfo, dance_y, bgm_y, song, song_sr)
 
 
-def align_inputs(inp: Inputs, *, engine: str, feats=None) -> Alignment:
+def align_inputs(inp: Inputs, *, engine: str, signals: Signals | None = None) -> Alignment:
     """Run one engine and express its result on the class video's timeline (0 = first frame)."""
-    res = run_engine(inp.dance_y, inp.bgm_y, sr=ANALYSIS_SR, engine=engine, feats=feats)
+    res = run_engine(inp.dance_y, inp.bgm_y, sr=ANALYSIS_SR, engine=engine, signals=signals)
     return res.shifted(inp.dance.audio_origin_s)
 
 
-def analysis_features(inp: Inputs):
-    return features(inp.dance_y, sr=ANALYSIS_SR), features(inp.bgm_y, sr=ANALYSIS_SR)
+def release_memory() -> None:
+    """Give freed heap memory back to the system (glibc keeps it otherwise, and the peak of one
+    stage would stay the footprint of the whole job)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 # ----------------------------------------------------------------------------- trimming
+
+
+BLACK_SCAN_S = 15.0
 
 
 @dataclass
@@ -169,14 +178,15 @@ class Trim:
 def plan_trim(inp: Inputs, alignments: list[Alignment], opts: Options) -> Trim:
     """Keep [music start - margin, music end + margin], never before the black head ends nor after
     the black tail starts; the whole video when trimming is off."""
-    dur = inp.dance.duration_s
-    if inp.dance.video is not None and inp.dance.video.duration_s:
-        dur = min(dur, inp.dance.video.duration_s + inp.dance.video.start_s) if dur else inp.dance.video.duration_s
+    dur = inp.dance.video_duration_s
     segs = [s for a in alignments for s in a.segments]
     m0 = max(0.0, min(s.dance_start_s for s in segs))
     m1 = min(dur, max(s.dance_end_s for s in segs))
-    head_end, tail_start = media.black_frames(inp.dance_path, info=inp.dance, head_until_s=max(0.0, m0 + 1.0),
-                                              tail_from_s=max(0.0, m1 - 1.0))
+    # black frames only matter where they reach into the kept margin; a black head or tail longer
+    # than BLACK_SCAN_S is not looked for (decoding a long stretch of 1080p costs seconds)
+    head_end, tail_start = media.black_frames(
+        inp.dance_path, info=inp.dance, head_until_s=min(max(0.0, m0 + 1.0), BLACK_SCAN_S),
+        tail_from_s=max(0.0, m1 - 1.0, dur - BLACK_SCAN_S))
     if not opts.trim:
         return Trim(0.0, dur, m0, m1, head_end, tail_start)
     start = max(m0 - opts.margin_s, head_end if head_end < m0 + 0.5 else 0.0, 0.0)
@@ -234,16 +244,19 @@ def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | 
     progress = Progress(on_progress)
     inp = load_inputs(dance_path, bgm_path, progress)
     progress(14, "analyse", "Analysing rhythm and harmony")
-    feats = analysis_features(inp)
+    signals = Signals(inp.dance_y, inp.bgm_y, sr=ANALYSIS_SR)  # shared by both engines
+    signals.features()
     alignments: dict[str, Alignment] = {}
     failures: dict[str, BeatSyncError] = {}
     span = 40.0 / len(opts.engines)
     for i, eng in enumerate(opts.engines):
         progress(20 + i * span, "align_" + eng, f"Finding the song in the video ({eng})")
         try:
-            alignments[eng] = align_inputs(inp, engine=eng, feats=feats)
+            alignments[eng] = align_inputs(inp, engine=eng, signals=signals)
         except AlignmentError as e:
             failures[eng] = e
+    del signals
+    release_memory()
     if not alignments:
         raise next(iter(failures.values()))
     progress(60, "trim", "Finding where the music plays")
@@ -261,6 +274,7 @@ def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | 
                                on_progress=progress.span(lo, lo + rspan, "render_" + eng, f"Writing the {eng} video"))
         outputs[eng] = path
         variants[eng] = {"alignment": al.to_dict(), "render": rinfo, "output": path}
+        release_memory()
     for eng, err in failures.items():
         variants[eng] = {"error": err.message, "error_code": err.code}
     warnings = []

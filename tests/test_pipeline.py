@@ -264,10 +264,10 @@ def test_one_engine_failing_still_gives_the_other(main_media, tmp_path, monkeypa
 
     real = pipeline.run_engine
 
-    def engines(dance, bgm, *, sr, engine, feats=None):
+    def engines(dance, bgm, *, sr, engine, signals=None):
         if engine == "v2":
             raise AlignmentError("song_not_found", "The song was not found in this video.")
-        return real(dance, bgm, sr=sr, engine=engine, feats=feats)
+        return real(dance, bgm, sr=sr, engine=engine, signals=signals)
 
     monkeypatch.setattr(pipeline, "run_engine", engines)
     status, calls = run(main_media, tmp_path / "out")

@@ -9,19 +9,21 @@ ENGINES = ("modular", "v2")
 __all__ = ["ENGINES", "Alignment", "Alternative", "Segment", "align"]
 
 
-def align(dance, bgm, *, sr: int, engine: str = "modular", feats=None) -> Alignment:
+def align(dance, bgm, *, sr: int, engine: str = "modular", signals=None) -> Alignment:
     """Align the class recording ``dance`` with the clean song ``bgm`` (mono arrays at ``sr`` Hz).
 
-    Times in the result are seconds from the first sample of ``dance``.
+    Times in the result are seconds from the first sample of ``dance``. ``signals`` (a
+    `beatsync.align.lines.Signals` of the same arrays) lets several engines share features,
+    envelopes and resampled copies of the song.
     """
     if engine == "modular":
         from beatsync.align import modular
 
-        return modular.align(dance, bgm, sr=sr, feats=feats)
+        return modular.align(dance, bgm, sr=sr, signals=signals)
     if engine == "v2":
         from beatsync.align import v2
 
-        return v2.align(dance, bgm, sr=sr, feats=feats)
+        return v2.align(dance, bgm, sr=sr, signals=signals)
     from beatsync.errors import ParameterError
 
     raise ParameterError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")

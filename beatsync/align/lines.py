@@ -15,7 +15,7 @@ import scipy.fft
 import soxr
 
 from beatsync.align.result import Alternative, Segment
-from beatsync.analysis import local_normalize, power_spectrogram
+from beatsync.analysis import Features, features, local_normalize, power_spectrogram
 
 #: frame hop (samples at the analysis rate) of the fine onset envelopes used for beat-level refinement
 FINE_HOP = 128
@@ -71,6 +71,13 @@ class Signals:
         self.bgm_dur = len(self.bgm) / sr
         self._bgm_r: dict[float, np.ndarray] = {}
         self._env: dict[str, np.ndarray] = {}
+        self._feats: tuple[Features, Features] | None = None
+
+    def features(self) -> tuple[Features, Features]:
+        """Frame features of (dance, bgm), computed once and shared by every engine."""
+        if self._feats is None:
+            self._feats = (features(self.dance, sr=self.sr), features(self.bgm, sr=self.sr))
+        return self._feats
 
     def bgm_resampled(self, rate: float) -> np.ndarray:
         """The BGM played at ``rate`` (resampled by 1/rate), so one sample = 1/sr dance seconds."""
@@ -79,7 +86,7 @@ class Signals:
             if abs(rate - 1.0) < 1e-7:
                 self._bgm_r[key] = self.bgm
             else:
-                if len(self._bgm_r) > 4:
+                if len(self._bgm_r) > 2:
                     self._bgm_r.pop(next(iter(self._bgm_r)))
                 self._bgm_r[key] = soxr.resample(self.bgm, self.sr, self.sr / rate, quality="HQ").astype(np.float32)
         return self._bgm_r[key]
@@ -182,7 +189,7 @@ def _windowed_delays(a: np.ndarray, b: np.ndarray, shift: float | np.ndarray, st
     qual = np.zeros(len(starts))
     ncc = np.zeros(len(starts))
     taper = np.hanning(n).astype(np.float32) if phat else np.ones(n, np.float32)
-    batch = max(1, int(2**22 // (nfft * C)))  # ~32 MB per complex block: bounded memory
+    batch = max(1, int(2**21 // (nfft * C)))  # ~16 MB per complex block: bounded memory
     for k0 in range(0, len(starts), batch):
         st = starts[k0:k0 + batch]
         A = np.zeros((len(st), C, n), np.float32)

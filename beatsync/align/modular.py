@@ -23,7 +23,7 @@ import scipy.fft
 
 from beatsync.align.lines import Fit, Line, Signals, assemble, dedupe, envelope_lines, fit_score, refine
 from beatsync.align.result import Alignment
-from beatsync.analysis import Features, features, local_normalize
+from beatsync.analysis import Features, local_normalize
 
 #: candidate playback rates (class speed / file speed); 1.0 is always included
 RATE_GRID = tuple(sorted({1.0, *np.round(np.arange(0.76, 1.045, 0.012), 4).tolist()}))
@@ -201,7 +201,7 @@ def refine_line(sig: Signals, line: Line, *, fine: bool) -> Fit:
     return refine(sig, line, method="onset", passes=[ONSET_FINE if fine else ONSET_SCREEN])
 
 
-def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, feats: tuple[Features, Features] | None = None) -> Alignment:
+def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, signals: Signals | None = None) -> Alignment:
     """Align ``dance`` (the class recording) with ``bgm`` (the clean song), both mono at ``sr`` Hz.
 
     Raises `beatsync.errors.AlignmentError` when the song is not found.
@@ -209,8 +209,8 @@ def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, feats: tuple[Features,
     from beatsync.align.decide import decide
 
     t0 = time.perf_counter()
-    sig = Signals(dance, bgm, sr=sr)
-    fd, fb = feats if feats is not None else (features(sig.dance, sr=sr), features(sig.bgm, sr=sr))
+    sig = signals if signals is not None else Signals(dance, bgm, sr=sr)
+    fd, fb = sig.features()
     lines, info = coarse_lines(fd, fb)
     lines = with_envelope_candidates(sig, lines)
     screened = [refine_line(sig, ln, fine=False) for ln in lines]

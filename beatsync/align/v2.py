@@ -29,7 +29,7 @@ from beatsync.align.lines import (
     subtract,
 )
 from beatsync.align.result import Alignment
-from beatsync.analysis import Features, beat_track, features, local_normalize
+from beatsync.analysis import Features, beat_track, local_normalize
 
 SCREEN = (4.0, 2.0, 0.3, 0.015)
 FINE = (4.0, 1.0, 0.25, 0.008)
@@ -96,13 +96,13 @@ def beat_lines(fd: Features, fb: Features, *, k: int = 8) -> tuple[list[Line], d
     return lines, info
 
 
-def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, feats: tuple[Features, Features] | None = None) -> Alignment:
+def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, signals: Signals | None = None) -> Alignment:
     """Align ``dance`` with ``bgm`` (mono, ``sr`` Hz) on their beat grids. See module docstring."""
     from beatsync.align.decide import decide
 
     t0 = time.perf_counter()
-    sig = Signals(dance, bgm, sr=sr)
-    fd, fb = feats if feats is not None else (features(sig.dance, sr=sr), features(sig.bgm, sr=sr))
+    sig = signals if signals is not None else Signals(dance, bgm, sr=sr)
+    fd, fb = sig.features()
     lines, info = beat_lines(fd, fb)
     # the whole-recording envelope correlation at the beat-derived rate adds the sharpest offsets
     # ... at the beat-derived rate, the tempo ratio, and normal speed (the common case, and the
