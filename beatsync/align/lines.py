@@ -665,13 +665,8 @@ def assemble(sig: Signals, fits: list[Fit], *, min_match: float = 0.3, min_inlie
     many) times how clearly it beats the best alternative placement of the same stretch.
     """
     # the pitch mode decides how waveforms compare: settle it first (practice speed only)
-    checks: dict[int, dict] = {}
-    settled = []
-    for f in dedupe(fits):
-        if runs_of(f) and abs(f.line.rate - 1.0) > 0.01:
-            f, checks_f = verify_mode(sig, f)
-            checks[id(f)] = checks_f
-        settled.append(f)
+    settled = [verify_mode(sig, f)[0] if runs_of(f) and abs(f.line.rate - 1.0) > 0.01 else f
+               for f in dedupe(fits)]
     fits = exclusive(sig, settled)
     claimed: list[tuple[float, float]] = []
     segments: list[Segment] = []
@@ -685,7 +680,7 @@ def assemble(sig: Signals, fits: list[Fit], *, min_match: float = 0.3, min_inlie
         f = remaining.pop(k)
         if not any(r[2] >= min_match for r in runs_of(f)):
             continue
-        check = checks.get(id(f)) or verify(sig, f)
+        check = verify(sig, f)
         if verified and check["true"] < 0.35 * verdicts_true(verdicts):
             # far less alike than the line already found: a chance rhythmic match, not another
             # run-through of the same recording conditions
