@@ -489,31 +489,36 @@ def boundary_evidence(fit: Fit, runs: list[tuple[float, float, float]], sig: Sig
     return n
 
 
-def refine_edges(sig: Signals, fit: Fit, start: float, end: float) -> tuple[float, float]:
-    """Sharpen where the song starts and stops in [start, end] (edges of window-level runs).
+#: how far (s) an edge may move outward when the waveforms keep matching beyond a run
+EDGE_EXTEND_S = 30.0
+
+
+def refine_edges(sig: Signals, fit: Fit, start: float, end: float, *, lo_limit: float = 0.0,
+                 hi_limit: float = np.inf) -> tuple[float, float]:
+    """Sharpen where the song starts and stops around [start, end] (edges of window-level runs).
 
     Short windows around each edge measure how alike the two waveforms are on the fitted line;
     the edge is where that stays below 30 % of the way from the chance level to the level just
-    inside, for several windows in a row (talk over the first bars must not push the edge later). The edge moves by at most a
-    window length: the runs already place it to about that.
+    inside, for several windows in a row (talk over the first bars must not push the edge later).
+    An edge may move outward as far as the waveforms keep matching (a noisy stretch where the
+    coarser windows lost the song), up to EDGE_EXTEND_S and never past ``lo_limit``/``hi_limit``
+    (another segment) or the song's own ends.
     """
     short, hop = VERIFY_WIN_S, 0.1
     reach = fit.win_s
     bgm_rms = float(np.sqrt(np.mean(sig.bgm**2))) + 1e-9
 
-    def level(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray, float]:
-        """Window centres, waveform likeness on the line, and the same at a wrong place (null)."""
+    def level(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+        """Window centres and waveform likeness on the line (inf where the song is too quiet to tell)."""
         c = np.arange(lo + short / 2, hi - short / 2 + 1e-9, hop)
         v = np.nan_to_num(_short_ncc(sig, fit, c), nan=0.0)
-        null = float(np.nanmedian(np.nan_to_num(_short_ncc(sig, fit, c, VERIFY_NULL_SHIFTS_S[0]), nan=0.0))) \
-            if len(c) else 0.0
         tau = fit.line.bgm_time(c)
         inside = (tau - short / 2 >= 0) & (tau + short / 2 <= sig.bgm_dur)
         # where the song itself is quiet (a soft intro) nothing can be told: count it as playing
         i0 = np.clip(((tau - short / 2) * sig.sr).astype(int), 0, len(sig.bgm))
         i1 = np.clip(((tau + short / 2) * sig.sr).astype(int), 0, len(sig.bgm))
         quiet = np.array([np.sqrt(np.mean(sig.bgm[a:b] ** 2)) if b > a else 0.0 for a, b in zip(i0, i1, strict=True)])
-        return c, np.where(inside & (quiet < 0.1 * bgm_rms), np.inf, np.where(inside, v, 0.0)), null
+        return c, np.where(inside & (quiet < 0.1 * bgm_rms), np.inf, np.where(inside, v, 0.0))
 
     def last_quiet(v: np.ndarray, thr: float, run: int = 6) -> int | None:
         """Index of the innermost window of the innermost run of ``run`` windows below thr (v ordered outward->inward)."""
@@ -523,25 +528,29 @@ def refine_edges(sig: Signals, fit: Fit, start: float, end: float) -> tuple[floa
                 return k + run - 1
         return None
 
-    if True:  # also when the first agreeing window starts the recording: the music may start inside it
-        lo, hi = max(0.0, start - reach), start + reach
-        c, v, null = level(lo, hi + 3.0)
-        inner = v[(c > hi) & np.isfinite(v)]
-        if len(inner) >= 5 and np.median(inner) > null:
-            edge = c <= hi
-            k = last_quiet(v[edge], null + 0.3 * (np.median(inner) - null))
-            start = float(c[edge][k] + short / 2) if k is not None else min(start, lo)
-    if end < sig.dance_dur - 0.05:
-        lo, hi = end - reach, min(sig.dance_dur, end + reach)
-        c, v, null = level(lo - 3.0, hi)
-        inner = v[(c < lo) & np.isfinite(v)]
-        if len(inner) >= 5 and np.median(inner) > null:
-            edge = c >= lo
-            k = last_quiet(v[edge][::-1], null + 0.3 * (np.median(inner) - null))
-            end = float(c[edge][::-1][k] - short / 2) if k is not None else hi
-    # the song's own first and last samples are natural edges: snap to them when close
     song_start = float(fit.line.dance_time(0.0))
     song_end = float(fit.line.dance_time(sig.bgm_dur))
+    # reference: how alike the waveforms are across the run, and by chance
+    probe = np.linspace(start + short, end - short, 40) if end - start > 2 * short else np.array([])
+    on = np.nan_to_num(_short_ncc(sig, fit, probe), nan=0.0) if len(probe) else np.zeros(0)
+    off = np.nan_to_num(_short_ncc(sig, fit, probe, VERIFY_NULL_SHIFTS_S[0]), nan=0.0) if len(probe) else on
+    if len(on) < 5 or np.median(on) <= np.median(off):
+        return start, end
+    null = float(np.median(off))
+    thr = null + 0.3 * (float(np.median(on)) - null)
+    # start: scan from a little inside the run outward (earlier)
+    lo, hi = max(0.0, lo_limit, song_start, start - max(reach, EDGE_EXTEND_S)), min(end, start + 2 * reach)
+    c, v = level(lo, hi)
+    if len(c):
+        k = last_quiet(v, thr)
+        start = float(c[k] + short / 2) if k is not None else lo
+    # end: scan from a little inside the run outward (later)
+    lo, hi = max(start, end - 2 * reach), min(sig.dance_dur, hi_limit, song_end, end + max(reach, EDGE_EXTEND_S))
+    c, v = level(lo, hi)
+    if len(c):
+        k = last_quiet(v[::-1], thr)
+        end = float(c[::-1][k] - short / 2) if k is not None else hi
+    # the song's own first and last samples are natural edges: snap to them when close
     if song_start > 0.0 and abs(start - song_start) <= reach:
         start = song_start
     if song_end < sig.dance_dur and abs(end - song_end) <= reach:
@@ -701,9 +710,10 @@ def assemble(sig: Signals, fits: list[Fit], *, min_match: float = 0.3, min_inlie
                     # glued to a run-through with no pause: a repeated section of a song that goes
                     # on past the file's end (or began before it), not a restart of the music
                     continue
-                e0, e1 = refine_edges(sig, f, x0, x1)
-                e0 = max(e0, max((c1 for c0, c1 in claimed if c1 <= x0 + 1e-6), default=0.0))
-                e1 = min(e1, min((c0 for c0, c1 in claimed if c0 >= x1 - 1e-6), default=sig.dance_dur))
+                left = max((c1 for c0, c1 in claimed if c1 <= x0 + 1e-6), default=0.0)
+                right = min((c0 for c0, c1 in claimed if c0 >= x1 - 1e-6), default=sig.dance_dur)
+                e0, e1 = refine_edges(sig, f, x0, x1, lo_limit=left, hi_limit=right)
+                e0, e1 = max(e0, left), min(e1, right)
                 seg = to_segment(f.line, e0, e1, match, dance_dur=sig.dance_dur, bgm_dur=sig.bgm_dur)
                 if seg is not None:
                     segments.append(seg)
