@@ -345,6 +345,8 @@ def refine(sig: Signals, line: Line, *, method: str, passes: list[tuple[float, f
 VERIFY_WIN_S = 0.25
 VERIFY_LAG_S = 0.025
 VERIFY_NULL_SHIFTS_S = (0.31, -0.43, 0.57)
+#: share of windows that must be clearly alike (beyond the null's 90th percentile)
+VERIFY_MIN_STRONG = 0.2
 
 
 def _short_ncc(sig: Signals, fit: Fit, t: np.ndarray, dt: float = 0.0) -> np.ndarray:
@@ -382,7 +384,8 @@ def verify(sig: Signals, fit: Fit, *, max_windows: int = 40) -> dict:
     windows of the recording are compared with the song where the line puts it (resampled for
     "speed", untouched for "stretch", whose pitch-kept splicing only preserves the waveform
     locally), searching a few ms of lag; the same is done at deliberately wrong places (the null).
-    Returns {"true", "null", "ok"}: median best correlations and whether the line stands out.
+    Returns {"true", "null", "strong", "strong_null", "ok"}: median best correlations, the share
+    of windows above the null's 90th percentile (at least 0.15), and whether the line stands out.
     """
     idx = np.flatnonzero(fit.inlier & fit.valid)
     if len(idx) < 3:
@@ -391,14 +394,19 @@ def verify(sig: Signals, fit: Fit, *, max_windows: int = 40) -> dict:
     if len(centers) > max_windows:
         centers = centers[np.linspace(0, len(centers) - 1, max_windows).astype(int)]
     t = _sub_windows(fit, centers)
-
-    def med(dt: float) -> float:
-        v = _short_ncc(sig, fit, t, dt)
-        return float(np.nanmedian(v)) if np.isfinite(v).sum() >= 3 else 0.0
-
-    true = med(0.0)
-    null = float(np.median([med(dt) for dt in VERIFY_NULL_SHIFTS_S]))
-    return {"true": round(true, 4), "null": round(null, 4), "ok": bool(true > 1.5 * null and true > null + 0.04)}
+    on = _short_ncc(sig, fit, t)
+    off = np.concatenate([_short_ncc(sig, fit, t, dt) for dt in VERIFY_NULL_SHIFTS_S])
+    on, off = on[np.isfinite(on)], off[np.isfinite(off)]
+    if len(on) < 3 or len(off) < 3:
+        return {"true": 0.0, "null": 0.0, "ok": False}
+    # a real match has many windows that are clearly alike; a chance one (same tempo, similar
+    # drums) only nudges the typical window: count the windows above what chance reaches
+    strong = max(0.15, float(np.percentile(off, 90)))
+    frac_on, frac_off = float(np.mean(on > strong)), float(np.mean(off > strong))
+    true, null = float(np.median(on)), float(np.median(off))
+    ok = frac_on >= max(VERIFY_MIN_STRONG, 2.5 * frac_off) and true > null
+    return {"true": round(true, 4), "null": round(null, 4), "strong": round(frac_on, 3),
+            "strong_null": round(frac_off, 3), "ok": bool(ok)}
 
 
 def wave_strength(sig: Signals, fit: Fit) -> np.ndarray:
