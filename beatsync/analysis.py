@@ -25,7 +25,6 @@ __all__ = [
     "Features",
     "beat_track",
     "features",
-    "onset_envelope",
     "power_spectrogram",
 ]
 
@@ -152,13 +151,6 @@ def _flux(logmel: np.ndarray, lag: int = 1) -> np.ndarray:
     d = np.zeros_like(logmel)
     d[:, lag:] = np.maximum(logmel[:, lag:] - logmel[:, :-lag], 0.0)
     return d
-
-
-def onset_envelope(y: np.ndarray, *, sr: int, hop_length: int = 512, n_fft: int = 2048, n_mels: int = 64) -> np.ndarray:
-    """Spectral-flux onset strength, one value per frame (frame k at ``k * hop_length / sr`` s)."""
-    y = _check(y, sr)
-    S = power_spectrogram(y, n_fft=n_fft, hop_length=hop_length)
-    return _flux(_log_mel(S, sr=sr, n_fft=n_fft, n_mels=n_mels)).mean(axis=0)
 
 
 def features(

@@ -203,14 +203,25 @@ def output_path(out_dir: str, dance_path: str, variant: str, suffix: str = "") -
     return os.path.join(out_dir, f"{Path(dance_path).stem}_{variant}{suffix}.mp4")
 
 
+def original_sound(inp: Inputs) -> np.ndarray:
+    """The class recording's own sound at the song's rate, (channels, n); sample k at dance time
+    ``inp.dance.audio_origin_s + k / inp.song_sr``."""
+    orig = media.decode_audio(inp.dance_path, sr=inp.song_sr, mono=False, info=inp.dance)
+    return orig[None, :] if orig.ndim == 1 else orig
+
+
 def render_variant(inp: Inputs, alignment: Alignment, trim: Trim, *, out_path: str, opts: Options,
-                   keyframes: np.ndarray | None = None, on_progress: Callable[[float], None] | None = None) -> dict:
-    """Render the class video with the song laid out along ``alignment`` (dance-timeline times)."""
+                   keyframes: np.ndarray | None = None, original: np.ndarray | None = None,
+                   on_progress: Callable[[float], None] | None = None) -> dict:
+    """Render the class video with the song laid out along ``alignment`` (dance-timeline times).
+
+    ``original`` (from `original_sound`) saves decoding it again when several variants are
+    rendered with ``fill="original"``.
+    """
     plan = media.plan_cut(inp.dance, start_s=trim.start_s, end_s=trim.end_s, keyframes=keyframes)
     fill = None
     if opts.fill == "original":
-        orig = media.decode_audio(inp.dance_path, sr=inp.song_sr, mono=False, info=inp.dance)
-        orig = orig[None, :] if orig.ndim == 1 else orig
+        orig = original if original is not None else original_sound(inp)
         # original sample k is at dance time origin + k / sr; we need sample 0 at plan.start_s
         k0 = int(round((plan.start_s - inp.dance.audio_origin_s) * inp.song_sr))
         fill = orig[:, max(0, k0):] if k0 >= 0 else np.pad(orig, ((0, 0), (-k0, 0)))
@@ -266,11 +277,12 @@ def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | 
     outputs: dict[str, str] = {}
     variants: dict[str, dict] = {}
     rspan = 38.0 / len(alignments)
+    original = original_sound(inp) if opts.fill == "original" else None  # decoded once for all variants
     for i, (eng, al) in enumerate(alignments.items()):
         lo = 61 + i * rspan
         progress(lo, "render_" + eng, f"Writing the {eng} video")
         path = output_path(out_dir, dance_path, eng)
-        rinfo = render_variant(inp, al, trim, out_path=path, opts=opts, keyframes=keyframes,
+        rinfo = render_variant(inp, al, trim, out_path=path, opts=opts, keyframes=keyframes, original=original,
                                on_progress=progress.span(lo, lo + rspan, "render_" + eng, f"Writing the {eng} video"))
         outputs[eng] = path
         variants[eng] = {"alignment": al.to_dict(), "render": rinfo, "output": path}

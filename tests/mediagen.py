@@ -195,12 +195,16 @@ def find_click(y: np.ndarray, *, sr: int, near_s: float, search_s: float = 0.1) 
         h[len(corr) // 2] = 1
     env = np.abs(np.fft.ifft(spec * h))
     k = int(np.argmax(env))
-    frac = 0.0
-    if 0 < k < len(env) - 1:
-        a, b, d = env[k - 1], env[k], env[k + 1]
-        den = a - 2 * b + d
-        frac = 0.5 * (a - d) / den if den else 0.0
-    return (lo + k + frac + half) / sr
+    return (lo + k + parabolic_offset(env, k) + half) / sr
+
+
+def parabolic_offset(y: np.ndarray, k: int) -> float:
+    """Sub-sample position of the peak at ``k`` of ``y`` relative to ``k`` (parabola through 3 points)."""
+    if not 0 < k < len(y) - 1:
+        return 0.0
+    a, b, d = y[k - 1], y[k], y[k + 1]
+    den = a - 2 * b + d
+    return float(0.5 * (a - d) / den) if den else 0.0
 
 
 # --------------------------------------------------------------------------------------------

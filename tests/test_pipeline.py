@@ -15,6 +15,7 @@ import av
 import numpy as np
 import pytest
 import songgen as sg
+from mediagen import parabolic_offset
 from songgen import ClassMedia
 
 from beatsync import media, pipeline
@@ -66,12 +67,7 @@ def heard_lag(out_y: np.ndarray, origin_s: float, song_mono: np.ndarray, *, t_ou
     e = np.sqrt(np.convolve(ref**2, np.ones(n), mode="valid") * float(seg @ seg)) + 1e-12
     ncc = c / e
     k = int(np.argmax(ncc))
-    frac = 0.0
-    if 0 < k < len(ncc) - 1:
-        a, b, d = ncc[k - 1], ncc[k], ncc[k + 1]
-        den = a - 2 * b + d
-        frac = 0.5 * (a - d) / den if den else 0.0
-    return (k + frac) / sr - search_s, float(ncc[k])
+    return (k + parabolic_offset(ncc, k)) / sr - search_s, float(ncc[k])
 
 
 def first_frame_matches(out_path, src_path, start_s: float) -> float:

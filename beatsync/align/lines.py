@@ -8,7 +8,7 @@ a set of windowed delay estimates ``delta(t)`` followed by a robust straight-lin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.fft
@@ -31,7 +31,6 @@ class Line:
     rate: float
     mode: str = "speed"  # or "stretch"
     score: float = 0.0  # coarse evidence (sum of chunk correlations), engine-specific scale
-    support: list = field(default_factory=list)  # dance times (s) of the chunks that voted for it
 
     def bgm_time(self, t):
         return (np.asarray(t) - self.offset) * self.rate
@@ -316,6 +315,17 @@ def robust_line(t: np.ndarray, d: np.ndarray, w: np.ndarray, *, tol: float, min_
     return a, b, inl
 
 
+def screen_and_refine(sig: Signals, lines: list[Line], *, refine_one, keep: int) -> list[Fit]:
+    """Screen every candidate line cheaply, refine the ``keep`` best finely; return all fits
+    (the refined ones first, duplicates of a better fit dropped).
+
+    ``refine_one(line, fine: bool) -> Fit`` is the engine's refinement.
+    """
+    screened = dedupe([refine_one(ln, False) for ln in lines])
+    screened.sort(key=lambda f: -fit_score(f, sig=sig))
+    return dedupe([refine_one(f.line, True) for f in screened[:keep]]) + screened[keep:]
+
+
 def refine(sig: Signals, line: Line, *, method: str, passes: list[tuple[float, float, float, float]],
            t_lo: float = 0.0, t_hi: float | None = None) -> Fit:
     """Refine ``line`` by successive passes of (win_s, hop_s, max_lag_s, tol_s) windowed delays."""
@@ -334,7 +344,7 @@ def refine(sig: Signals, line: Line, *, method: str, passes: list[tuple[float, f
         if inl.sum() >= 2:
             # delay a + b t: dance at t hears the predicted BGM at t - a - b t
             line = Line(offset=(line.offset + a) / (1 - b), rate=line.rate * (1 - b), mode=line.mode,
-                        score=line.score, support=line.support)
+                        score=line.score)
         fit = Fit(line, c, d - (a + b * c), q, ncc, inl, valid, win_s, tol_s, method)
     return fit
 
@@ -571,7 +581,6 @@ class Assembled:
     segments: list[Segment]
     alternatives: list[Alternative]
     confidence: float
-    main: Fit | None
     evidence: dict
 
 
@@ -730,7 +739,7 @@ def assemble(sig: Signals, fits: list[Fit], *, min_match: float = 0.3, min_inlie
     segments_sorted = sorted(zip(segments, seg_fit, strict=True), key=lambda x: x[0].dance_start_s)
     if not segments_sorted:
         best = max((f.n_inliers for f in fits), default=0)
-        return Assembled([], [], 0.0, None, {"best_inliers": best, "verification": verdicts})
+        return Assembled([], [], 0.0, {"best_inliers": best, "verification": verdicts})
     main_seg, main = max(segments_sorted, key=lambda x: x[0].dance_end_s - x[0].dance_start_s)
     span = (main_seg.dance_start_s, main_seg.dance_end_s)
 
@@ -767,4 +776,4 @@ def assemble(sig: Signals, fits: list[Fit], *, min_match: float = 0.3, min_inlie
                 "c_fit": round(c_fit, 4), "c_ambiguity": round(c_amb, 4), "verification": verdicts,
                 "main_strength": round(float(np.median(main.strength[main.inlier & in_main])), 4)
                 if main_inl else 0.0}
-    return Assembled([s for s, _ in segments_sorted], [a for a, _ in uniq[:5]], c_fit * c_amb, main, evidence)
+    return Assembled([s for s, _ in segments_sorted], [a for a, _ in uniq[:5]], c_fit * c_amb, evidence)

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import scipy.fft
 
-from beatsync.align.lines import Fit, Line, Signals, assemble, dedupe, envelope_lines, fit_score, refine
+from beatsync.align.lines import Fit, Line, Signals, assemble, envelope_lines, refine, screen_and_refine
 from beatsync.align.result import Alignment
 from beatsync.analysis import Features, local_normalize
 
@@ -168,7 +168,7 @@ def coarse_lines(fd: Features, fb: Features, *, max_lines: int = 8) -> tuple[lis
             if 0.7 < slope < 1.1 and abs(slope / r - 1) < 0.02:
                 rate = float(slope)
         offset = float(np.median(t - tau / rate))
-        lines.append(Line(offset=offset, rate=rate, mode=mode, score=score, support=sorted(t.tolist())))
+        lines.append(Line(offset=offset, rate=rate, mode=mode, score=score))
         # retire every peak (any variant) that this line explains
         pred = (P[:, 1] - offset) * rate
         alive &= ~(np.abs(P[:, 2] - pred) < 1.0)
@@ -213,9 +213,7 @@ def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, signals: Signals | Non
     fd, fb = sig.features()
     lines, info = coarse_lines(fd, fb)
     lines = with_envelope_candidates(sig, lines)
-    screened = [refine_line(sig, ln, fine=False) for ln in lines]
-    screened = dedupe(screened)
-    screened.sort(key=lambda f: -fit_score(f, sig=sig))
-    fits = dedupe([refine_line(sig, f.line, fine=True) for f in screened[:MAX_REFINED]])
-    result = assemble(sig, fits + screened[MAX_REFINED:])
+    fits = screen_and_refine(sig, lines, refine_one=lambda ln, fine: refine_line(sig, ln, fine=fine),
+                             keep=MAX_REFINED)
+    result = assemble(sig, fits)
     return decide("modular", sig, result, lines, info, t0)

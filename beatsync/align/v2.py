@@ -21,11 +21,10 @@ from beatsync.align.lines import (
     Line,
     Signals,
     assemble,
-    dedupe,
     envelope_lines,
-    fit_score,
     refine,
     robust_line,
+    screen_and_refine,
     subtract,
 )
 from beatsync.align.result import Alignment
@@ -120,11 +119,9 @@ def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, signals: Signals | Non
         if all(abs(e.offset - ln.offset) > 0.05 or abs(e.rate / ln.rate - 1) > 0.002 for ln in lines):
             lines.append(e)
     # the beat-rate lines are refined on fine onset envelopes, which do not care about pitch
-    screened = [refine(sig, ln, method="onset", passes=[SCREEN]) for ln in lines]
-    screened = dedupe(screened)
-    screened.sort(key=lambda f: -fit_score(f, sig=sig))
-    fits = dedupe([refine(sig, f.line, method="onset", passes=[FINE]) for f in screened[:MAX_REFINED]])
-    result = assemble(sig, fits + screened[MAX_REFINED:])
+    fits = screen_and_refine(sig, lines, keep=MAX_REFINED,
+                             refine_one=lambda ln, fine: refine(sig, ln, method="onset", passes=[FINE if fine else SCREEN]))
+    result = assemble(sig, fits)
     # another run-through hides behind the strongest one in every correlation over the whole
     # recording: look again at what no segment explains
     free = sum(b - a for a, b in subtract([(s.dance_start_s, s.dance_end_s) for s in result.segments],
@@ -135,6 +132,6 @@ def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, signals: Signals | Non
                 for e in envelope_lines(sig, r, k=3, exclude=claimed, min_overlap_s=4.0)]
         extra = [refine(sig, ln, method="onset", passes=[FINE]) for ln in more]
         if extra:
-            result = assemble(sig, fits + screened[MAX_REFINED:] + extra)
+            result = assemble(sig, fits + extra)
             lines = lines + more
     return decide("v2", sig, result, lines, info, t0)
