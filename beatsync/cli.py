@@ -59,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--engines", default="modular,v2", metavar="LIST",
                     help="which variants to write, comma-separated (default modular,v2)")
     pr.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+    w = sub.add_parser("worker", help="run job workers on the task store (separately from the web server)",
+                       description="Work the web app's task queue in this process: the web server can then run "
+                                   "with BEATSYNC_WORKERS=0 and any number of worker processes share its store. "
+                                   "Stops on Ctrl-C or SIGTERM; a job running then goes back to the queue.")
+    w.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="jobs run at once (default: BEATSYNC_WORKERS, at least 1)")
+    w.add_argument("--data-dir", default=None, metavar="DIR", help="the task store (default: BEATSYNC_DATA_DIR)")
     return p
 
 
@@ -91,10 +99,35 @@ def cmd_process(args) -> dict:
     return {"task_id": None, **pipeline.process(args.dance, args.bgm, args.out, options=opts, on_progress=progress)}
 
 
+def cmd_worker(args) -> dict:
+    import signal
+    import threading
+
+    from beatsync.service import BeatSync
+    from beatsync.tasks import Settings
+
+    settings = Settings.from_env(**({"data_dir": args.data_dir} if args.data_dir else {}))
+    threads = args.threads if args.threads is not None else max(1, settings.workers)
+    if threads < 1:
+        raise BeatSyncError("bad_option", "--threads must be at least 1.")
+    svc = BeatSync(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    ex = svc.start_workers(threads)
+    print(f"worker {ex.id}: {threads} thread(s) on {settings.data_dir}", file=sys.stderr, flush=True)
+    stop.wait()
+    svc.stop_workers()
+    return {"worker": ex.id, "threads": threads, "data_dir": str(settings.data_dir), "stopped": True}
+
+
+COMMANDS = {"align": cmd_align, "process": cmd_process, "worker": cmd_worker}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        out = cmd_align(args) if args.command == "align" else cmd_process(args)
+        out = COMMANDS[args.command](args)
     except BeatSyncError as e:
         print(f"error: {e.message}", file=sys.stderr)
         _emit({"error": e.message, "error_code": e.code})

@@ -26,6 +26,16 @@ class BeatSyncError(Exception):
         self.message = message
         self.params = params
 
+    def renamed(self, names: dict[str, str]) -> BeatSyncError:
+        """The same error with stored file names (``dance.mp4``) replaced by the names the user knows."""
+        msg, params = self.message, dict(self.params)
+        for stored, shown in names.items():
+            msg = msg.replace(stored, shown)
+            params = {k: (v.replace(stored, shown) if isinstance(v, str) else v) for k, v in params.items()}
+        err = BeatSyncError(self.code, msg, **params)
+        err.__class__ = type(self)
+        return err
+
     def to_dict(self) -> dict:
         return {"error": self.message, "error_code": self.code, **({"error_params": self.params} if self.params else {})}
 

@@ -1,0 +1,108 @@
+"""One task's job process: ``python -m beatsync.job --data-dir D --attempt N TASK_ID``.
+
+Started by a worker (`beatsync.tasks.Executor`) in its own process group. Runs the pipeline on the
+task's inputs, reports progress into the store, and leaves ``result.json`` (exit 0) or
+``error.json`` (exit 2) in the task folder for the worker to conclude the task. If the worker's
+process dies, this process kills its whole group (itself and its ffmpeg children) within a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from beatsync.errors import BeatSyncError
+from beatsync.tasks.executor import ERROR_FILE, EXIT_ERROR, EXIT_OK, RESULT_FILE
+from beatsync.tasks.store import TaskStore
+
+PROGRESS_EVERY_S = 0.3  # store writes are throttled; stage changes are always written
+
+
+def _die_with_parent() -> None:
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os.killpg(os.getpgid(0), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, ensure_ascii=False))
+    os.replace(tmp, path)
+
+
+def run(store: TaskStore, task_id: str, attempt: int) -> dict:
+    """Run the task's pipeline; returns the fields its successful record gets."""
+    from beatsync import pipeline
+
+    rec = store.get(task_id)
+    if rec is None:
+        raise BeatSyncError("not_found", "The task no longer exists.")
+    folder = store.task_dir(task_id)
+    last = {"t": 0.0, "stage": None}
+
+    def progress(pct: float, stage: str, message: str) -> None:
+        now = time.monotonic()
+        if stage == last["stage"] and now - last["t"] < PROGRESS_EVERY_S and pct < 100:
+            return
+        last.update(t=now, stage=stage)
+        if not store.report_progress(task_id, attempt, pct, stage, message):
+            os.killpg(os.getpgid(0), signal.SIGKILL)  # this attempt no longer holds the task
+
+    dance = folder / rec["inputs"]["dance"]["file"]
+    bgm = folder / rec["inputs"]["bgm"]["file"]
+    try:
+        result = pipeline.process(str(dance), str(bgm), str(folder / "out"), options=rec["options"],
+                                  on_progress=progress)
+    except BeatSyncError as e:  # name the files as the user knows them, not as they are stored
+        raise e.renamed({dance.name: rec["inputs"]["dance"]["name"], bgm.name: rec["inputs"]["bgm"]["name"]}) from None
+    outputs = {}
+    for variant in ("modular", "v2"):
+        path = result.pop(f"{variant}_output", None)
+        if path:
+            outputs[variant] = str(Path(path).relative_to(folder))
+    for v in result.get("variants", {}).values():
+        v.pop("output", None)  # server paths stay on the server; `outputs` names the files
+    keep = ("variants", "trim", "agreement", "warnings", "seconds")
+    return {"outputs": outputs, "message": result.get("message", "Done"), "stage": "done",
+            **{k: result[k] for k in keep if k in result}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m beatsync.job", description=__doc__)
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--attempt", type=int, required=True)
+    ap.add_argument("task_id")
+    args = ap.parse_args(argv)
+    _die_with_parent()
+    store = TaskStore(args.data_dir)
+    folder = store.task_dir(args.task_id)
+    try:
+        result = run(store, args.task_id, args.attempt)
+    except BeatSyncError as e:
+        _write_json(folder / ERROR_FILE, e.to_dict())
+        print(f"error: {e.message}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:
+        traceback.print_exc()
+        _write_json(folder / ERROR_FILE, {"error": f"Something went wrong inside BeatSync ({type(e).__name__}).",
+                                          "error_code": "internal"})
+        return EXIT_ERROR
+    _write_json(folder / RESULT_FILE, result)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,354 @@
+"""The product's job service: uploads, submissions, status, downloads, cancel, re-run, health.
+
+The one place the UI (`pages/`) and the JSON API (`beatsync.api`) go through, over the task
+store and executor of `beatsync.tasks`. Uploads are validated (type, size, free disk, readable
+media) before they are kept; a submission is checked (the class video has picture and sound, the
+song has sound, the options are valid) before it is queued, so a bad input is refused at once
+with a specific message instead of failing later in a worker.
+
+`get_service()` is the process-wide instance; its workers start once per process
+(`start_workers`), however many browser sessions or script reruns ask for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+from beatsync import media
+from beatsync.errors import BeatSyncError, MediaError
+from beatsync.pipeline import DANCE_EXTS, SONG_EXTS, Options, check_extension
+from beatsync.tasks import FAILED, FINISHED, PENDING, SUCCESS, Executor, Settings, TaskStore, check_id, new_id
+
+VARIANTS = ("modular", "v2")
+OUTPUT_SPACE_FACTOR = 2.2  # two output videos, each about the class video's size
+_DISK_CHECK_EVERY = 64 * 2**20
+
+
+def _safe_stem(name: str) -> str:
+    """A file name's stem fit for a download name (no path, no control characters)."""
+    stem = Path(name.replace("\\", "/")).name.rsplit(".", 1)[0] if name else ""
+    stem = "".join(c for c in stem if c.isprintable() and c not in '/\\:*?"<>|').strip(" .")
+    return stem[:120] or "video"
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.0f} MB" if n < 2**30 else f"{n / 2**30:.1f} GB"
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+class Upload:
+    """An upload being written into the store: ``write(chunk)`` as bytes arrive, then ``commit()``.
+
+    Size and free disk are checked as the bytes arrive; ``commit`` probes the file and keeps it
+    only if it is readable media. Any failure removes the partial file.
+    """
+
+    def __init__(self, service: BeatSync, filename: str, *, expected_size: int | None = None):
+        self.service = service
+        self.name = Path((filename or "").replace("\\", "/")).name[:255]
+        self.ext = Path(self.name).suffix.lower()
+        if self.ext not in SONG_EXTS:  # SONG_EXTS includes every video type
+            raise MediaError("unsupported_type",
+                             f"{self.name or 'The file'}: accepted types are {', '.join(e[1:] for e in SONG_EXTS)}.",
+                             name=self.name)
+        limit = service.settings.max_upload_bytes
+        if expected_size is not None and expected_size > limit:
+            raise BeatSyncError("too_large", f"{self.name} is {_mb(expected_size)}; the limit is {_mb(limit)}.",
+                                name=self.name, size=expected_size, limit=limit)
+        service.check_disk(expected_size or 0)
+        self.file_id = new_id()
+        self.folder = service.store.upload_dir(self.file_id)
+        self.folder.mkdir(parents=True)
+        self.path = self.folder / f"data{self.ext}"
+        self._f = open(self.path, "wb")  # noqa: SIM115 - closed in commit/abort
+        self.size = 0
+        self._next_disk_check = _DISK_CHECK_EVERY
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        limit = self.service.settings.max_upload_bytes
+        try:
+            if self.size > limit:
+                raise BeatSyncError("too_large", f"{self.name} is larger than the {_mb(limit)} limit.",
+                                    name=self.name, limit=limit)
+            if self.size >= self._next_disk_check:
+                self._next_disk_check += _DISK_CHECK_EVERY
+                self.service.check_disk(0)
+            self._f.write(chunk)
+        except BaseException:
+            self.abort()
+            raise
+
+    def commit(self) -> dict:
+        """Probe and keep the file; returns its public description (``file_id``, ``kind``...)."""
+        self._f.close()
+        try:
+            info = media.probe(self.path)
+        except BeatSyncError as e:
+            self.abort()
+            raise e.renamed({self.path.name: self.name}) from None
+        except BaseException:
+            self.abort()
+            raise
+        meta = {"file_id": self.file_id, "name": self.name, "size": self.size, "file": self.path.name,
+                "kind": "video" if info.video is not None else "audio", "has_video": info.video is not None,
+                "has_audio": info.audio is not None, "duration_s": round(info.duration_s, 3), "created": time.time()}
+        self.service.store.add_upload(meta)
+        return public_upload(meta)
+
+    def abort(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def public_upload(meta: dict) -> dict:
+    return {k: meta[k] for k in ("file_id", "name", "size", "kind", "has_video", "has_audio", "duration_s")}
+
+
+class BeatSync:
+    """Uploads, tasks and workers over one data directory (see the module docstring)."""
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings.from_env()
+        self.store = TaskStore(self.settings.data_dir)
+        self.executor: Executor | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ workers
+
+    def job_argv(self, task_id: str, attempt: int) -> list[str]:
+        return [sys.executable, "-m", "beatsync.job", "--data-dir", str(self.store.root),
+                "--attempt", str(attempt), task_id]
+
+    def start_workers(self, threads: int | None = None) -> Executor | None:
+        """Start this process's worker threads once (no-op when already running or configured to 0)."""
+        with self._lock:
+            n = self.settings.workers if threads is None else threads
+            if self.executor is None and n > 0:
+                self.executor = Executor(self.store, self.settings, job_argv=self.job_argv, threads=n).start()
+            return self.executor
+
+    def stop_workers(self) -> None:
+        with self._lock:
+            if self.executor is not None:
+                self.executor.stop()
+                self.executor = None
+
+    # ------------------------------------------------------------------ disk
+
+    def check_disk(self, incoming: int) -> None:
+        """``disk_full`` when ``incoming`` more bytes would leave less than the configured free space
+        (or exceed the data directory's quota)."""
+        s = self.settings
+        free = shutil.disk_usage(self.store.root).free
+        if free - incoming < s.min_free_bytes:
+            raise BeatSyncError("disk_full", "The server is running out of disk space, so it cannot take this "
+                                "file now. Please try again later.", free=free)
+        if s.quota_bytes and self.disk_used() + incoming > s.quota_bytes:
+            raise BeatSyncError("disk_full", "The server's storage for uploads and results is full. Please try "
+                                "again later (old results are deleted after a while).", quota=s.quota_bytes)
+
+    def disk_used(self) -> int:
+        total = 0
+        for dirpath, _dirs, files in os.walk(self.store.root):
+            for f in files:
+                with contextlib.suppress(OSError):
+                    total += os.stat(os.path.join(dirpath, f)).st_size
+        return total
+
+    # ------------------------------------------------------------------ uploads and submissions
+
+    def new_upload(self, filename: str, *, expected_size: int | None = None) -> Upload:
+        return Upload(self, filename, expected_size=expected_size)
+
+    def upload_file(self, filename: str, fileobj, *, chunk_size: int = 1 << 20) -> dict:
+        """Store a file-like object (e.g. a Streamlit ``UploadedFile``) as an upload."""
+        size = getattr(fileobj, "size", None)
+        up = self.new_upload(filename, expected_size=size if isinstance(size, int) else None)
+        while chunk := fileobj.read(chunk_size):
+            up.write(chunk)
+        return up.commit()
+
+    def _upload(self, file_id, role: str) -> dict:
+        what = "class video" if role == "dance" else "song"
+        file_id = check_id(file_id, what=f"{what} file")
+        meta = self.store.get_upload(file_id)
+        if meta is None or not (self.store.upload_dir(file_id) / meta["file"]).is_file():
+            raise BeatSyncError("file_not_found", f"The {what} upload was not found (uploads are kept for a "
+                                "limited time): please upload it again.", role=role)
+        return meta
+
+    def submit(self, dance_file_id: str, bgm_file_id: str, options: dict | None = None) -> dict:
+        """Queue a job for two uploads; returns the submit response ``{"task_id", "status", "message"}``."""
+        dance = self._upload(dance_file_id, "dance")
+        bgm = self._upload(bgm_file_id, "bgm")
+        if not dance["has_video"]:
+            raise MediaError("no_video", f"{dance['name']} has no picture: the first file must be the class video.",
+                             name=dance["name"], role="dance")
+        check_extension(dance["name"], role="dance")
+        for meta, what in ((dance, "class video"), (bgm, "song")):
+            if not meta["has_audio"]:
+                raise MediaError("no_audio", f"{meta['name']} has no sound track, so the {what} cannot be "
+                                 "matched.", name=meta["name"], role=what)
+        inputs = {role: (self.store.upload_dir(m["file_id"]) / m["file"], m) for role, m in
+                  (("dance", dance), ("bgm", bgm))}
+        return self._create(inputs, options)
+
+    def _create(self, inputs: dict[str, tuple[Path, dict]], options: dict | None, *, rerun_of: str | None = None):
+        opts = self.parse_options(options)
+        self.check_disk(int(inputs["dance"][1]["size"] * OUTPUT_SPACE_FACTOR))
+        task_id = new_id()
+        folder = self.store.task_dir(task_id)
+        (folder / "in").mkdir(parents=True)
+        record_inputs = {}
+        try:
+            for role, (src, meta) in inputs.items():
+                file = f"in/{role}{Path(meta['name']).suffix.lower()}"
+                _link_or_copy(src, folder / file)
+                record_inputs[role] = {"name": meta["name"], "size": meta["size"], "file": file}
+            rec = self.store.create({"task_id": task_id, "inputs": record_inputs, "options": opts.to_dict(),
+                                     "rerun_of": rerun_of}, queue_max=self.settings.queue_max)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        if self.executor is not None:
+            self.executor.wake()
+        return {"task_id": task_id, "status": rec["status"], "message": rec["message"]}
+
+    @staticmethod
+    def parse_options(options) -> Options:
+        if options is None:
+            options = {}
+        if not isinstance(options, dict):
+            raise BeatSyncError("bad_option", "options must be an object such as {\"trim\": true}.")
+        unknown = sorted(set(options) - {"trim", "margin_s", "fill", "engines"})
+        if unknown:
+            raise BeatSyncError("bad_option", f"Unknown option(s): {', '.join(unknown)}. "
+                                "Known: trim, margin_s, fill, engines.", unknown=unknown)
+        try:
+            if "engines" in options and isinstance(options["engines"], str):
+                options = {**options, "engines": [e.strip() for e in options["engines"].split(",") if e.strip()]}
+            return Options.from_dict(options)
+        except (TypeError, ValueError) as e:
+            raise BeatSyncError("bad_option", f"Invalid option value ({e}).") from None
+
+    def rerun(self, task_id: str) -> dict:
+        """A new task with the same inputs and options as a finished one."""
+        rec = self._record(task_id)
+        if rec["status"] not in FINISHED:
+            raise BeatSyncError("not_finished", "This job is still running; it can be run again once it ends.")
+        folder = self.store.task_dir(task_id)
+        inputs = {role: (folder / m["file"], m) for role, m in rec["inputs"].items()}
+        return self._create(inputs, rec["options"], rerun_of=task_id)
+
+    # ------------------------------------------------------------------ status, outputs, cancel
+
+    def _record(self, task_id) -> dict:
+        task_id = check_id(task_id)
+        rec = self.store.get(task_id)
+        if rec is None:
+            if self.store.is_gone(task_id):
+                raise BeatSyncError("expired", "This job's results have expired and were deleted. "
+                                    "Please upload the files again.")
+            raise BeatSyncError("not_found", "No job has this id. Check the link, or start a new job.")
+        return rec
+
+    def status(self, task_id: str) -> dict:
+        """The status object of DESIGN.md (output fields are file paths here; the API turns them into URLs)."""
+        return self.view(self._record(task_id))
+
+    def view(self, rec: dict) -> dict:
+        folder = self.store.task_dir(rec["task_id"])
+        out = {k: rec.get(k) for k in ("task_id", "status", "message", "stage", "created", "updated", "started",
+                                       "finished", "attempts", "rerun_of")}
+        out["progress"] = round(float(rec["progress"]), 1)
+        outputs = (rec.get("outputs") or {}) if rec["status"] == SUCCESS else {}
+        for v in VARIANTS:
+            out[f"{v}_output"] = str(folder / outputs[v]) if v in outputs else None
+        if rec["status"] == FAILED:
+            out.update(error=rec.get("error"), error_code=rec.get("error_code"),
+                       error_params=rec.get("error_params") or {})
+        if rec["status"] == PENDING:
+            out["queue_length"] = self.store.queue_length()
+        if rec.get("cancel_requested") and rec["status"] not in FINISHED:
+            out["cancel_requested"] = True
+        out["inputs"] = {role: {"name": m["name"], "size": m["size"]} for role, m in rec["inputs"].items()}
+        out["options"] = rec.get("options")
+        for k in ("warnings", "agreement", "trim", "variants", "seconds"):
+            if k in rec:
+                out[k] = rec[k]
+        return out
+
+    def output(self, task_id: str, variant: str) -> tuple[Path, str]:
+        """(file path, download name) of a finished task's variant."""
+        if variant not in VARIANTS:
+            raise BeatSyncError("bad_variant", f"{str(variant)[:30]!r} is not a result name: use modular or v2.")
+        rec = self._record(task_id)
+        if rec["status"] != SUCCESS:
+            raise BeatSyncError("not_ready", "This job has not finished successfully, so there is nothing to "
+                                "download yet.", status=rec["status"])
+        file = (rec.get("outputs") or {}).get(variant)
+        path = self.store.task_dir(task_id) / file if file else None
+        if path is None or not path.is_file():
+            raise BeatSyncError("no_output", f"This job has no {variant} result (that method could not place "
+                                "the song); download the other one.", variant=variant)
+        return path, f"{_safe_stem(rec['inputs']['dance']['name'])}_{variant}.mp4"
+
+    def cancel(self, task_id: str, *, wait_s: float = 5.0) -> dict:
+        """Cancel a pending or running task; waits up to ``wait_s`` for a running job to be stopped."""
+        rec = self._record(task_id)
+        if rec["status"] in FINISHED:
+            raise BeatSyncError("already_finished", "This job has already finished; there is nothing to cancel.",
+                                status=rec["status"])
+        rec = self.store.request_cancel(task_id) or rec
+        deadline = time.monotonic() + wait_s
+        while rec["status"] not in FINISHED and time.monotonic() < deadline:
+            time.sleep(0.1)
+            rec = self.store.get(task_id) or rec
+        return self.view(rec)
+
+    # ------------------------------------------------------------------ health
+
+    def health(self) -> dict:
+        s = self.settings
+        seen = max(s.stale_s, 3 * s.sweep_s)
+        workers = self.store.workers(seen_within_s=seen)
+        threads = sum(int(w.get("threads", 0)) for w in workers.values())
+        free = shutil.disk_usage(self.store.root).free
+        problems = []
+        if threads == 0:
+            problems.append("no worker is running: new jobs will wait (start `python -m beatsync worker`)")
+        if free < s.min_free_bytes:
+            problems.append(f"free disk is low ({_mb(free)}): uploads are refused")
+        return {"status": "degraded" if problems else "ok", "problems": problems, "workers": len(workers),
+                "worker_threads": threads, "queue": self.store.queue_length(), "queue_max": s.queue_max,
+                "processing": len(self.store.running()), "free_disk_bytes": free}
+
+
+_service: BeatSync | None = None
+_service_lock = threading.Lock()
+
+
+def get_service() -> BeatSync:
+    """The process-wide service (settings from the environment); created once, thread-safe."""
+    global _service
+    with _service_lock:
+        if _service is None:
+            _service = BeatSync()
+        return _service
+
+
+__all__ = ["DANCE_EXTS", "SONG_EXTS", "VARIANTS", "BeatSync", "Upload", "get_service", "public_upload"]

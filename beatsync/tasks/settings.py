@@ -1,0 +1,90 @@
+"""Task-system settings, read from ``BEATSYNC_*`` environment variables (see docs/API.md)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from beatsync.errors import ParameterError
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/beatsync`` (``~/.local/share/beatsync``); the temp dir when home is not writable.
+
+    Streamlit Community Cloud gives the app a writable home; a container with a read-only home
+    still gets a working (if not persistent) store.
+    """
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    candidate = Path(base) / "beatsync"
+    try:
+        candidate.mkdir(parents=True, exist_ok=True)
+        probe = candidate / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return candidate
+    except OSError:
+        return Path(tempfile.gettempdir()) / "beatsync"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    workers: int = 1  # worker threads in the web server process; a 1-2 core host runs one job at a time
+    queue_max: int = 32  # pending tasks accepted before submissions are refused as busy
+    time_limit_s: float = 1200.0  # a running job is stopped after this long
+    ttl_s: float = 86400.0  # finished tasks, their files and unused uploads live this long
+    max_upload_bytes: int = 1024 * 2**20
+    min_free_bytes: int = 500 * 2**20  # refuse uploads/jobs that would leave less free disk than this
+    quota_bytes: int = 0  # total size of the data directory; 0 = no quota beyond free space
+    max_attempts: int = 3  # runs of a job whose process died (kill -9, out of memory)
+    heartbeat_s: float = 2.0  # how often a worker says its job is alive
+    stale_s: float = 30.0  # a running task without a heartbeat for this long is taken over
+    sweep_s: float = 10.0  # period of the maintenance pass (stale tasks, expiry)
+    poll_s: float = 0.5  # how often an idle worker looks at the queue (submissions in-process wake it at once)
+
+    @classmethod
+    def from_env(cls, env: dict | None = None, **overrides) -> Settings:
+        """Settings from ``BEATSYNC_*`` variables; ``overrides`` (field names) win over the environment."""
+        env = os.environ if env is None else env
+        spec = {  # field -> (variable, converter)
+            "workers": ("BEATSYNC_WORKERS", int),
+            "queue_max": ("BEATSYNC_QUEUE_MAX", int),
+            "time_limit_s": ("BEATSYNC_TIME_LIMIT_S", float),
+            "ttl_s": ("BEATSYNC_TTL_S", float),
+            "max_upload_bytes": ("BEATSYNC_MAX_UPLOAD_MB", lambda v: int(float(v) * 2**20)),
+            "min_free_bytes": ("BEATSYNC_MIN_FREE_MB", lambda v: int(float(v) * 2**20)),
+            "quota_bytes": ("BEATSYNC_QUOTA_MB", lambda v: int(float(v) * 2**20)),
+            "max_attempts": ("BEATSYNC_MAX_ATTEMPTS", int),
+            "heartbeat_s": ("BEATSYNC_HEARTBEAT_S", float),
+            "stale_s": ("BEATSYNC_STALE_S", float),
+            "sweep_s": ("BEATSYNC_SWEEP_S", float),
+        }
+        values: dict = {}
+        for name, (var, conv) in spec.items():
+            raw = env.get(var)
+            if raw not in (None, ""):
+                try:
+                    values[name] = conv(raw)
+                except ValueError:
+                    raise ParameterError(f"{var}={raw!r} is not a number.") from None
+        data_dir = env.get("BEATSYNC_DATA_DIR")
+        values["data_dir"] = Path(data_dir).expanduser() if data_dir else None
+        values.update(overrides)
+        if values.get("data_dir") is None:
+            values["data_dir"] = default_data_dir()
+        values["data_dir"] = Path(values["data_dir"]).resolve()
+        s = cls(**values)
+        s.validate()
+        return s
+
+    def validate(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, int | float) and v < 0:
+                raise ParameterError(f"{f.name} must not be negative (got {v}).")
+        if self.max_attempts < 1 or self.queue_max < 1:
+            raise ParameterError("max_attempts and queue_max must be at least 1.")
+        if self.stale_s <= self.heartbeat_s * 2:
+            raise ParameterError("stale_s must be more than twice heartbeat_s.")
