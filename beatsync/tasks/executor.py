@@ -160,8 +160,8 @@ class Executor:
         last_hb = last_check = t0
         while True:
             try:
-                proc.wait(timeout=0.2)
-                return "exited"
+                rc = proc.wait(timeout=0.2)
+                return "shutdown" if self._stop.is_set() and rc < 0 else "exited"  # killed by stop()
             except subprocess.TimeoutExpired:
                 pass
             now = time.monotonic()
