@@ -13,7 +13,17 @@ from pathlib import Path
 import pytest
 
 from beatsync.errors import BeatSyncError
-from beatsync.tasks import FAILED, PENDING, PROCESSING, SUCCESS, Executor, Settings, TaskStore, check_id, new_id
+from beatsync.tasks import (
+    FAILED,
+    PENDING,
+    PROCESSING,
+    SUCCESS,
+    Executor,
+    Settings,
+    TaskStore,
+    check_id,
+    new_id,
+)
 
 FAKE_JOB = str(Path(__file__).with_name("fake_job.py"))
 
