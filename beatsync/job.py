@@ -9,7 +9,6 @@ process dies, this process kills its whole group (itself and its ffmpeg children
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -18,6 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
+from beatsync import pipeline
 from beatsync.errors import BeatSyncError
 from beatsync.tasks.executor import ERROR_FILE, EXIT_ERROR, EXIT_OK, RESULT_FILE
 from beatsync.tasks.store import TaskStore
@@ -37,16 +37,9 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False))
-    os.replace(tmp, path)
-
-
 def run(store: TaskStore, task_id: str, attempt: int) -> dict:
-    """Run the task's pipeline; returns the fields its successful record gets."""
-    from beatsync import pipeline
-
+    """Run the task's job (its ``kind``: ``process``, ``render`` or ``beats``); returns the fields
+    its successful record gets (``outputs`` are paths relative to the task folder)."""
     rec = store.get(task_id)
     if rec is None:
         raise BeatSyncError("not_found", "The task no longer exists.")
@@ -61,13 +54,26 @@ def run(store: TaskStore, task_id: str, attempt: int) -> dict:
         if not store.report_progress(task_id, attempt, pct, stage, message):
             os.killpg(os.getpgid(0), signal.SIGKILL)  # this attempt no longer holds the task
 
-    dance = folder / rec["inputs"]["dance"]["file"]
-    bgm = folder / rec["inputs"]["bgm"]["file"]
+    paths = {role: folder / m["file"] for role, m in rec["inputs"].items()}
+    names = {p.name: rec["inputs"][role]["name"] for role, p in paths.items()}
+    out = folder / "out"
+    kind = rec.get("kind", "process")
     try:
-        result = pipeline.process(str(dance), str(bgm), str(folder / "out"), options=rec["options"],
-                                  on_progress=progress)
+        if kind == "beats":
+            pipeline.write_json(str(out / "beats.json"), pipeline.file_beats(str(paths["media"]), on_progress=progress))
+            return {"outputs": {}, "beatgrid": "out/beats.json", "message": "Done", "stage": "done"}
+        if kind == "render":
+            variant = rec["render"]["variant"]
+            path = out / f"{paths['dance'].stem}_{variant}.mp4"
+            result = pipeline.render(str(paths["dance"]), str(paths["bgm"]), str(path), rec["render"]["alignment"],
+                                     options=rec["options"], on_progress=progress)
+            return {"outputs": {variant: f"out/{path.name}"}, "message": "Done", "stage": "done",
+                    "variants": {variant: {"alignment": result["alignment"], "render": result["render"]}},
+                    **{k: result[k] for k in ("trim", "warnings", "seconds")}}
+        result = pipeline.process(str(paths["dance"]), str(paths["bgm"]), str(out), options=rec["options"],
+                                  on_progress=progress, beatgrid_path=str(out / "beatgrid.json"))
     except BeatSyncError as e:  # name the files as the user knows them, not as they are stored
-        raise e.renamed({dance.name: rec["inputs"]["dance"]["name"], bgm.name: rec["inputs"]["bgm"]["name"]}) from None
+        raise e.renamed(names) from None
     outputs = {}
     for variant in ("modular", "v2"):
         path = result.pop(f"{variant}_output", None)
@@ -76,8 +82,8 @@ def run(store: TaskStore, task_id: str, attempt: int) -> dict:
     for v in result.get("variants", {}).values():
         v.pop("output", None)  # server paths stay on the server; `outputs` names the files
     keep = ("variants", "trim", "agreement", "warnings", "seconds")
-    return {"outputs": outputs, "message": result.get("message", "Done"), "stage": "done",
-            **{k: result[k] for k in keep if k in result}}
+    return {"outputs": outputs, "beatgrid": "out/beatgrid.json", "message": result.get("message", "Done"),
+            "stage": "done", **{k: result[k] for k in keep if k in result}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,15 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run(store, args.task_id, args.attempt)
     except BeatSyncError as e:
-        _write_json(folder / ERROR_FILE, e.to_dict())
+        pipeline.write_json(str(folder / ERROR_FILE), e.to_dict())
         print(f"error: {e.message}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as e:
         traceback.print_exc()
-        _write_json(folder / ERROR_FILE, {"error": f"Something went wrong inside BeatSync ({type(e).__name__}).",
+        pipeline.write_json(str(folder / ERROR_FILE), {"error": f"Something went wrong inside BeatSync ({type(e).__name__}).",
                                           "error_code": "internal"})
         return EXIT_ERROR
-    _write_json(folder / RESULT_FILE, result)
+    pipeline.write_json(str(folder / RESULT_FILE), result)
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from beatsync import media
 from beatsync.align import ENGINES, Alignment
 from beatsync.align import align as run_engine
 from beatsync.align.lines import Signals
-from beatsync.analysis import ANALYSIS_SR
+from beatsync.analysis import ANALYSIS_SR, Features, beat_track, features
 from beatsync.errors import AlignmentError, BeatSyncError, MediaError
 from beatsync.render_audio import build_track
 
@@ -149,6 +150,47 @@ def align_inputs(inp: Inputs, *, engine: str, signals: Signals | None = None) ->
     return res.shifted(inp.dance.audio_origin_s)
 
 
+def beat_summary(f: Features, *, origin_s: float = 0.0, tempo_min: float = 60.0, tempo_max: float = 200.0,
+                 onset: bool = True) -> dict:
+    """Tempo and beat times (seconds, shifted by ``origin_s``) of one recording's features; with
+    ``onset``, its onset strength too (scaled so its 99th percentile is 1), for plotting."""
+    tempo, beats = beat_track(f.onset, frame_rate=f.frame_rate, tempo_min=tempo_min, tempo_max=tempo_max)
+    out = {"tempo_bpm": round(float(tempo), 2), "beats_s": np.round(beats + origin_s, 4).tolist()}
+    if onset:
+        scale = float(np.percentile(f.onset, 99)) or 1.0
+        out.update(onset=np.round(np.minimum(f.onset / scale, 2.0), 3).tolist(), onset_t0_s=round(origin_s, 6),
+                   frame_rate=f.frame_rate)
+    return out
+
+
+def beat_grid(signals: Signals, *, dance_origin_s: float) -> dict:
+    """What the beat-grid plots draw: the class recording's onset strength and beats (video time),
+    the song's beats (song time; an alignment maps them onto the video)."""
+    fd, fb = signals.features()
+    song = beat_summary(fb, onset=False)
+    t = song["tempo_bpm"]
+    # the class at the song's metrical level (it may play slower: practice speed)
+    limits = {"tempo_min": 0.74 * t, "tempo_max": 1.06 * t} if t > 0 else {}
+    return {"class": beat_summary(fd, origin_s=dance_origin_s, **limits), "song": song}
+
+
+def file_beats(path: str, *, on_progress: ProgressFn | None = None) -> dict:
+    """Tempo, beats and onset strength of any song or video (the beat explorer)."""
+    progress = Progress(on_progress)
+    progress(2, "probe", "Reading the file")
+    info = media.probe(path)
+    media.require_audio(info)
+    progress(10, "decode", "Decoding the sound")
+    y = media.decode_audio(path, sr=ANALYSIS_SR, mono=True, info=info)
+    if len(y) < ANALYSIS_SR:
+        raise MediaError("too_short", f"{info.name}: the sound is shorter than 1 second.", file=info.name)
+    progress(50, "analyse", "Finding the beats")
+    out = beat_summary(features(y, sr=ANALYSIS_SR), origin_s=info.audio_origin_s)
+    out["duration_s"] = round(info.duration_s, 3)
+    progress(100, "done", "Done")
+    return out
+
+
 def release_memory() -> None:
     """Give freed heap memory back to the system (glibc keeps it otherwise, and the peak of one
     stage would stay the footprint of the whole job)."""
@@ -234,6 +276,33 @@ def render_variant(inp: Inputs, alignment: Alignment, trim: Trim, *, out_path: s
 # ----------------------------------------------------------------------------- the job
 
 
+def write_json(path: str, obj) -> None:
+    """Write JSON under a temporary name and rename it: a reader never sees half a file."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, ensure_ascii=False, separators=(",", ":"))
+    os.replace(tmp, path)
+
+
+def render(dance_path: str, bgm_path: str, out_path: str, alignment: Alignment | dict, *,
+           options: Options | dict | None = None, on_progress: ProgressFn | None = None) -> dict:
+    """Render one video from a given alignment (a corrected result), skipping the analysis."""
+    opts = options if isinstance(options, Options) else Options.from_dict(options)
+    al = alignment if isinstance(alignment, Alignment) else Alignment.from_dict(alignment)
+    t0 = time.perf_counter()
+    progress = Progress(on_progress)
+    inp = load_inputs(dance_path, bgm_path, progress)
+    progress(40, "trim", "Finding where the music plays")
+    trim = plan_trim(inp, [al], opts)
+    progress(45, "render", "Writing the video")
+    os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
+    rinfo = render_variant(inp, al, trim, out_path=out_path, opts=opts, keyframes=media.keyframe_times(dance_path),
+                           on_progress=progress.span(45, 99, "render", "Writing the video"))
+    progress(100, "done", "Done")
+    return {"alignment": al.to_dict(), "render": rinfo, "trim": trim.to_dict(), "warnings": list(al.warnings),
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
 def agreement(a: Alignment | None, b: Alignment | None) -> dict | None:
     """Whether the two engines found the same thing (main offsets within 20 ms, rates within 0.3 %)."""
     if a is None or b is None:
@@ -245,9 +314,10 @@ def agreement(a: Alignment | None, b: Alignment | None) -> dict | None:
 
 
 def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | dict | None = None,
-            on_progress: ProgressFn | None = None) -> dict:
+            on_progress: ProgressFn | None = None, beatgrid_path: str | None = None) -> dict:
     """Run the whole job; returns the final status object (DESIGN.md contract) with details.
 
+    With ``beatgrid_path``, the data of the beat-grid plots (`beat_grid`) is written there as JSON.
     Raises `BeatSyncError` (with a one-line message) when nothing can be produced.
     """
     opts = options if isinstance(options, Options) else Options.from_dict(options)
@@ -257,6 +327,8 @@ def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | 
     progress(14, "analyse", "Analysing rhythm and harmony")
     signals = Signals(inp.dance_y, inp.bgm_y, sr=ANALYSIS_SR)  # shared by both engines
     signals.features()
+    if beatgrid_path:
+        write_json(beatgrid_path, beat_grid(signals, dance_origin_s=inp.dance.audio_origin_s))
     alignments: dict[str, Alignment] = {}
     failures: dict[str, BeatSyncError] = {}
     span = 40.0 / len(opts.engines)

@@ -13,6 +13,7 @@ with a specific message instead of failing later in a worker.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sys
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 from beatsync import media
+from beatsync.align import Alignment
 from beatsync.errors import BeatSyncError, MediaError
 from beatsync.pipeline import DANCE_EXTS, SONG_EXTS, Options, check_extension
 from beatsync.tasks import FAILED, FINISHED, PENDING, SUCCESS, Executor, Settings, TaskStore, check_id, new_id
@@ -183,7 +185,7 @@ class BeatSync:
         return up.commit()
 
     def _upload(self, file_id, role: str) -> dict:
-        what = "class video" if role == "dance" else "song"
+        what = {"dance": "class video", "bgm": "song"}.get(role, "file")
         file_id = check_id(file_id, what=f"{what} file")
         meta = self.store.get_upload(file_id)
         if meta is None or not (self.store.upload_dir(file_id) / meta["file"]).is_file():
@@ -205,11 +207,40 @@ class BeatSync:
                                  "matched.", name=meta["name"], role=what)
         inputs = {role: (self.store.upload_dir(m["file_id"]) / m["file"], m) for role, m in
                   (("dance", dance), ("bgm", bgm))}
-        return self._create(inputs, options)
+        return self._create(inputs, self.parse_options(options))
 
-    def _create(self, inputs: dict[str, tuple[Path, dict]], options: dict | None, *, rerun_of: str | None = None):
-        opts = self.parse_options(options)
-        self.check_disk(int(inputs["dance"][1]["size"] * OUTPUT_SPACE_FACTOR))
+    def submit_render(self, task_id: str, variant: str, *, alternative: int | None = None,
+                      nudge_ms: float = 0.0) -> dict:
+        """Queue a corrected render of a finished task's variant (an alternative placement and/or a
+        nudge in milliseconds): a new task that skips the analysis; the original stays as it is."""
+        rec = self._record(task_id)
+        al = ((rec.get("variants") or {}).get(variant) or {}).get("alignment")
+        if rec["status"] != SUCCESS or al is None:
+            raise BeatSyncError("not_ready", f"There is no {variant} result to correct in this job.", variant=variant)
+        if not isinstance(nudge_ms, int | float) or not -10_000 <= nudge_ms <= 10_000:
+            raise BeatSyncError("bad_option", "The nudge must be between -10000 and 10000 ms.")
+        n_alt = len(al.get("alternatives", []))
+        if alternative is not None and not (isinstance(alternative, int) and 0 <= alternative < n_alt):
+            raise BeatSyncError("bad_option", f"This result has {n_alt} alternative placement(s).")
+        corrected = Alignment.from_dict(al).corrected(alternative=alternative, nudge_s=nudge_ms / 1000.0)
+        folder = self.store.task_dir(task_id)
+        inputs = {role: (folder / m["file"], m) for role, m in rec["inputs"].items()}
+        correction = {"source_task": task_id, "variant": variant, "alternative": alternative, "nudge_ms": nudge_ms}
+        return self._create(inputs, Options.from_dict(rec["options"]), kind="render",
+                            extra={"render": {"variant": variant, "alignment": corrected.to_dict()},
+                                   "correction": correction})
+
+    def submit_beats(self, file_id: str) -> dict:
+        """Queue a beat analysis of one upload (the beat explorer's path for long files)."""
+        meta = self._upload(file_id, "media")
+        if not meta["has_audio"]:
+            raise MediaError("no_audio", f"{meta['name']} has no sound track.", name=meta["name"])
+        return self._create({"media": (self.store.upload_dir(file_id) / meta["file"], meta)}, Options(), kind="beats")
+
+    def _create(self, inputs: dict[str, tuple[Path, dict]], opts: Options, *, rerun_of: str | None = None,
+                kind: str = "process", extra: dict | None = None) -> dict:
+        if kind != "beats":
+            self.check_disk(int(inputs["dance"][1]["size"] * OUTPUT_SPACE_FACTOR))
         task_id = new_id()
         folder = self.store.task_dir(task_id)
         (folder / "in").mkdir(parents=True)
@@ -219,8 +250,9 @@ class BeatSync:
                 file = f"in/{role}{Path(meta['name']).suffix.lower()}"
                 _link_or_copy(src, folder / file)
                 record_inputs[role] = {"name": meta["name"], "size": meta["size"], "file": file}
-            rec = self.store.create({"task_id": task_id, "inputs": record_inputs, "options": opts.to_dict(),
-                                     "rerun_of": rerun_of}, queue_max=self.settings.queue_max)
+            rec = self.store.create({"task_id": task_id, "kind": kind, "inputs": record_inputs,
+                                     "options": opts.to_dict(), "rerun_of": rerun_of, **(extra or {})},
+                                    queue_max=self.settings.queue_max)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -252,7 +284,8 @@ class BeatSync:
             raise BeatSyncError("not_finished", "This job is still running; it can be run again once it ends.")
         folder = self.store.task_dir(task_id)
         inputs = {role: (folder / m["file"], m) for role, m in rec["inputs"].items()}
-        return self._create(inputs, rec["options"], rerun_of=task_id)
+        extra = {k: rec[k] for k in ("render", "correction") if k in rec}
+        return self._create(inputs, Options.from_dict(rec["options"]), rerun_of=task_id, kind=rec.get("kind", "process"), extra=extra)
 
     # ------------------------------------------------------------------ status, outputs, cancel
 
@@ -274,6 +307,9 @@ class BeatSync:
         folder = self.store.task_dir(rec["task_id"])
         out = {k: rec.get(k) for k in ("task_id", "status", "message", "stage", "created", "updated", "started",
                                        "finished", "attempts", "rerun_of")}
+        out["kind"] = rec.get("kind", "process")
+        if "correction" in rec:
+            out["correction"] = rec["correction"]
         out["progress"] = round(float(rec["progress"]), 1)
         outputs = (rec.get("outputs") or {}) if rec["status"] == SUCCESS else {}
         for v in VARIANTS:
@@ -292,6 +328,15 @@ class BeatSync:
                 out[k] = rec[k]
         return out
 
+    def beat_grid(self, task_id: str) -> dict | None:
+        """The beat-grid data of a finished task (None when it has none)."""
+        rec = self._record(task_id)
+        file = rec.get("beatgrid") if rec["status"] == SUCCESS else None
+        path = self.store.task_dir(task_id) / file if file else None
+        if path is None or not path.is_file():
+            return None
+        return json.loads(path.read_text())
+
     def output(self, task_id: str, variant: str) -> tuple[Path, str]:
         """(file path, download name) of a finished task's variant."""
         if variant not in VARIANTS:
@@ -305,7 +350,8 @@ class BeatSync:
         if path is None or not path.is_file():
             raise BeatSyncError("no_output", f"This job has no {variant} result (that method could not place "
                                 "the song); download the other one.", variant=variant)
-        return path, f"{_safe_stem(rec['inputs']['dance']['name'])}_{variant}.mp4"
+        suffix = "_corrected" if rec.get("kind") == "render" else ""
+        return path, f"{_safe_stem(rec['inputs']['dance']['name'])}_{variant}{suffix}.mp4"
 
     def cancel(self, task_id: str, *, wait_s: float = 5.0) -> dict:
         """Cancel a pending or running task; waits up to ``wait_s`` for a running job to be stopped."""

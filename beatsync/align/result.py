@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from beatsync.errors import ParameterError
+
 
 @dataclass
 class Segment:
@@ -90,6 +92,32 @@ class Alignment:
             alternatives=[Alternative(a.offset_s + dt, a.tempo_ratio, a.score) for a in self.alternatives],
             seconds=self.seconds, warnings=list(self.warnings), diagnostics=dict(self.diagnostics),
         )
+
+    def corrected(self, *, alternative: int | None = None, nudge_s: float = 0.0) -> Alignment:
+        """A user's correction: take the ``alternative``-th alternative placement (over the main
+        segment's span of the video) and/or move the song ``nudge_s`` later in the video.
+
+        The correction is marked in ``warnings`` and the chosen result becomes an alternative of
+        the new one, so choosing again is always possible.
+        """
+        al = self
+        if alternative is not None:
+            if not 0 <= alternative < len(self.alternatives):
+                raise ParameterError(f"There is no alternative {alternative} (this result has "
+                                     f"{len(self.alternatives)}).")
+            alt, main = self.alternatives[alternative], self.main_segment
+            start = max(main.dance_start_s, alt.offset_s)  # the song cannot start before its beginning
+            seg = Segment(start, main.dance_end_s, (start - alt.offset_s) * alt.tempo_ratio, alt.tempo_ratio,
+                          main.mode, alt.score)
+            others = [Alternative(self.offset_s, self.tempo_ratio, 1.0)]
+            others += [a for i, a in enumerate(self.alternatives) if i != alternative]
+            al = Alignment(engine=self.engine, offset_s=alt.offset_s, tempo_ratio=alt.tempo_ratio,
+                           confidence=alt.score * self.confidence, segments=[seg], alternatives=others,
+                           warnings=[*self.warnings, f"alternative placement {alternative + 1} chosen by hand"])
+        if nudge_s:
+            al = al.shifted(nudge_s)
+            al.warnings = [*al.warnings, f"moved {nudge_s * 1000:+.0f} ms by hand"]
+        return al
 
     def to_dict(self, *, diagnostics: bool = False) -> dict:
         out = {
