@@ -69,7 +69,7 @@ def run(store: TaskStore, task_id: str, attempt: int) -> dict:
                                      options=rec["options"], on_progress=progress)
             return {"outputs": {variant: f"out/{path.name}"}, "message": "Done", "stage": "done",
                     "variants": {variant: {"alignment": result["alignment"], "render": result["render"]}},
-                    **{k: result[k] for k in ("trim", "warnings", "seconds")}}
+                    **{k: result[k] for k in ("trim", "warnings", "notices", "seconds")}}
         result = pipeline.process(str(paths["dance"]), str(paths["bgm"]), str(out), options=rec["options"],
                                   on_progress=progress, beatgrid_path=str(out / "beatgrid.json"))
     except BeatSyncError as e:  # name the files as the user knows them, not as they are stored
@@ -81,7 +81,7 @@ def run(store: TaskStore, task_id: str, attempt: int) -> dict:
             outputs[variant] = str(Path(path).relative_to(folder))
     for v in result.get("variants", {}).values():
         v.pop("output", None)  # server paths stay on the server; `outputs` names the files
-    keep = ("variants", "trim", "agreement", "warnings", "seconds")
+    keep = ("variants", "trim", "agreement", "warnings", "notices", "seconds")
     return {"outputs": outputs, "beatgrid": "out/beatgrid.json", "message": result.get("message", "Done"),
             "stage": "done", **{k: result[k] for k in keep if k in result}}
 

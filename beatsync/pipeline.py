@@ -300,6 +300,7 @@ def render(dance_path: str, bgm_path: str, out_path: str, alignment: Alignment |
                            on_progress=progress.span(45, 99, "render", "Writing the video"))
     progress(100, "done", "Done")
     return {"alignment": al.to_dict(), "render": rinfo, "trim": trim.to_dict(), "warnings": list(al.warnings),
+            "notices": [{"code": n["code"], "params": {**n["params"], "engine": al.engine}} for n in al.notices],
             "seconds": round(time.perf_counter() - t0, 3)}
 
 
@@ -361,14 +362,17 @@ def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | 
         release_memory()
     for eng, err in failures.items():
         variants[eng] = {"error": err.message, "error_code": err.code}
-    warnings = []
+    warnings, notices = [], []  # English text, and {"code", "params"} for other languages
     agree = agreement(alignments.get("modular"), alignments.get("v2"))
     if agree is not None and not agree["agree"]:
         warnings.append(f"The two engines disagree by {agree['offset_difference_ms']:.0f} ms: compare both results.")
+        notices.append({"code": "engines_disagree", "params": {"ms": round(agree["offset_difference_ms"])}})
     for eng, al in alignments.items():
         warnings += [f"{eng}: {w}" for w in al.warnings]
+        notices += [{"code": n["code"], "params": {**n["params"], "engine": eng}} for n in al.notices]
     for eng, err in failures.items():
         warnings.append(f"{eng}: {err.message}")
+        notices.append({"code": "engine_failed", "params": {"engine": eng, "error_code": err.code}})
     result = {
         "status": "success",
         "message": "Done",
@@ -380,6 +384,7 @@ def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | 
         "trim": trim.to_dict(),
         "agreement": agree,
         "warnings": warnings,
+        "notices": notices,
         "options": opts.to_dict(),
         "seconds": round(time.perf_counter() - t0, 3),
     }

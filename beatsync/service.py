@@ -308,6 +308,7 @@ class BeatSync:
         out = {k: rec.get(k) for k in ("task_id", "status", "message", "stage", "created", "updated", "started",
                                        "finished", "attempts", "rerun_of")}
         out["kind"] = rec.get("kind", "process")
+        out["stage_params"] = rec.get("stage_params") or {}
         if "correction" in rec:
             out["correction"] = rec["correction"]
         out["progress"] = round(float(rec["progress"]), 1)
@@ -323,7 +324,7 @@ class BeatSync:
             out["cancel_requested"] = True
         out["inputs"] = {role: {"name": m["name"], "size": m["size"]} for role, m in rec["inputs"].items()}
         out["options"] = rec.get("options")
-        for k in ("warnings", "agreement", "trim", "variants", "seconds"):
+        for k in ("warnings", "notices", "agreement", "trim", "variants", "seconds"):
             if k in rec:
                 out[k] = rec[k]
         return out

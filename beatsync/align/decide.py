@@ -26,16 +26,18 @@ def decide(engine: str, sig: Signals, res: Assembled, lines: list[Line], info: d
             "(check that you picked the right song, and that the video's sound has the music).",
         )
     main = reference_segment(res.segments)
-    warnings = []
-    if res.alternatives and res.alternatives[0].score > 0.5:
-        warnings.append("ambiguous: the video matches more than one place in the song (a repeated section?); "
-                        "check the alternatives")
-    elif res.confidence < WARN_CONFIDENCE:
-        warnings.append("low confidence: only part of the recording matches the song; check the result")
-    if len(res.segments) > 1:
-        warnings.append(f"{len(res.segments)} run-throughs found: the music was stopped and restarted")
-    return Alignment(
+    al = Alignment(
         engine=engine, offset_s=main.offset_s, tempo_ratio=main.rate, confidence=res.confidence,
         segments=res.segments, alternatives=res.alternatives, seconds=time.perf_counter() - t0,
-        warnings=warnings, diagnostics=diag,
+        diagnostics=diag,
     )
+    if res.alternatives and res.alternatives[0].score > 0.5:
+        al.warn("ambiguous", "ambiguous: the video matches more than one place in the song (a repeated section?); "
+                "check the alternatives", alternatives=len(res.alternatives))
+    elif res.confidence < WARN_CONFIDENCE:
+        al.warn("low_confidence", "low confidence: only part of the recording matches the song; check the result",
+                confidence=round(res.confidence, 2))
+    if len(res.segments) > 1:
+        al.warn("restarts", f"{len(res.segments)} run-throughs found: the music was stopped and restarted",
+                count=len(res.segments))
+    return al

@@ -78,6 +78,13 @@ class Alignment:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     diagnostics: dict = field(default_factory=dict)
+    #: the warnings as ``{"code", "params"}`` (for a UI to show them in the reader's language)
+    notices: list[dict] = field(default_factory=list)
+
+    def warn(self, code: str, message: str, **params) -> None:
+        """Add a warning: English ``message`` in `warnings`, ``code`` and ``params`` in `notices`."""
+        self.warnings.append(message)
+        self.notices.append({"code": code, "params": params})
 
     @property
     def main_segment(self) -> Segment:
@@ -91,6 +98,7 @@ class Alignment:
             segments=[s.shifted(dt) for s in self.segments],
             alternatives=[Alternative(a.offset_s + dt, a.tempo_ratio, a.score) for a in self.alternatives],
             seconds=self.seconds, warnings=list(self.warnings), diagnostics=dict(self.diagnostics),
+            notices=[dict(n) for n in self.notices],
         )
 
     def corrected(self, *, alternative: int | None = None, nudge_s: float = 0.0) -> Alignment:
@@ -113,10 +121,12 @@ class Alignment:
             others += [a for i, a in enumerate(self.alternatives) if i != alternative]
             al = Alignment(engine=self.engine, offset_s=alt.offset_s, tempo_ratio=alt.tempo_ratio,
                            confidence=alt.score * self.confidence, segments=[seg], alternatives=others,
-                           warnings=[*self.warnings, f"alternative placement {alternative + 1} chosen by hand"])
+                           warnings=list(self.warnings), notices=[dict(n) for n in self.notices])
+            al.warn("alternative_chosen", f"alternative placement {alternative + 1} chosen by hand",
+                    number=alternative + 1)
         if nudge_s:
             al = al.shifted(nudge_s)
-            al.warnings = [*al.warnings, f"moved {nudge_s * 1000:+.0f} ms by hand"]
+            al.warn("nudged", f"moved {nudge_s * 1000:+.0f} ms by hand", ms=round(nudge_s * 1000))
         return al
 
     def to_dict(self, *, diagnostics: bool = False) -> dict:
@@ -131,6 +141,7 @@ class Alignment:
         }
         if self.warnings:
             out["warnings"] = list(self.warnings)
+            out["notices"] = [dict(n) for n in self.notices]
         if diagnostics:
             out["diagnostics"] = self.diagnostics
         return out
@@ -143,4 +154,4 @@ class Alignment:
         return cls(engine=d.get("engine", "manual"), offset_s=float(d["offset_s"]),
                    tempo_ratio=float(d.get("tempo_ratio", 1.0)), confidence=float(d.get("confidence", 1.0)),
                    segments=segs, alternatives=alts, seconds=float(d.get("seconds", 0.0)),
-                   warnings=list(d.get("warnings", [])))
+                   warnings=list(d.get("warnings", [])), notices=[dict(n) for n in d.get("notices", [])])

@@ -189,7 +189,8 @@ class Executor:
         if outcome == "lost":
             return
         if outcome == "shutdown":
-            store.requeue(task_id, attempt, count_attempt=False, message="Waiting: the server restarted")
+            store.requeue(task_id, attempt, count_attempt=False, message="Waiting: the server restarted",
+                          stage="restarted")
             return
         if outcome == "cancelled":
             store.finish(task_id, attempt, FAILED, error="The job was cancelled.", error_code="cancelled",
@@ -242,7 +243,8 @@ class Executor:
         else:
             log.warning("task %s attempt %d: %s; running it again", task_id, attempt, why)
             self.store.requeue(task_id, attempt, message=f"Interrupted ({why}); running it again "
-                                                         f"(attempt {attempt + 1} of {s.max_attempts})")
+                                                         f"(attempt {attempt + 1} of {s.max_attempts})",
+                               stage="retry", stage_params={"attempt": attempt + 1, "max": s.max_attempts})
 
     # ------------------------------------------------------------------ maintenance
 

@@ -158,7 +158,7 @@ class TaskStore:
                 if rec is None or rec["status"] != PENDING:
                     continue  # cancelled or expired while queued
                 rec.update(status=PROCESSING, attempts=rec["attempts"] + 1, worker=worker, started=now,
-                           updated=now, queue_key=None, stage="start", message="Starting")
+                           updated=now, queue_key=None, stage="start", message="Starting", stage_params={})
                 rec["history"].append({"attempt": rec["attempts"], "worker": worker, "started": now})
                 self.cache.set(_task_key(task_id), rec)
                 self.cache.set(_hb_key(task_id), (now, worker))
@@ -214,7 +214,8 @@ class TaskStore:
             self._registry_set(_FINISHED, task_id, now)
         return rec
 
-    def requeue(self, task_id: str, attempt: int, *, message: str, count_attempt: bool = True) -> dict | None:
+    def requeue(self, task_id: str, attempt: int, *, message: str, count_attempt: bool = True,
+                stage: str = "queued", stage_params: dict | None = None) -> dict | None:
         """Put a running attempt's task back at the front of the queue (its worker died or shut down).
 
         ``count_attempt=False`` (a clean shutdown) does not count the interrupted run as an attempt.
@@ -228,7 +229,8 @@ class TaskStore:
                 rec["history"][-1].update(ended=now, outcome="interrupted")
             if not count_attempt:
                 rec["attempts"] -= 1
-            rec.update(status=PENDING, worker=None, updated=now, stage="queued", message=message)
+            rec.update(status=PENDING, worker=None, updated=now, stage=stage, message=message,
+                       stage_params=stage_params or {})
             rec["queue_key"] = self.cache.push(task_id, prefix=_QUEUE, side="front")
             self.cache.set(_QLEN, self.cache.get(_QLEN, 0) + 1)
             self.cache.set(_task_key(task_id), rec)
