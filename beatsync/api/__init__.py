@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from beatsync.api.openapi import openapi_document
 from beatsync.errors import BeatSyncError, MediaError
+from beatsync.messages import localize_error, localize_status, pick_language, stage_message
 from beatsync.service import VARIANTS, BeatSync, get_service
 
 log = logging.getLogger("beatsync.api")
@@ -38,10 +39,15 @@ HTTP_STATUS = {
 }
 
 
-def error_response(err: BeatSyncError) -> JSONResponse:
+def language(request: Request) -> str:
+    """The reader's language: ``?lang=`` if given, else the Accept-Language header."""
+    return pick_language(request.query_params.get("lang") or request.headers.get("accept-language"))
+
+
+def error_response(err: BeatSyncError, lang: str = "en") -> JSONResponse:
     status = HTTP_STATUS.get(err.code, 422 if isinstance(err, MediaError) else 400)
     headers = {"Retry-After": "120"} if err.code == "busy" else None
-    return JSONResponse(err.to_dict(), status_code=status, headers=headers)
+    return JSONResponse(localize_error(err.to_dict(), lang), status_code=status, headers=headers)
 
 
 def _endpoint(fn):
@@ -50,10 +56,10 @@ def _endpoint(fn):
         try:
             return await fn(request, get_service())
         except BeatSyncError as e:
-            return error_response(e)
+            return error_response(e, language(request))
         except ClientDisconnect:
             return error_response(BeatSyncError("incomplete_upload", "The upload was interrupted before the "
-                                                "whole file arrived. Please upload it again."))
+                                                "whole file arrived. Please upload it again."), language(request))
         except Exception:
             log.exception("API error on %s", request.url.path)
             return JSONResponse({"error": "Something went wrong inside BeatSync.", "error_code": "internal"},
@@ -64,8 +70,10 @@ def _endpoint(fn):
     return wrapped
 
 
-def _urls(status: dict) -> dict:
-    """Server file paths -> download URLs (a client never sees the server's paths)."""
+def _public(status: dict, request: Request) -> dict:
+    """Server file paths -> download URLs (a client never sees the server's paths), messages in
+    the reader's language."""
+    status = localize_status(status, language(request))
     tid = status["task_id"]
     download = {}
     for v in VARIANTS:
@@ -77,8 +85,9 @@ def _urls(status: dict) -> dict:
     return status
 
 
-def _submitted(resp: dict) -> JSONResponse:
-    return JSONResponse({**resp, "status_url": f"/api/status/{resp['task_id']}"}, status_code=202)
+def _submitted(resp: dict, request: Request) -> JSONResponse:
+    msg = stage_message("queued", language(request), fallback=resp["message"])
+    return JSONResponse({**resp, "message": msg, "status_url": f"/api/status/{resp['task_id']}"}, status_code=202)
 
 
 async def _json_body(request: Request) -> dict:
@@ -202,14 +211,14 @@ async def process(request: Request, svc: BeatSync) -> Response:
     if missing:
         raise BeatSyncError("bad_request", f"Missing field(s): {', '.join(missing)}.", missing=missing)
     resp = await run_in_threadpool(svc.submit, body["dance_file_id"], body["bgm_file_id"], body.get("options"))
-    return _submitted(resp)
+    return _submitted(resp, request)
 
 
 @_endpoint
 async def status(request: Request, svc: BeatSync) -> Response:
     """The task's status object."""
     st = await run_in_threadpool(svc.status, request.path_params["task_id"])
-    return JSONResponse(_urls(st))
+    return JSONResponse(_public(st, request))
 
 
 @_endpoint
@@ -224,13 +233,36 @@ async def download(request: Request, svc: BeatSync) -> Response:
 async def cancel(request: Request, svc: BeatSync) -> Response:
     """Cancel a pending or running task; returns its status (``failed``/``cancelled`` once stopped)."""
     st = await run_in_threadpool(svc.cancel, request.path_params["task_id"])
-    return JSONResponse(_urls(st))
+    return JSONResponse(_public(st, request))
 
 
 @_endpoint
 async def rerun(request: Request, svc: BeatSync) -> Response:
     """Run a finished task again (same inputs and options) as a new task."""
-    return _submitted(await run_in_threadpool(svc.rerun, request.path_params["task_id"]))
+    return _submitted(await run_in_threadpool(svc.rerun, request.path_params["task_id"]), request)
+
+
+@_endpoint
+async def correct(request: Request, svc: BeatSync) -> Response:
+    """Re-render a finished task's variant with a correction (``alternative`` index and/or ``nudge_ms``)
+    as a new task that skips the analysis."""
+    body = await _json_body(request)
+    variant = body.get("variant", "modular")
+    if variant not in VARIANTS:
+        raise BeatSyncError("bad_variant", f"{str(variant)[:30]!r} is not a result name: use modular or v2.")
+    resp = await run_in_threadpool(lambda: svc.submit_render(request.path_params["task_id"], variant,
+                                                             alternative=body.get("alternative"),
+                                                             nudge_ms=body.get("nudge_ms", 0)))
+    return _submitted(resp, request)
+
+
+@_endpoint
+async def beatgrid(request: Request, svc: BeatSync) -> Response:
+    """The beat-grid data of a finished task (class onset strength and beats, song beats)."""
+    grid = await run_in_threadpool(svc.beat_grid, request.path_params["task_id"])
+    if grid is None:
+        raise BeatSyncError("not_ready", "This job has no beat grid (yet).")
+    return JSONResponse(grid)
 
 
 @_endpoint
@@ -258,6 +290,8 @@ def routes() -> list[Route]:
         Route("/api/download/{task_id}", download, methods=["GET", "HEAD"]),
         Route("/api/cancel/{task_id}", cancel, methods=["POST"]),
         Route("/api/rerun/{task_id}", rerun, methods=["POST"]),
+        Route("/api/correct/{task_id}", correct, methods=["POST"]),
+        Route("/api/beatgrid/{task_id}", beatgrid, methods=["GET"]),
         Route("/api/health", health, methods=["GET"]),
         Route("/api/openapi.json", openapi, methods=["GET"]),
         Route("/api/{rest:path}", not_found, methods=["GET", "POST", "HEAD", "PUT", "DELETE"]),

@@ -101,6 +101,23 @@ def openapi_document() -> dict:
                 "summary": "Run a finished task again as a new task", "parameters": task,
                 "responses": {"202": _json("Submitted", "Queued"), "400": _BAD_ID, "404": _UNKNOWN,
                               "409": _error("Still running"), "429": _error("Queue full")}}},
+            "/api/correct/{task_id}": {"post": {
+                "summary": "Re-render one variant with a correction (alternative placement and/or a nudge), "
+                           "as a new task that skips the analysis",
+                "parameters": task,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {
+                        "variant": {"type": "string", "enum": ["modular", "v2"]},
+                        "alternative": {"type": ["integer", "null"], "minimum": 0},
+                        "nudge_ms": {"type": "number", "minimum": -10000, "maximum": 10000}}}}}},
+                "responses": {"202": _json("Submitted", "Queued"), "400": _error("Bad correction"),
+                              "404": _UNKNOWN, "409": _error("No such result to correct"),
+                              "429": _error("Queue full")}}},
+            "/api/beatgrid/{task_id}": {"get": {
+                "summary": "Beat-grid data: class onset strength and beats (video time), song beats (song time)",
+                "parameters": task,
+                "responses": {"200": {"description": "Beat grid", "content": {"application/json": {}}},
+                              "400": _BAD_ID, "404": _UNKNOWN, "409": _error("Not finished")}}},
             "/api/health": {"get": {
                 "summary": "Workers alive, queue length, free disk",
                 "responses": {"200": _json("Health", "OK"), "503": _json("Health", "Degraded")}}},

@@ -1,0 +1,209 @@
+"""Every message a user reads, in English and Simplified Chinese.
+
+The engine, the task system and the service produce messages as a code plus parameters (an error
+``error_code`` + ``error_params``, a stage + ``stage_params``, a notice ``{"code", "params"}``),
+with an English sentence alongside. This module turns them into the reader's language where they
+are shown: the web pages (`ui`), the JSON API (`localize_status`, `localize_error`, by
+``Accept-Language``). English error texts are the engine's own (they name the exact problem); the
+Chinese ones come from the tables below, and a code without a Chinese entry falls back to English.
+"""
+
+from __future__ import annotations
+
+import string
+
+LANGUAGES = {"en": "English", "zh": "简体中文"}
+DEFAULT_LANGUAGE = "en"
+
+
+def pick_language(accept_language: str | None) -> str:
+    """``"zh"`` or ``"en"`` from an Accept-Language header (or a browser locale such as ``zh-CN``)."""
+    best, best_q = DEFAULT_LANGUAGE, -1.0
+    for part in (accept_language or "").split(","):
+        tag, _, params = part.strip().partition(";")
+        tag = tag.strip().lower()
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        lang = tag.split("-")[0].split("_")[0]
+        if lang in LANGUAGES and q > best_q:
+            best, best_q = lang, q
+    return best
+
+
+class _Missing(dict):
+    def __missing__(self, key):
+        raise KeyError(key)
+
+
+def _fill(template: str, params: dict | None) -> str | None:
+    try:
+        return string.Formatter().vformat(template, (), _Missing(params or {}))
+    except (KeyError, IndexError, ValueError):
+        return None
+
+
+# ----------------------------------------------------------------------------- stages
+
+STAGES = {  # stage -> (English, Chinese); English is used when a record has no message
+    "queued": ("Waiting for a free worker", "排队中，等待空闲的处理进程"),
+    "restarted": ("Waiting: the server restarted", "等待中：服务器已重启，任务会继续"),
+    "retry": ("Interrupted; running it again (attempt {attempt} of {max})",
+              "处理中断，正在重新运行（第 {attempt} 次，共 {max} 次）"),
+    "start": ("Starting", "开始处理"),
+    "probe": ("Reading the files", "读取文件"),
+    "decode": ("Decoding the sound", "解码声音"),
+    "analyse": ("Analysing rhythm and harmony", "分析节奏与和声"),
+    "align_modular": ("Finding the song in the video (modular)", "在视频中寻找歌曲（modular）"),
+    "align_v2": ("Finding the song in the video (v2)", "在视频中寻找歌曲（v2）"),
+    "trim": ("Finding where the music plays", "确定音乐播放的范围"),
+    "render_modular": ("Writing the modular video", "生成 modular 视频"),
+    "render_v2": ("Writing the v2 video", "生成 v2 视频"),
+    "render": ("Writing the video", "生成视频"),
+    "done": ("Done", "完成"),
+    "cancelled": ("Cancelled", "已取消"),
+    "time_limit": ("Stopped: time limit", "已停止：超出时间限制"),
+    "failed": ("Failed", "失败"),
+}
+
+
+def stage_message(stage: str | None, lang: str, *, params: dict | None = None, fallback: str = "") -> str:
+    entry = STAGES.get(stage or "")
+    if entry is None:
+        return fallback
+    if lang == "en" and fallback:
+        return fallback
+    return _fill(entry[1 if lang == "zh" else 0], params) or fallback or entry[0]
+
+
+# ----------------------------------------------------------------------------- errors (Chinese)
+
+ERRORS_ZH = {
+    "song_not_found": "在这个视频里没有找到这首歌：视频的声音和歌曲文件对不上（请确认选对了歌曲，并且视频里录到了音乐）。",
+    "no_audio": "{name} 没有声音轨道，无法匹配。",
+    "no_video": "{name} 没有画面：第一个文件必须是课堂视频。",
+    "not_media": "{name} 不是可读取的音频或视频文件。",
+    "truncated": "{name} 不完整（文件可能没有上传或复制完整），请重新导出或上传。",
+    "empty_file": "{name} 是空文件（0 字节）。",
+    "no_streams": "{name} 里既没有声音也没有画面。",
+    "unreadable": "无法读取 {name}。",
+    "file_missing": "找不到文件 {name}。",
+    "decode_failed": "无法解码 {name} 的声音，文件可能已损坏。",
+    "too_short": "{file} 的声音太短，无法分析。",
+    "silent": "{file} 的声音是静音的。",
+    "unsupported_type": "不支持这种文件类型：请上传 mp4、mov、m4v、mkv、webm、avi 视频，或 mp3、m4a、aac、wav、flac、ogg、opus 音频。",
+    "unsupported_media_type": "请求格式不对：上传请用 multipart/form-data，提交任务请用 JSON。",
+    "too_large": "文件太大：上限是 {limit_mb} MB。",
+    "incomplete_upload": "上传在文件传完之前中断了，请重新上传。",
+    "disk_full": "服务器磁盘空间不足，暂时无法接收文件，请稍后再试。",
+    "busy": "BeatSync 正忙：已有 {queued} 个任务在排队，请过几分钟再试。",
+    "bad_id": "这个编号格式不对。",
+    "bad_request": "请求格式不对。",
+    "bad_option": "选项的值不对。",
+    "bad_variant": "结果名称只能是 modular 或 v2。",
+    "not_found": "没有这个任务：请检查链接，或者开始一个新任务。",
+    "expired": "这个任务的结果已过期并被删除，请重新上传文件。",
+    "file_not_found": "找不到上传的文件（上传的文件只保留一段时间），请重新上传。",
+    "not_ready": "这个任务还没有成功完成，暂时没有可下载的结果。",
+    "no_output": "这个任务没有 {variant} 结果（这种方法没能定位歌曲），请下载另一个结果。",
+    "already_finished": "这个任务已经结束，无需取消。",
+    "not_finished": "这个任务还在运行，结束后才能重新运行。",
+    "cancelled": "任务已取消。",
+    "time_limit": "任务运行超过了 {limit_min} 分钟的时间限制，已被停止。较短或较小的视频通常可以解决。",
+    "crashed": "任务意外停止了 {attempts} 次（服务器可能内存不足）。请试试更短或分辨率更低的视频。",
+    "internal": "BeatSync 内部出错了。请重试；如果问题一直存在，请告诉我们。",
+    "ffmpeg_failed": "处理视频时出错（ffmpeg 失败），文件可能已损坏。",
+    "ffmpeg_killed": "视频处理被中止了。",
+    "ffmpeg_timeout": "视频处理超时。",
+    "write_failed": "无法写入结果文件（磁盘可能已满）。",
+}
+
+# What to try, per error code (shown under a failed task).
+HINTS = {
+    "song_not_found": ("Check that you picked the song that was played in the class, and that the video's sound "
+                       "has the music.", "请确认选择的是课堂上播放的那首歌，并且视频里录到了音乐。"),
+    "no_audio": ("Choose a video that recorded sound.", "请选择录有声音的视频。"),
+    "not_media": ("Export the file again from your phone or editor, then upload it.", "请从手机或剪辑软件重新导出文件后再上传。"),
+    "truncated": ("The file is incomplete: copy or export it again.", "文件不完整：请重新复制或导出。"),
+    "time_limit": ("Trim the video to the routine, or lower its resolution.", "请把视频剪到舞蹈部分，或降低分辨率。"),
+    "crashed": ("Try a shorter or lower-resolution video.", "请试试更短或分辨率更低的视频。"),
+    "busy": ("Wait a few minutes and try again.", "请等几分钟再试。"),
+    "disk_full": ("Try again later.", "请稍后再试。"),
+}
+
+
+def _error_params(params: dict | None) -> dict:
+    p = dict(params or {})
+    if "limit" in p and isinstance(p["limit"], int | float):
+        p.setdefault("limit_mb", round(p["limit"] / 2**20))
+    if "limit_s" in p and isinstance(p["limit_s"], int | float):
+        p.setdefault("limit_min", round(p["limit_s"] / 60))
+    return p
+
+
+def error_message(code: str | None, lang: str, *, params: dict | None = None, fallback: str = "") -> str:
+    """The error in the reader's language (English: the engine's own message)."""
+    if lang == "zh" and code in ERRORS_ZH:
+        text = _fill(ERRORS_ZH[code], _error_params(params))
+        if text:
+            return text
+    return fallback or (code or "")
+
+
+def hint(code: str | None, lang: str) -> str | None:
+    entry = HINTS.get(code or "")
+    return None if entry is None else entry[1 if lang == "zh" else 0]
+
+
+# ----------------------------------------------------------------------------- notices (warnings)
+
+NOTICES = {
+    "engines_disagree": ("The two methods disagree by {ms} ms: compare both results and keep the one in time.",
+                         "两种方法的结果相差 {ms} 毫秒：请对比两个结果，保留节拍对得上的那个。"),
+    "ambiguous": ("{engine}: the video matches more than one place in the song (a repeated chorus?): check the "
+                  "alternatives.", "{engine}：视频和歌曲中不止一处相符（副歌重复？），请查看其他候选位置。"),
+    "low_confidence": ("{engine}: only part of the recording matches the song: check the result.",
+                       "{engine}：录音只有一部分和歌曲相符，请检查结果。"),
+    "restarts": ("{engine}: {count} run-throughs found: the music was stopped and restarted.",
+                 "{engine}：发现 {count} 段播放：音乐中途停过又重新开始。"),
+    "engine_failed": ("{engine} could not place the song; use the other result.",
+                      "{engine} 没能定位歌曲，请使用另一个结果。"),
+    "alternative_chosen": ("Alternative placement {number} chosen by hand.", "已手动选择候选位置 {number}。"),
+    "nudged": ("Moved {ms:+d} ms by hand.", "已手动移动 {ms:+d} 毫秒。"),
+}
+
+
+def notice_message(notice: dict, lang: str) -> str:
+    entry = NOTICES.get(notice.get("code", ""))
+    if entry is None:
+        return notice.get("message", notice.get("code", ""))
+    params = dict(notice.get("params") or {})
+    return _fill(entry[1 if lang == "zh" else 0], params) or _fill(entry[0], params) or notice.get("code", "")
+
+
+# ----------------------------------------------------------------------------- API helpers
+
+
+def localize_status(status: dict, lang: str) -> dict:
+    """A status object with ``message`` (and ``error``) in ``lang``; field names unchanged."""
+    out = dict(status)
+    out["message"] = stage_message(status.get("stage"), lang, params=status.get("stage_params"),
+                                   fallback=status.get("message") or "")
+    if status.get("status") == "failed":
+        out["error"] = error_message(status.get("error_code"), lang, params=status.get("error_params"),
+                                     fallback=status.get("error") or "")
+    if "notices" in status:
+        out["warnings_localized"] = [notice_message(n, lang) for n in status["notices"]]
+    out["language"] = lang
+    return out
+
+
+def localize_error(body: dict, lang: str) -> dict:
+    """An error body ``{"error", "error_code", "error_params"}`` with ``error`` in ``lang``."""
+    out = dict(body)
+    out["error"] = error_message(body.get("error_code"), lang, params=body.get("error_params"),
+                                 fallback=body.get("error") or "")
+    return out
