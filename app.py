@@ -3,15 +3,25 @@
 Streamlit finds the ``st.App`` below and serves it with uvicorn: the JSON API routes
 (`beatsync.api`, under ``/api/``) sit next to the UI, and the lifespan starts this server
 process's job workers once. Streamlit then runs this same file as the UI script (there
-``__name__ == "__main__"``): navigation and shared resources; pages stay thin.
+``__name__ == "__main__"``): navigation, language and the shared job service; pages stay thin.
 """
 
 import streamlit as st
 
 if __name__ == "__main__":  # the UI script run
+    from ui.i18n import language_switch, t
+    from ui.state import service
+
     st.set_page_config(page_title="BeatSync", page_icon="🎵", layout="wide")
-    nav = st.navigation([st.Page("pages/home.py", title="BeatSync", icon="🎵", default=True)])
-    nav.run()
+    service()  # workers start once per server process
+    language_switch()
+    pages = [
+        st.Page("pages/upload.py", title=t("nav.upload"), icon="🎵", url_path="upload", default=True),
+        st.Page("pages/task.py", title=t("nav.task"), icon="🎬", url_path="task"),
+        st.Page("pages/tasks.py", title=t("nav.tasks"), icon="🗂️", url_path="tasks"),
+        st.Page("pages/explore.py", title=t("nav.explore"), icon="🥁", url_path="explore"),
+    ]
+    st.navigation(pages).run()
 else:  # imported by the server: the ASGI app with the API routes and the workers
     from beatsync import api
 

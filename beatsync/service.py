@@ -179,10 +179,16 @@ class BeatSync:
     def upload_file(self, filename: str, fileobj, *, chunk_size: int = 1 << 20) -> dict:
         """Store a file-like object (e.g. a Streamlit ``UploadedFile``) as an upload."""
         size = getattr(fileobj, "size", None)
+        if hasattr(fileobj, "seek"):
+            fileobj.seek(0)
         up = self.new_upload(filename, expected_size=size if isinstance(size, int) else None)
         while chunk := fileobj.read(chunk_size):
             up.write(chunk)
         return up.commit()
+
+    def upload_path(self, file_id: str) -> Path:
+        meta = self._upload(file_id, "media")
+        return self.store.upload_dir(file_id) / meta["file"]
 
     def _upload(self, file_id, role: str) -> dict:
         what = {"dance": "class video", "bgm": "song"}.get(role, "file")
@@ -226,9 +232,11 @@ class BeatSync:
         folder = self.store.task_dir(task_id)
         inputs = {role: (folder / m["file"], m) for role, m in rec["inputs"].items()}
         correction = {"source_task": task_id, "variant": variant, "alternative": alternative, "nudge_ms": nudge_ms}
-        return self._create(inputs, Options.from_dict(rec["options"]), kind="render",
-                            extra={"render": {"variant": variant, "alignment": corrected.to_dict()},
-                                   "correction": correction})
+        sub = self._create(inputs, Options.from_dict(rec["options"]), kind="render",
+                           extra={"render": {"variant": variant, "alignment": corrected.to_dict()},
+                                  "correction": correction})
+        self.store.update(task_id, lambda r: r.setdefault("corrections", []).append(sub["task_id"]))
+        return sub
 
     def submit_beats(self, file_id: str) -> dict:
         """Queue a beat analysis of one upload (the beat explorer's path for long files)."""
@@ -249,7 +257,8 @@ class BeatSync:
             for role, (src, meta) in inputs.items():
                 file = f"in/{role}{Path(meta['name']).suffix.lower()}"
                 _link_or_copy(src, folder / file)
-                record_inputs[role] = {"name": meta["name"], "size": meta["size"], "file": file}
+                record_inputs[role] = {"name": meta["name"], "size": meta["size"], "file": file,
+                                       "duration_s": meta.get("duration_s")}
             rec = self.store.create({"task_id": task_id, "kind": kind, "inputs": record_inputs,
                                      "options": opts.to_dict(), "rerun_of": rerun_of, **(extra or {})},
                                     queue_max=self.settings.queue_max)
@@ -322,7 +331,9 @@ class BeatSync:
             out["queue_length"] = self.store.queue_length()
         if rec.get("cancel_requested") and rec["status"] not in FINISHED:
             out["cancel_requested"] = True
-        out["inputs"] = {role: {"name": m["name"], "size": m["size"]} for role, m in rec["inputs"].items()}
+        out["inputs"] = {role: {"name": m["name"], "size": m["size"], "duration_s": m.get("duration_s")}
+                         for role, m in rec["inputs"].items()}
+        out["corrections"] = list(rec.get("corrections", []))
         out["options"] = rec.get("options")
         for k in ("warnings", "notices", "agreement", "trim", "variants", "seconds"):
             if k in rec:

@@ -101,6 +101,16 @@ class Alignment:
             notices=[dict(n) for n in self.notices],
         )
 
+    def dance_times(self, bgm_times) -> list[float]:
+        """Where song times (e.g. its beats) are heard in the video: every segment that plays them."""
+        out = []
+        for s in self.segments:
+            for b in bgm_times:
+                t = s.dance_start_s + (float(b) - s.bgm_start_s) / s.rate
+                if s.dance_start_s <= t <= s.dance_end_s:
+                    out.append(t)
+        return sorted(out)
+
     def corrected(self, *, alternative: int | None = None, nudge_s: float = 0.0) -> Alignment:
         """A user's correction: take the ``alternative``-th alternative placement (over the main
         segment's span of the video) and/or move the song ``nudge_s`` later in the video.

@@ -1,0 +1,49 @@
+"""The jobs this browser session created or opened: status, time, links, cancel."""
+
+import time
+
+import streamlit as st
+
+from beatsync.errors import BeatSyncError
+from beatsync.tasks import FINISHED
+from ui import i18n
+from ui.i18n import t
+from ui.state import my_tasks, remember, service
+
+svc = service()
+st.title(t("tasks.title"))
+
+typed = st.text_input(t("task.open_id"), key="tasks_open_id")
+if typed:
+    st.switch_page("pages/task.py", query_params={"task": typed.strip()})
+
+ids = my_tasks()
+if not ids:
+    st.info(t("tasks.none"))
+    st.page_link("pages/upload.py", label=t("task.go_upload"), icon="🎵")
+for tid in ids:
+    try:
+        s = svc.status(tid)
+    except BeatSyncError as e:
+        st.caption(f"`{tid}` · " + i18n.error(e.code, e.params, e.message))
+        continue
+    names = s.get("inputs", {})
+    title = names.get("dance", names.get("media", {})).get("name", "?")
+    with st.container(border=True):
+        c1, c2, c3 = st.columns([4, 2, 1])
+        with c1:
+            st.page_link("pages/task.py", label=title, query_params={"task": tid}, icon="🎬")
+            st.caption(t("tasks.created", t=time.strftime("%Y-%m-%d %H:%M", time.localtime(s["created"])))
+                       + f" · `{tid[:8]}`")
+        with c2:
+            st.write(f"**{t('status.' + s['status'])}** · {i18n.stage(s)}")
+            if s["status"] not in FINISHED:
+                st.progress(s["progress"] / 100.0)
+        with c3:
+            if s["status"] not in FINISHED and st.button(t("task.cancel"), key=f"cancel-{tid}"):
+                try:
+                    svc.cancel(tid, wait_s=3.0)
+                except BeatSyncError as e:
+                    st.warning(i18n.error(e.code, e.params, e.message))
+                remember(tid)
+                st.rerun()

@@ -1,0 +1,52 @@
+"""Upload page: the class video, the song, the options that matter, one Sync button.
+
+Submitting stores both files, queues the job and opens its page (``/task?task=<id>``); the job
+itself runs in a background worker, never in this script run.
+"""
+
+import streamlit as st
+
+from beatsync.errors import BeatSyncError
+from beatsync.service import DANCE_EXTS, SONG_EXTS
+from ui.i18n import error, t
+from ui.state import remember, service
+
+svc = service()
+limit_mb = int(st.get_option("server.maxUploadSize"))
+
+st.title(t("upload.title"))
+st.write(t("upload.intro"))
+
+video_types = [e[1:] for e in DANCE_EXTS]
+song_types = [e[1:] for e in SONG_EXTS]
+left, right = st.columns(2)
+with left:
+    dance = st.file_uploader(t("upload.video"), type=video_types, key="dance",
+                             help=t("upload.video_help", types=", ".join(video_types)))
+with right:
+    song = st.file_uploader(t("upload.song"), type=song_types, key="song",
+                            help=t("upload.song_help", types=", ".join(song_types)))
+st.caption(t("upload.limit", mb=limit_mb))
+
+with st.expander(t("upload.options")):
+    trim = st.toggle(t("upload.trim"), value=True, help=t("upload.trim_help"), key="trim")
+    margin = st.slider(t("upload.margin"), 0.0, 10.0, 1.0, 0.5, disabled=not trim, key="margin")
+    fill = st.radio(t("upload.fill"), ["silence", "original"], key="fill", horizontal=True,
+                    format_func=lambda v: t(f"upload.fill_{v}"))
+
+if st.button(t("upload.sync"), type="primary", disabled=dance is None or song is None, key="sync"):
+    try:
+        with st.spinner(t("upload.uploading")):
+            d = svc.upload_file(dance.name, dance)
+            b = svc.upload_file(song.name, song)
+            sub = svc.submit(d["file_id"], b["file_id"], {"trim": trim, "margin_s": margin, "fill": fill})
+    except BeatSyncError as e:
+        st.error(error(e.code, e.params, e.message))
+    else:
+        remember(sub["task_id"])
+        st.switch_page("pages/task.py", query_params={"task": sub["task_id"]})
+elif dance is None or song is None:
+    st.caption(t("upload.need_both"))
+
+st.divider()
+st.caption(t("upload.how"))

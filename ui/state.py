@@ -1,0 +1,26 @@
+"""The job service for the pages, and the jobs this browser session knows about."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from beatsync.service import BeatSync, get_service
+
+
+@st.cache_resource(show_spinner=False)
+def service() -> BeatSync:
+    """The process's job service, with its workers started once per server process (the server's
+    lifespan usually started them already; this covers a plain script run such as AppTest)."""
+    svc = get_service()
+    svc.start_workers()
+    return svc
+
+
+def remember(task_id: str) -> None:
+    mine = st.session_state.setdefault("my_tasks", [])
+    if task_id not in mine:
+        mine.insert(0, task_id)
+
+
+def my_tasks() -> list[str]:
+    return list(st.session_state.get("my_tasks", []))

@@ -1,0 +1,250 @@
+"""Drawing a job: live progress while it runs, the two results to compare, the beat grid, the
+correction panel, the failure with what to try. Reads the job service; never runs a job."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urljoin
+
+import streamlit as st
+
+from beatsync.errors import BeatSyncError
+from beatsync.service import VARIANTS, BeatSync
+from beatsync.tasks import FINISHED
+from ui import i18n
+from ui.i18n import t
+from ui.plots import alternatives_figure, beat_grid_figure
+from ui.state import remember
+
+LOW_CONFIDENCE = 0.5
+REFRESH_S = 1.0
+
+
+def server_url(path: str) -> str | None:
+    """Absolute URL of one of this server's routes, or None outside a browser session (AppTest)."""
+    base = getattr(st.context, "url", None)
+    return urljoin(base, path) if base else None
+
+
+def load(svc: BeatSync, task_id: str) -> dict | None:
+    """The task's status, or None after showing a friendly page (unknown, expired, malformed id)."""
+    try:
+        return svc.status(task_id)
+    except BeatSyncError as e:
+        st.subheader(t("error.title"))
+        st.warning(i18n.error(e.code, e.params, e.message))
+        st.page_link("pages/upload.py", label=t("task.go_upload"), icon="🎵")
+        st.page_link("pages/tasks.py", label=t("task.go_tasks"), icon="🗂️")
+        return None
+
+
+def live(svc: BeatSync, task_ids: list[str]) -> None:
+    """Progress of the unfinished tasks, refreshed every second; when one ends, the whole page is
+    drawn again (and stops refreshing once nothing runs)."""
+
+    @st.fragment(run_every=REFRESH_S)
+    def _live() -> None:
+        for tid in task_ids:
+            try:
+                s = svc.status(tid)
+            except BeatSyncError:
+                st.rerun()
+            if s["status"] in FINISHED:
+                st.rerun()
+            progress_block(svc, s)
+
+    _live()
+
+
+def progress_block(svc: BeatSync, s: dict) -> None:
+    label = t("task.pending") if s["status"] == "pending" else t("task.processing")
+    st.progress(min(1.0, s["progress"] / 100.0), text=f"{label} · {i18n.stage(s)} · {s['progress']:.0f}%")
+    since = s.get("started") or s["created"]
+    info = [t("task.elapsed", s=int(time.time() - since))]
+    if s["status"] == "pending" and s.get("queue_length"):
+        info.append(t("task.queue", n=s["queue_length"]))
+    st.caption(" · ".join(info))
+    if st.button(t("task.cancel"), key=f"cancel-{s['task_id']}"):
+        try:
+            svc.cancel(s["task_id"], wait_s=3.0)
+        except BeatSyncError as e:
+            st.warning(i18n.error(e.code, e.params, e.message))
+        st.rerun()
+
+
+def failure(svc: BeatSync, s: dict) -> None:
+    if s.get("error_code") == "cancelled":
+        st.info(t("task.cancelled"))
+    else:
+        st.error(f"**{t('task.failed')}**: " + i18n.error(s.get("error_code"), s.get("error_params"), s.get("error") or ""))
+        h = i18n.hint(s.get("error_code"))
+        if h:
+            st.caption(t("task.try", hint=h))
+    if st.button(t("task.retry"), key=f"retry-{s['task_id']}", type="primary"):
+        try:
+            sub = svc.rerun(s["task_id"])
+        except BeatSyncError as e:
+            st.warning(i18n.error(e.code, e.params, e.message))
+        else:
+            remember(sub["task_id"])
+            st.switch_page("pages/task.py", query_params={"task": sub["task_id"]})
+
+
+def _download(svc: BeatSync, s: dict, variant: str) -> None:
+    path, name = svc.output(s["task_id"], variant)
+    url = server_url(f"/api/download/{s['task_id']}/{variant}")
+    label = t("task.download", name=name)
+    if url:  # served by the API with Range support: nothing is loaded into the app's memory
+        st.markdown(f'<a href="{url}" download="{name}" class="bs-download" data-variant="{variant}">⬇ {label}</a>',
+                    unsafe_allow_html=True)
+    else:
+        st.download_button(label, data=lambda: path.read_bytes(), file_name=name, mime="video/mp4",
+                           key=f"dl-{s['task_id']}-{variant}", on_click="ignore")
+
+
+def _player(svc: BeatSync, s: dict, variant: str) -> None:
+    path, _name = svc.output(s["task_id"], variant)
+    url = server_url(f"/api/download/{s['task_id']}/{variant}")
+    st.video(url or str(path))
+
+
+def variant_column(svc: BeatSync, s: dict, variant: str) -> None:
+    st.subheader(variant)
+    v = (s.get("variants") or {}).get(variant) or {}
+    if "error" in v:
+        st.warning(t("task.variant_failed", error=i18n.error(v.get("error_code"), None, v["error"])))
+        return
+    if not s.get(f"{variant}_output"):
+        return
+    _player(svc, s, variant)
+    _download(svc, s, variant)
+    al = v.get("alignment") or {}
+    if al:
+        c1, c2, c3 = st.columns(3)
+        c1.metric(t("task.offset"), f"{al['offset_s']:.3f} s", help=t("task.offset_help"))
+        c2.metric(t("task.tempo"), f"{al['tempo_ratio']:.4f}", help=t("task.tempo_help"))
+        c3.metric(t("task.confidence"), f"{al['confidence']:.0%}")
+        if al["confidence"] < LOW_CONFIDENCE:
+            st.warning(t("task.low_conf", c=al["confidence"]))
+        segs = al.get("segments") or []
+        if len(segs) > 1:
+            st.caption(t("task.segments") + ": " + "; ".join(
+                t("task.seg_row", a=g["dance_start_s"], b=g["dance_end_s"], s=g["bgm_start_s"], r=g["rate"])
+                for g in segs))
+
+
+def success(svc: BeatSync, s: dict) -> None:
+    for n in s.get("notices") or []:
+        if n.get("code") != "engines_disagree":
+            st.warning(i18n.notice(n))
+    agree = s.get("agreement")
+    if agree is not None:
+        if agree["agree"]:
+            st.success(t("task.agree", ms=max(1, round(agree["offset_difference_ms"]))))
+        else:
+            st.warning(t("task.disagree", ms=round(agree["offset_difference_ms"])))
+    trim = s.get("trim")
+    if trim:
+        st.caption(t("task.kept", a=trim["start_s"], b=trim["end_s"], m0=trim["music_start_s"], m1=trim["music_end_s"]))
+    variants = [v for v in VARIANTS if v in (s.get("variants") or {})]
+    cols = st.columns(len(variants)) if variants else []
+    for col, v in zip(cols, variants, strict=True):
+        with col:
+            variant_column(svc, s, v)
+
+
+def beat_grid_section(svc: BeatSync, s: dict) -> None:
+    """The beat grid, the alternatives and the correction panel (the grid moves with the nudge)."""
+    grid = svc.beat_grid(s["task_id"])
+    found = {v: d["alignment"] for v, d in (s.get("variants") or {}).items() if "alignment" in d}
+    if grid is None or not found:
+        return
+    st.subheader(t("task.plot"))
+    st.caption(t("task.plot_help"))
+    variant = st.radio(t("task.plot_variant"), list(found), horizontal=True, key=f"plotvar-{s['task_id']}")
+    al = found[variant]
+    alts = al.get("alternatives") or []
+    with st.expander(t("task.correct"), expanded=bool(alts) or (s.get("agreement") or {}).get("agree") is False
+                     or al["confidence"] < LOW_CONFIDENCE):
+        st.caption(t("task.correct_help"))
+        options = [None, *range(len(alts))]
+        choice = st.selectbox(t("task.placement"), options, key=f"alt-{s['task_id']}-{variant}",
+                              format_func=lambda i: t("task.placement_found", o=al["offset_s"]) if i is None else
+                              t("task.placement_alt", i=i + 1, o=alts[i]["offset_s"], s=alts[i]["score"]))
+        nudge = st.slider(t("task.nudge"), -500, 500, 0, 1, key=f"nudge-{s['task_id']}-{variant}")
+        shown = al
+        if choice is not None:
+            from beatsync.align import Alignment
+
+            shown = Alignment.from_dict(al).corrected(alternative=choice).to_dict()
+        if st.button(t("task.rerender"), key=f"render-{s['task_id']}-{variant}", disabled=choice is None and not nudge):
+            try:
+                sub = svc.submit_render(s["task_id"], variant, alternative=choice, nudge_ms=nudge)
+            except BeatSyncError as e:
+                st.warning(i18n.error(e.code, e.params, e.message))
+            else:
+                remember(sub["task_id"])
+                st.rerun()
+    duration = (s.get("inputs") or {}).get("dance", {}).get("duration_s")
+    fig = beat_grid_figure(grid, shown, variant=variant, trim=s.get("trim"), video_duration_s=duration, nudge_ms=nudge)
+    st.plotly_chart(fig, key=f"grid-{s['task_id']}", config={"scrollZoom": True})
+    alt_fig = alternatives_figure(al)
+    if alt_fig is not None:
+        st.caption(t("task.alternatives"))
+        st.plotly_chart(alt_fig, key=f"alts-{s['task_id']}")
+
+
+def correction_result(svc: BeatSync, s: dict) -> None:
+    c = s.get("correction") or {}
+    what = []
+    if c.get("alternative") is not None:
+        what.append(i18n.notice({"code": "alternative_chosen", "params": {"number": c["alternative"] + 1}}))
+    if c.get("nudge_ms"):
+        what.append(i18n.notice({"code": "nudged", "params": {"ms": round(c["nudge_ms"])}}))
+    st.markdown(t("task.correction_of", variant=c.get("variant", ""), what=" ".join(what)))
+    if s["status"] == "success":
+        variant_column(svc, s, c["variant"])
+    elif s["status"] == "failed":
+        failure(svc, s)
+
+
+def page(svc: BeatSync, task_id: str) -> None:
+    """The whole job page."""
+    s = load(svc, task_id)
+    if s is None:
+        return
+    remember(task_id)
+    if s.get("kind") == "beats":
+        st.switch_page("pages/explore.py", query_params={"task": task_id})
+    ins = s.get("inputs") or {}
+    st.title(t("task.title"))
+    st.markdown(t("task.files", dance=ins.get("dance", {}).get("name", "?"), bgm=ins.get("bgm", {}).get("name", "?")))
+    st.caption(t("task.id", id=task_id))
+    if s.get("kind") == "render":
+        src = (s.get("correction") or {}).get("source_task")
+        if src:
+            st.page_link("pages/task.py", label=t("task.source"), icon="↩️", query_params={"task": src})
+    running = [s["task_id"]] if s["status"] not in FINISHED else []
+    corrections = []
+    for cid in s.get("corrections") or []:
+        try:
+            corrections.append(svc.status(cid))
+        except BeatSyncError:
+            continue
+    running += [c["task_id"] for c in corrections if c["status"] not in FINISHED]
+    if s["status"] == "failed":
+        failure(svc, s)
+    elif s["status"] == "success":
+        if s.get("kind") == "render":
+            correction_result(svc, s)
+        else:
+            success(svc, s)
+    if corrections:
+        st.subheader(t("task.corrections"))
+        for c in corrections:
+            if c["status"] in FINISHED:
+                correction_result(svc, c)
+    if running:
+        live(svc, running)
+    if s["status"] == "success" and s.get("kind") != "render":
+        beat_grid_section(svc, s)
