@@ -9,6 +9,7 @@ from beatsync.tasks import FINISHED
 from ui import i18n
 from ui.i18n import t
 from ui.state import my_tasks, remember, service
+from ui.task_view import refresh_on_change
 
 svc = service()
 st.title(t("tasks.title"))
@@ -18,6 +19,7 @@ if typed:
     st.switch_page("pages/task.py", query_params={"task": typed.strip()})
 
 ids = my_tasks()
+unfinished = {}
 if not ids:
     st.info(t("tasks.none"))
     st.page_link("pages/upload.py", label=t("task.go_upload"), icon="🎵")
@@ -39,6 +41,7 @@ for tid in ids:
             st.write(f"**{t('status.' + s['status'])}** · {i18n.stage(s)}")
             if s["status"] not in FINISHED:
                 st.progress(s["progress"] / 100.0)
+                unfinished[tid] = (s["status"], round(s["progress"]))
         with c3:
             if s["status"] not in FINISHED and st.button(t("task.cancel"), key=f"cancel-{tid}"):
                 try:
@@ -47,3 +50,6 @@ for tid in ids:
                     st.warning(i18n.error(e.code, e.params, e.message))
                 remember(tid)
                 st.rerun()
+
+if unfinished:
+    refresh_on_change(svc, unfinished)

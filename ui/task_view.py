@@ -8,6 +8,7 @@ from urllib.parse import urljoin
 
 import streamlit as st
 
+from beatsync.align import Alignment
 from beatsync.errors import BeatSyncError
 from beatsync.service import VARIANTS, BeatSync
 from beatsync.tasks import FINISHED
@@ -54,6 +55,22 @@ def live(svc: BeatSync, task_ids: list[str]) -> None:
             progress_block(svc, s)
 
     _live()
+
+
+def refresh_on_change(svc: BeatSync, snapshot: dict[str, tuple], *, every_s: float = 2.0) -> None:
+    """Redraw the page when any of these tasks changes (``snapshot``: id -> (status, progress))."""
+
+    @st.fragment(run_every=every_s)
+    def _watch() -> None:
+        for tid, seen in snapshot.items():
+            try:
+                s = svc.status(tid)
+            except BeatSyncError:
+                st.rerun()
+            if (s["status"], round(s["progress"])) != seen:
+                st.rerun()
+
+    _watch()
 
 
 def progress_block(svc: BeatSync, s: dict) -> None:
@@ -174,8 +191,6 @@ def beat_grid_section(svc: BeatSync, s: dict) -> None:
         nudge = st.slider(t("task.nudge"), -500, 500, 0, 1, key=f"nudge-{s['task_id']}-{variant}")
         shown = al
         if choice is not None:
-            from beatsync.align import Alignment
-
             shown = Alignment.from_dict(al).corrected(alternative=choice).to_dict()
         if st.button(t("task.rerender"), key=f"render-{s['task_id']}-{variant}", disabled=choice is None and not nudge):
             try:
