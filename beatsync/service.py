@@ -279,6 +279,12 @@ class BeatSync:
         if unknown:
             raise BeatSyncError("bad_option", f"Unknown option(s): {', '.join(unknown)}. "
                                 "Known: trim, margin_s, fill, engines.", unknown=unknown)
+        types = {"trim": (bool,), "margin_s": (int, float), "fill": (str,), "engines": (list, str)}
+        for key, allowed in types.items():
+            v = options.get(key)
+            if key in options and (not isinstance(v, allowed) or (key == "margin_s" and isinstance(v, bool))):
+                raise BeatSyncError("bad_option", f"{key} must be {' or '.join(a.__name__ for a in allowed)} "
+                                    f"(got {type(v).__name__}).", option=key)
         try:
             if "engines" in options and isinstance(options["engines"], str):
                 options = {**options, "engines": [e.strip() for e in options["engines"].split(",") if e.strip()]}
