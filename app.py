@@ -16,10 +16,10 @@ if __name__ == "__main__":  # the UI script run
     service()  # workers start once per server process
     language_switch()
     pages = [
-        st.Page("pages/upload.py", title=t("nav.upload"), icon="🎵", url_path="upload", default=True),
-        st.Page("pages/task.py", title=t("nav.task"), icon="🎬", url_path="task"),
-        st.Page("pages/tasks.py", title=t("nav.tasks"), icon="🗂️", url_path="tasks"),
-        st.Page("pages/explore.py", title=t("nav.explore"), icon="🥁", url_path="explore"),
+        st.Page("views/upload.py", title=t("nav.upload"), icon="🎵", url_path="upload", default=True),
+        st.Page("views/task.py", title=t("nav.task"), icon="🎬", url_path="task"),
+        st.Page("views/tasks.py", title=t("nav.tasks"), icon="🗂️", url_path="tasks"),
+        st.Page("views/explore.py", title=t("nav.explore"), icon="🥁", url_path="explore"),
     ]
     st.navigation(pages).run()
 else:  # imported by the server: the ASGI app with the API routes and the workers

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
+import streamlit as st
 
 from beatsync.align import Alignment
 from ui.i18n import t
 
+PLOT_CONFIG = {"scrollZoom": False, "displaylogo": False}  # the page scrolls over a plot; zoom by dragging
 CLASS_COLOR, SONG_COLOR, ONSET_COLOR = "#1f6fb4", "#d62728", "#9bb0c0"
 CLASS_Y, SONG_Y = 2.25, 2.0  # where the two rows of beat ticks sit, above the onset curve (0..2)
 
@@ -19,9 +21,15 @@ def _ticks(x, y: float, *, name: str, color: str) -> go.Scattergl:
                         marker={"symbol": "line-ns-open", "size": 16, "line": {"width": 2, "color": color}})
 
 
-def _layout(fig: go.Figure, *, height: int = 360) -> go.Figure:
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 40}, dragmode="zoom",
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+def on_phone() -> bool:
+    """A touch device (from the browser's User-Agent): there a drag must scroll the page, not zoom."""
+    ua = (st.context.headers or {}).get("User-Agent", "") if hasattr(st, "context") else ""
+    return any(k in ua for k in ("Mobile", "Android", "iPhone", "iPad"))
+
+
+def _layout(fig: go.Figure, *, height: int = 380, touch: bool = False) -> go.Figure:
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 90}, dragmode=False if touch else "zoom",
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0},
                       xaxis={"title": t("plot.time")}, yaxis={"visible": False, "range": [-0.05, 2.5]},
                       hovermode="closest")
     return fig
@@ -35,7 +43,7 @@ def onset_trace(grid_part: dict) -> go.Scattergl:
 
 
 def beat_grid_figure(grid: dict, alignment: dict | None, *, variant: str = "", trim: dict | None = None,
-                     video_duration_s: float | None = None, nudge_ms: float = 0.0) -> go.Figure:
+                     video_duration_s: float | None = None, nudge_ms: float = 0.0, touch: bool = False) -> go.Figure:
     """The class recording's beats against the song's beats mapped through ``alignment`` (moved by
     ``nudge_ms``), with the cut parts and the run-throughs as bands."""
     fig = go.Figure()
@@ -50,14 +58,16 @@ def beat_grid_figure(grid: dict, alignment: dict | None, *, variant: str = "", t
                              color=SONG_COLOR))
         for i, s in enumerate(al.segments, 1):
             fig.add_vrect(x0=s.dance_start_s, x1=s.dance_end_s, fillcolor="#2ca02c", opacity=0.07, line_width=0,
-                          annotation_text=t("plot.segment", i=i), annotation_position="top left")
+                          annotation_text=t("plot.segment", i=i), annotation_position="bottom right",
+                          annotation_font_size=10)
     if trim:
         end = video_duration_s or trim["end_s"]
         for a, b in ((0.0, trim["start_s"]), (trim["end_s"], end)):
             if b - a > 0.01:
                 fig.add_vrect(x0=a, x1=b, fillcolor="#555", opacity=0.18, line_width=0,
-                              annotation_text=t("plot.trimmed"), annotation_position="bottom left")
-    return _layout(fig)
+                              annotation_text=t("plot.trimmed"), annotation_position="bottom left",
+                              annotation_font_size=10)
+    return _layout(fig, touch=touch)
 
 
 def alternatives_figure(alignment: dict) -> go.Figure | None:
@@ -75,11 +85,11 @@ def alternatives_figure(alignment: dict) -> go.Figure | None:
     return fig
 
 
-def beats_figure(beats: dict) -> go.Figure:
+def beats_figure(beats: dict, *, touch: bool = False) -> go.Figure:
     """One file's onset strength and beats (the beat explorer)."""
     fig = go.Figure()
     fig.add_trace(onset_trace(beats))
     fig.add_trace(_ticks(beats["beats_s"], CLASS_Y, name=t("plot.beats"), color=CLASS_COLOR))
-    fig = _layout(fig)
+    fig = _layout(fig, touch=touch)
     fig.update_layout(xaxis={"title": t("explore.time")})
     return fig

@@ -14,7 +14,7 @@ from beatsync.service import VARIANTS, BeatSync
 from beatsync.tasks import FINISHED
 from ui import i18n
 from ui.i18n import t
-from ui.plots import alternatives_figure, beat_grid_figure
+from ui.plots import PLOT_CONFIG, alternatives_figure, beat_grid_figure, on_phone
 from ui.state import remember
 
 LOW_CONFIDENCE = 0.5
@@ -34,8 +34,8 @@ def load(svc: BeatSync, task_id: str) -> dict | None:
     except BeatSyncError as e:
         st.subheader(t("error.title"))
         st.warning(i18n.error(e.code, e.params, e.message))
-        st.page_link("pages/upload.py", label=t("task.go_upload"), icon="🎵")
-        st.page_link("pages/tasks.py", label=t("task.go_tasks"), icon="🗂️")
+        st.page_link("views/upload.py", label=t("task.go_upload"), icon="🎵")
+        st.page_link("views/tasks.py", label=t("task.go_tasks"), icon="🗂️")
         return None
 
 
@@ -104,7 +104,7 @@ def failure(svc: BeatSync, s: dict) -> None:
             st.warning(i18n.error(e.code, e.params, e.message))
         else:
             remember(sub["task_id"])
-            st.switch_page("pages/task.py", query_params={"task": sub["task_id"]})
+            st.switch_page("views/task.py", query_params={"task": sub["task_id"]})
 
 
 def _download(svc: BeatSync, s: dict, variant: str) -> None:
@@ -137,10 +137,10 @@ def variant_column(svc: BeatSync, s: dict, variant: str) -> None:
     _download(svc, s, variant)
     al = v.get("alignment") or {}
     if al:
-        c1, c2, c3 = st.columns(3)
-        c1.metric(t("task.offset"), f"{al['offset_s']:.3f} s", help=t("task.offset_help"))
-        c2.metric(t("task.tempo"), f"{al['tempo_ratio']:.4f}", help=t("task.tempo_help"))
-        c3.metric(t("task.confidence"), f"{al['confidence']:.0%}")
+        with st.container(horizontal=True):  # side by side, wrapping on a phone
+            st.metric(t("task.offset"), f"{al['offset_s']:.3f} s", help=t("task.offset_help"), width="content")
+            st.metric(t("task.tempo"), f"{al['tempo_ratio']:.4f}", help=t("task.tempo_help"), width="content")
+            st.metric(t("task.confidence"), f"{al['confidence']:.0%}", width="content")
         if al["confidence"] < LOW_CONFIDENCE:
             st.warning(t("task.low_conf", c=al["confidence"]))
         segs = al.get("segments") or []
@@ -184,10 +184,10 @@ def beat_grid_section(svc: BeatSync, s: dict) -> None:
     with st.expander(t("task.correct"), expanded=bool(alts) or (s.get("agreement") or {}).get("agree") is False
                      or al["confidence"] < LOW_CONFIDENCE):
         st.caption(t("task.correct_help"))
-        options = [None, *range(len(alts))]
-        choice = st.selectbox(t("task.placement"), options, key=f"alt-{s['task_id']}-{variant}",
-                              format_func=lambda i: t("task.placement_found", o=al["offset_s"]) if i is None else
-                              t("task.placement_alt", i=i + 1, o=alts[i]["offset_s"], s=alts[i]["score"]))
+        labels = {None: t("task.placement_found", o=al["offset_s"])}
+        labels |= {i: t("task.placement_alt", i=i + 1, o=a["offset_s"], s=a["score"]) for i, a in enumerate(alts)}
+        choice = st.selectbox(t("task.placement"), list(labels), key=f"alt-{s['task_id']}-{variant}",
+                              format_func=labels.__getitem__)
         nudge = st.slider(t("task.nudge"), -500, 500, 0, 1, key=f"nudge-{s['task_id']}-{variant}")
         shown = al
         if choice is not None:
@@ -201,8 +201,9 @@ def beat_grid_section(svc: BeatSync, s: dict) -> None:
                 remember(sub["task_id"])
                 st.rerun()
     duration = (s.get("inputs") or {}).get("dance", {}).get("duration_s")
-    fig = beat_grid_figure(grid, shown, variant=variant, trim=s.get("trim"), video_duration_s=duration, nudge_ms=nudge)
-    st.plotly_chart(fig, key=f"grid-{s['task_id']}", config={"scrollZoom": True})
+    fig = beat_grid_figure(grid, shown, variant=variant, trim=s.get("trim"), video_duration_s=duration, nudge_ms=nudge,
+                           touch=on_phone())
+    st.plotly_chart(fig, key=f"grid-{s['task_id']}", config=PLOT_CONFIG)
     alt_fig = alternatives_figure(al)
     if alt_fig is not None:
         st.caption(t("task.alternatives"))
@@ -230,7 +231,7 @@ def page(svc: BeatSync, task_id: str) -> None:
         return
     remember(task_id)
     if s.get("kind") == "beats":
-        st.switch_page("pages/explore.py", query_params={"task": task_id})
+        st.switch_page("views/explore.py", query_params={"task": task_id})
     ins = s.get("inputs") or {}
     st.title(t("task.title"))
     st.markdown(t("task.files", dance=ins.get("dance", {}).get("name", "?"), bgm=ins.get("bgm", {}).get("name", "?")))
@@ -238,7 +239,7 @@ def page(svc: BeatSync, task_id: str) -> None:
     if s.get("kind") == "render":
         src = (s.get("correction") or {}).get("source_task")
         if src:
-            st.page_link("pages/task.py", label=t("task.source"), icon="↩️", query_params={"task": src})
+            st.page_link("views/task.py", label=t("task.source"), icon="↩️", query_params={"task": src})
     running = [s["task_id"]] if s["status"] not in FINISHED else []
     corrections = []
     for cid in s.get("corrections") or []:

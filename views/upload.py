@@ -31,8 +31,9 @@ st.caption(t("upload.limit", mb=limit_mb))
 with st.expander(t("upload.options")):
     trim = st.toggle(t("upload.trim"), value=True, help=t("upload.trim_help"), key="trim")
     margin = st.slider(t("upload.margin"), 0.0, 10.0, 1.0, 0.5, disabled=not trim, key="margin")
-    fill = st.radio(t("upload.fill"), ["silence", "original"], key="fill", horizontal=True,
-                    format_func=lambda v: t(f"upload.fill_{v}"))
+    fill_labels = {v: t(f"upload.fill_{v}") for v in ("silence", "original")}
+    fill = st.radio(t("upload.fill"), list(fill_labels), key="fill", horizontal=True,
+                    format_func=fill_labels.__getitem__)
 
 if st.button(t("upload.sync"), type="primary", disabled=dance is None or song is None, key="sync"):
     try:
@@ -44,7 +45,7 @@ if st.button(t("upload.sync"), type="primary", disabled=dance is None or song is
         st.error(error(e.code, e.params, e.message))
     else:
         remember(sub["task_id"])
-        st.switch_page("pages/task.py", query_params={"task": sub["task_id"]})
+        st.switch_page("views/task.py", query_params={"task": sub["task_id"]})
 elif dance is None or song is None:
     st.caption(t("upload.need_both"))
 

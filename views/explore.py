@@ -8,7 +8,7 @@ from beatsync.errors import BeatSyncError
 from beatsync.service import SONG_EXTS
 from ui import i18n
 from ui.i18n import t
-from ui.plots import beats_figure
+from ui.plots import PLOT_CONFIG, beats_figure, on_phone
 from ui.state import remember, service
 from ui.task_view import live, load
 
@@ -57,4 +57,4 @@ if result is not None and result[1] is not None:
     c3.metric(t("explore.duration"), f"{beats.get('duration_s', 0):.1f} s")
     if not beats["beats_s"]:
         st.warning(t("explore.none"))
-    st.plotly_chart(beats_figure(beats), key="explore_plot", config={"scrollZoom": True})
+    st.plotly_chart(beats_figure(beats, touch=on_phone()), key="explore_plot", config=PLOT_CONFIG)

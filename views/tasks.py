@@ -16,13 +16,13 @@ st.title(t("tasks.title"))
 
 typed = st.text_input(t("task.open_id"), key="tasks_open_id")
 if typed:
-    st.switch_page("pages/task.py", query_params={"task": typed.strip()})
+    st.switch_page("views/task.py", query_params={"task": typed.strip()})
 
 ids = my_tasks()
 unfinished = {}
 if not ids:
     st.info(t("tasks.none"))
-    st.page_link("pages/upload.py", label=t("task.go_upload"), icon="🎵")
+    st.page_link("views/upload.py", label=t("task.go_upload"), icon="🎵")
 for tid in ids:
     try:
         s = svc.status(tid)
@@ -34,7 +34,7 @@ for tid in ids:
     with st.container(border=True):
         c1, c2, c3 = st.columns([4, 2, 1])
         with c1:
-            st.page_link("pages/task.py", label=title, query_params={"task": tid}, icon="🎬")
+            st.page_link("views/task.py", label=title, query_params={"task": tid}, icon="🎬")
             st.caption(t("tasks.created", t=time.strftime("%Y-%m-%d %H:%M", time.localtime(s["created"])))
                        + f" · `{tid[:8]}`")
         with c2:

@@ -17,5 +17,5 @@ else:
     if typed:
         st.query_params["task"] = typed.strip()
         st.rerun()
-    st.page_link("pages/upload.py", label=t("task.go_upload"), icon="🎵")
-    st.page_link("pages/tasks.py", label=t("task.go_tasks"), icon="🗂️")
+    st.page_link("views/upload.py", label=t("task.go_upload"), icon="🎵")
+    st.page_link("views/tasks.py", label=t("task.go_tasks"), icon="🗂️")

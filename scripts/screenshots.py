@@ -1,0 +1,144 @@
+"""Screenshots of the web UI: the upload page and a finished job's results page, full page, at
+desktop width (1366 px) and phone width (390 px), in English or Simplified Chinese.
+
+Starts a real server (``python -m streamlit run app.py`` on a free port, with a temporary data
+dir), runs one job on generated media (a short synthesized dance class and its song) so the
+results page has content, then drives Debian's chromium with Playwright.
+
+    python scripts/screenshots.py                  # English, into screenshots/
+    python scripts/screenshots.py --lang zh --out /tmp/shots
+
+Prints the path of every PNG written. Needs chromium (``/usr/bin/chromium`` or ``--chromium``),
+the ``playwright`` package and, for legible Chinese, a CJK font (Debian: fonts-noto-cjk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # the app's package and the tests' server/media helpers
+
+import server_util as su  # noqa: E402
+import songgen as sg  # noqa: E402
+
+WIDTHS = {"desktop": (1366, 900), "phone": (390, 844)}
+LOCALES = {"en": "en-US", "zh": "zh-CN"}
+MEDIA = {"video_s": 14.0, "song_s": 12.0, "music_at_s": 2.5, "music_len_s": 10.0, "seed": 61,
+         "size": (320, 180), "fps": 15.0, "gop": 15}
+TIMEOUT_MS = 60_000
+
+
+def run_job(server: su.Server, folder: Path) -> str:
+    """Upload the generated pair through the API and wait for the job to succeed; returns its id."""
+    pair = sg.write_class_media(folder, **MEDIA)
+    dance = su.upload_ok(server, pair.video_path)["file_id"]
+    song = su.upload_ok(server, pair.song_path)["file_id"]
+    task_id = su.submit_ok(server, dance, song)
+    final = su.wait_status(server, task_id, until="success", timeout=180)
+    print(f"job {task_id}: {final['status']} in {final['finished'] - final['created']:.1f} s", file=sys.stderr)
+    return task_id
+
+
+def settle(page) -> None:
+    """Wait until the script run is over, the charts are drawn and the videos show a frame."""
+    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('video')].every(v => v.readyState >= 2)", timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=stPlotlyChart]')].every(c => c.querySelector('svg'))",
+        timeout=TIMEOUT_MS)
+    page.wait_for_timeout(800)  # fonts, plot transitions
+
+
+#: height of the page's content: Streamlit scrolls inside its own container, not the document
+CONTENT_HEIGHT = """() => Math.max(document.documentElement.scrollHeight,
+  ...[...document.querySelectorAll('*')].filter(e => /(auto|scroll)/.test(getComputedStyle(e).overflowY))
+     .map(e => e.scrollHeight + e.getBoundingClientRect().top))"""
+
+
+def full_page(page, path: Path, height: int) -> Path:
+    """A screenshot of the whole content: the viewport is made as tall as the content first."""
+    width = page.viewport_size["width"]
+    page.set_viewport_size({"width": width, "height": min(12_000, max(height, int(page.evaluate(CONTENT_HEIGHT))))})
+    page.wait_for_timeout(600)  # the layout and the charts follow the new size
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size({"width": width, "height": height})
+    return path
+
+
+def shoot(browser, base_url: str, task_id: str, lang: str, out: Path) -> list[Path]:
+    written = []
+    for name, (width, height) in WIDTHS.items():
+        phone = name == "phone"
+        ctx = browser.new_context(viewport={"width": width, "height": height}, locale=LOCALES[lang],
+                                  is_mobile=phone, has_touch=phone, device_scale_factor=2 if phone else 1)
+        ctx.set_default_timeout(TIMEOUT_MS)
+        page = ctx.new_page()
+        try:
+            page.goto(base_url + "/")
+            page.locator("[data-testid=stFileUploader]").first.wait_for()
+            settle(page)
+            written.append(full_page(page, out / f"upload-{lang}-{name}.png", height))
+
+            page.goto(f"{base_url}/task?task={task_id}")
+            page.locator("video").nth(1).wait_for()
+            page.locator("[data-testid=stPlotlyChart]").first.wait_for()
+            settle(page)
+            written.append(full_page(page, out / f"result-{lang}-{name}.png", height))
+        finally:
+            ctx.close()
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=Path("screenshots"), help="output folder (default: screenshots/)")
+    ap.add_argument("--lang", choices=sorted(LOCALES), default="en", help="the browser's language (default: en)")
+    ap.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium",
+                    help="chromium executable (default: /usr/bin/chromium)")
+    args = ap.parse_args(argv)
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        print("error: the playwright package is needed (pip install -r requirements-dev.txt)", file=sys.stderr)
+        return 2
+    if not Path(args.chromium).is_file():
+        print(f"error: chromium not found at {args.chromium}", file=sys.stderr)
+        return 2
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="beatsync-shots-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "media").mkdir()
+        server = su.Server(tmp / "data", {"BEATSYNC_WORKERS": 1}, name="screenshots", log_dir=tmp)
+        try:
+            server.start()
+            task_id = run_job(server, tmp / "media")
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=args.chromium,
+                                            args=["--no-sandbox", "--disable-dev-shm-usage"])
+                try:
+                    written = shoot(browser, server.url(""), task_id, args.lang, args.out)
+                finally:
+                    browser.close()
+        except Exception:
+            print(server.log_hint(), file=sys.stderr)
+            raise
+        finally:
+            server.close()
+    for path in written:
+        print(path)
+    print(f"{len(written)} screenshots in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
