@@ -19,6 +19,12 @@ from ui.state import remember
 
 LOW_CONFIDENCE = 0.5
 REFRESH_S = 1.0
+# the download links (served by the API, so no file passes through the app's memory) look like buttons
+DOWNLOAD_CSS = """<style>
+a.bs-download {display: inline-block; padding: 0.45rem 0.9rem; margin: 0.3rem 0 0.6rem; border-radius: 0.5rem;
+  border: 1px solid rgba(49, 51, 63, 0.25); text-decoration: none; font-weight: 500; color: inherit;}
+a.bs-download:hover {border-color: #ff4b4b; color: #ff4b4b;}
+</style>"""
 
 
 def server_url(path: str) -> str | None:
@@ -233,6 +239,7 @@ def page(svc: BeatSync, task_id: str) -> None:
     if s.get("kind") == "beats":
         st.switch_page("views/explore.py", query_params={"task": task_id})
     ins = s.get("inputs") or {}
+    st.markdown(DOWNLOAD_CSS, unsafe_allow_html=True)
     st.title(t("task.title"))
     st.markdown(t("task.files", dance=ins.get("dance", {}).get("name", "?"), bgm=ins.get("bgm", {}).get("name", "?")))
     st.caption(t("task.id", id=task_id))
