@@ -131,6 +131,13 @@ class BeatSync:
 
     # ------------------------------------------------------------------ workers
 
+    @staticmethod
+    def job_env(workers: int) -> dict[str, str]:
+        """A job's environment: numeric libraries get one job's share of the cores, so that
+        ``workers`` jobs at once do not oversubscribe the machine."""
+        threads = str(max(1, (os.cpu_count() or 1) // max(1, workers)))
+        return {**os.environ, **{v: threads for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+
     def job_argv(self, task_id: str, attempt: int) -> list[str]:
         return [sys.executable, "-m", "beatsync.job", "--data-dir", str(self.store.root),
                 "--attempt", str(attempt), task_id]
@@ -140,7 +147,8 @@ class BeatSync:
         with self._lock:
             n = self.settings.workers if threads is None else threads
             if self.executor is None and n > 0:
-                self.executor = Executor(self.store, self.settings, job_argv=self.job_argv, threads=n).start()
+                self.executor = Executor(self.store, self.settings, job_argv=self.job_argv, threads=n,
+                                         job_env=self.job_env(n)).start()
             return self.executor
 
     def stop_workers(self) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator
 
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -216,9 +218,9 @@ async def process(request: Request, svc: BeatSync) -> Response:
 
 @_endpoint
 async def status(request: Request, svc: BeatSync) -> Response:
-    """The task's status object."""
-    st = await run_in_threadpool(svc.status, request.path_params["task_id"])
-    return JSONResponse(_public(st, request))
+    """The task's status object (a few small reads of the store: answered on the event loop, with
+    no hop through the thread pool, so polls stay fast when the machine is busy)."""
+    return JSONResponse(_public(svc.status(request.path_params["task_id"]), request))
 
 
 @_endpoint
@@ -298,9 +300,38 @@ def routes() -> list[Route]:
     ]
 
 
+def tcp_nodelay_on_listening_sockets() -> int:
+    """Set TCP_NODELAY on this process's listening TCP sockets (accepted connections inherit it on
+    Linux); returns how many were set.
+
+    Streamlit binds its server socket itself with ``socket.socket(family)`` (protocol 0), and asyncio
+    only sets TCP_NODELAY on connections whose protocol is IPPROTO_TCP: so Nagle's algorithm stays
+    on, and every response on a kept-alive connection waits for the client's delayed ACK (40 ms
+    per API call, per poll). Measured: 43.8 ms -> 3 ms per status request.
+    """
+    count = 0
+    with contextlib.suppress(OSError):
+        fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
+        for fd in fds:
+            try:
+                sock = socket.socket(fileno=os.dup(fd))
+            except OSError:
+                continue  # not a socket (or already closed)
+            with sock:
+                try:
+                    if (sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM
+                            and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)):
+                        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                        count += 1
+                except OSError:
+                    continue
+    return count
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app) -> AsyncIterator[None]:
     """Start this server process's workers once; on shutdown, running jobs go back to the queue."""
+    tcp_nodelay_on_listening_sockets()
     svc = get_service()
     await run_in_threadpool(svc.start_workers)
     try:

@@ -59,8 +59,10 @@ def kill_group(proc: subprocess.Popen) -> None:
 class Executor:
     """Worker threads for one process; any number of executors (in any processes) can share a store."""
 
-    def __init__(self, store: TaskStore, settings: Settings, *, job_argv: JobArgv, threads: int | None = None):
+    def __init__(self, store: TaskStore, settings: Settings, *, job_argv: JobArgv, threads: int | None = None,
+                 job_env: dict[str, str] | None = None):
         self.store = store
+        self.job_env = job_env
         self.settings = settings
         self.job_argv = job_argv
         self.threads = settings.workers if threads is None else threads
@@ -144,7 +146,8 @@ class Executor:
             logf.write(f"--- attempt {attempt} by {worker} at {time.ctime()}\n".encode())
             logf.flush()
             proc = subprocess.Popen(self.job_argv(task_id, attempt), stdin=subprocess.DEVNULL, stdout=logf,
-                                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+                                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                                    env=self.job_env)
         with self._lock:
             self._running[task_id] = proc
         try:
