@@ -9,7 +9,6 @@ process dies, this process kills its whole group (itself and its ffmpeg children
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import sys
@@ -24,9 +23,6 @@ from beatsync.tasks.executor import ERROR_FILE, EXIT_ERROR, EXIT_OK, RESULT_FILE
 from beatsync.tasks.store import TaskStore
 
 PROGRESS_EVERY_S = 0.3  # store writes are throttled; stage changes are always written
-#: jobs are batch work: below the web server's priority, so pages and status polls stay fast while
-#: every core is busy with jobs (its ffmpeg children inherit this)
-JOB_NICE = 10
 
 
 def _die_with_parent() -> None:
@@ -97,8 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("task_id")
     args = ap.parse_args(argv)
     _die_with_parent()
-    with contextlib.suppress(OSError):
-        os.nice(JOB_NICE)
     store = TaskStore(args.data_dir)
     folder = store.task_dir(args.task_id)
     try:

@@ -47,6 +47,21 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} minutes" if seconds >= 120 else f"{seconds:.0f} seconds"
 
 
+#: jobs are batch work, below the server's priority: pages and status polls stay fast while every
+#: core is busy with jobs. Linux's SCHED_IDLE lets any normal thread (the web server's) preempt a
+#: job at once; elsewhere a higher nice value. Set from here right after the spawn, so that it
+#: covers the job's start-up (its imports take a second of CPU); its ffmpeg children inherit it.
+JOB_NICE = 10
+
+
+def lower_priority(pid: int) -> None:
+    try:
+        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, pid, JOB_NICE)
+
+
 def kill_group(proc: subprocess.Popen) -> None:
     """SIGKILL the job process and everything in its process group (ffmpeg), then reap it."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -148,6 +163,7 @@ class Executor:
             proc = subprocess.Popen(self.job_argv(task_id, attempt), stdin=subprocess.DEVNULL, stdout=logf,
                                     stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
                                     env=self.job_env)
+        lower_priority(proc.pid)
         with self._lock:
             self._running[task_id] = proc
         try:
