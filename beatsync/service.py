@@ -25,7 +25,19 @@ from beatsync import media
 from beatsync.align import Alignment
 from beatsync.errors import BeatSyncError, MediaError
 from beatsync.pipeline import DANCE_EXTS, SONG_EXTS, Options, check_extension
-from beatsync.tasks import FAILED, FINISHED, PENDING, SUCCESS, Executor, Settings, TaskStore, check_id, new_id
+from beatsync.tasks import (
+    FAILED,
+    FINISHED,
+    PENDING,
+    SUCCESS,
+    Executor,
+    Runner,
+    Settings,
+    Store,
+    TaskStore,
+    check_id,
+    new_id,
+)
 
 VARIANTS = ("modular", "v2")
 OUTPUT_SPACE_FACTOR = 2.2  # two output videos, each about the class video's size
@@ -125,8 +137,8 @@ class BeatSync:
 
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings.from_env()
-        self.store = TaskStore(self.settings.data_dir)
-        self.executor: Executor | None = None
+        self.store: Store = TaskStore(self.settings.data_dir)
+        self.executor: Runner | None = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ workers
