@@ -8,6 +8,7 @@ from urllib.parse import urljoin
 
 import streamlit as st
 
+from beatsync import api
 from beatsync.align import Alignment
 from beatsync.errors import BeatSyncError
 from beatsync.service import VARIANTS, BeatSync
@@ -28,9 +29,10 @@ a.bs-download:hover {border-color: #ff4b4b; color: #ff4b4b;}
 
 
 def server_url(path: str) -> str | None:
-    """Absolute URL of one of this server's routes, or None outside a browser session (AppTest)."""
+    """Absolute URL of one of this server's API routes; None when the API is not served by this
+    process (a host that runs the script without ``st.App``) or outside a browser session (AppTest)."""
     base = getattr(st.context, "url", None)
-    return urljoin(base, path) if base else None
+    return urljoin(base, path) if base and api.serving() else None
 
 
 def load(svc: BeatSync, task_id: str) -> dict | None:

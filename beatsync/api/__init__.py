@@ -328,9 +328,21 @@ def tcp_nodelay_on_listening_sockets() -> int:
     return count
 
 
+_serving = False
+
+
+def serving() -> bool:
+    """True when this process serves the API routes (started through `lifespan`): the UI then links
+    players and downloads to them; otherwise (a host that runs the script without ``st.App``) it
+    falls back to Streamlit's own media handling."""
+    return _serving
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app) -> AsyncIterator[None]:
     """Start this server process's workers once; on shutdown, running jobs go back to the queue."""
+    global _serving
+    _serving = True
     tcp_nodelay_on_listening_sockets()
     svc = get_service()
     await run_in_threadpool(svc.start_workers)
