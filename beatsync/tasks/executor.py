@@ -126,10 +126,6 @@ class Executor:
         with self._wake:
             self._wake.notify()
 
-    @property
-    def alive(self) -> bool:
-        return bool(self._threads) and not self._stop.is_set()
-
     # ------------------------------------------------------------------ workers
 
     def _work(self, worker: str) -> None:
