@@ -187,6 +187,8 @@ async def upload(request: Request, svc: BeatSync) -> Response:
         raise BeatSyncError("too_large", f"The upload is {size / 2**20:.0f} MB; the limit is "
                             f"{svc.settings.max_upload_bytes / 2**20:.0f} MB.", size=size,
                             limit=svc.settings.max_upload_bytes)
+    if size is not None:
+        await run_in_threadpool(svc.check_disk, size)  # refuse before receiving what the disk cannot keep
     mp = _MultipartUpload(svc, params[b"boundary"], None)
     try:
         async for chunk in request.stream():
