@@ -24,7 +24,7 @@ from beatsync import media
 from beatsync.align import ENGINES, Alignment
 from beatsync.align import align as run_engine
 from beatsync.align.lines import Signals
-from beatsync.analysis import ANALYSIS_SR, Features, beat_track, features
+from beatsync.analysis import ANALYSIS_SR, Features, beat_track, features, track_pair
 from beatsync.errors import AlignmentError, BeatSyncError, MediaError
 from beatsync.render_audio import build_track
 
@@ -150,12 +150,11 @@ def align_inputs(inp: Inputs, *, engine: str, signals: Signals | None = None) ->
     return res.shifted(inp.dance.audio_origin_s)
 
 
-def beat_summary(f: Features, *, origin_s: float = 0.0, tempo_min: float = 60.0, tempo_max: float = 200.0,
+def beat_summary(f: Features, tempo: float, beats: np.ndarray, *, origin_s: float = 0.0,
                  onset: bool = True) -> dict:
-    """Tempo and beat times (seconds, shifted by ``origin_s``) of one recording's features; with
-    ``onset``, its onset strength too (scaled so its 99th percentile is 1), for plotting."""
-    tempo, beats = beat_track(f.onset, frame_rate=f.frame_rate, tempo_min=tempo_min, tempo_max=tempo_max)
-    out = {"tempo_bpm": round(float(tempo), 2), "beats_s": np.round(beats + origin_s, 4).tolist()}
+    """Tempo and beat times (seconds, shifted by ``origin_s``) of one recording; with ``onset``,
+    its onset strength too (scaled so its 99th percentile is 1), for plotting."""
+    out = {"tempo_bpm": round(float(tempo), 2), "beats_s": np.round(np.asarray(beats) + origin_s, 4).tolist()}
     if onset:
         scale = float(np.percentile(f.onset, 99)) or 1.0
         out.update(onset=np.round(np.minimum(f.onset / scale, 2.0), 3).tolist(), onset_t0_s=round(origin_s, 6),
@@ -167,11 +166,9 @@ def beat_grid(signals: Signals, *, dance_origin_s: float) -> dict:
     """What the beat-grid plots draw: the class recording's onset strength and beats (video time),
     the song's beats (song time; an alignment maps them onto the video)."""
     fd, fb = signals.features()
-    song = beat_summary(fb, onset=False)
-    t = song["tempo_bpm"]
-    # the class at the song's metrical level (it may play slower: practice speed)
-    limits = {"tempo_min": 0.74 * t, "tempo_max": 1.06 * t} if t > 0 else {}
-    return {"class": beat_summary(fd, origin_s=dance_origin_s, **limits), "song": song}
+    td, bd, tg, bg = track_pair(fd, fb)
+    return {"class": beat_summary(fd, td, bd, origin_s=dance_origin_s),
+            "song": beat_summary(fb, tg, bg, onset=False)}
 
 
 def file_beats(path: str, *, on_progress: ProgressFn | None = None) -> dict:
@@ -185,7 +182,8 @@ def file_beats(path: str, *, on_progress: ProgressFn | None = None) -> dict:
     if len(y) < ANALYSIS_SR:
         raise MediaError("too_short", f"{info.name}: the sound is shorter than 1 second.", file=info.name)
     progress(50, "analyse", "Finding the beats")
-    out = beat_summary(features(y, sr=ANALYSIS_SR), origin_s=info.audio_origin_s)
+    f = features(y, sr=ANALYSIS_SR)
+    out = beat_summary(f, *beat_track(f.onset, frame_rate=f.frame_rate), origin_s=info.audio_origin_s)
     out["duration_s"] = round(info.duration_s, 3)
     progress(100, "done", "Done")
     return out

@@ -31,7 +31,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,10 @@ from pathlib import Path
 
 import numpy as np
 import requests
+
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+sys.path.insert(0, str(TESTS))
+from server_util import free_port, tail  # noqa: E402  (the tests' server helpers)
 
 REPO = Path(__file__).resolve().parents[1]  # whose app.py / beatsync/ is served (--repo)
 
@@ -58,20 +61,6 @@ CPU_KEYS = ("server_cpu_pct", "jobs_cpu_pct", "client_cpu_pct", "other_cpu_pct",
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tail(path: Path, n_chars: int = 6000) -> str:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        return f"(no log: {e})"
-    return data[-n_chars:].decode("utf-8", "replace")
 
 
 def code_fingerprint(repo: Path) -> str:

@@ -204,6 +204,15 @@ def upload(at: AppTest, index: int, path: Path, mime: str) -> None:
     at.file_uploader[index].upload(path.name, path.read_bytes(), mime)
 
 
+def sync_pair(pair) -> AppTest:
+    """A new app session that chose the pair's class video and song and pressed Sync."""
+    at = ok(new_app().run())
+    upload(at, 0, pair.video_path, "video/mp4")
+    upload(at, 1, pair.song_path, "audio/wav")
+    ok(at.run())
+    return ok(at.button(key="sync").click().run())
+
+
 def poll_page(at: AppTest, svc: bs.BeatSync, task_id: str, *, timeout: float = JOB_TIMEOUT_S,
               seen: list | None = None) -> dict:
     """Rerun the page (as its live fragment would) until the task is finished; every run is checked
@@ -265,11 +274,7 @@ def test_sync_is_enabled_only_with_both_files(svc, pair):
 
 
 def test_upload_submit_progress_and_results(svc, pair):
-    at = ok(new_app().run())
-    upload(at, 0, pair.video_path, "video/mp4")
-    upload(at, 1, pair.song_path, "audio/wav")
-    ok(at.run())
-    ok(at.button(key="sync").click().run())
+    at = sync_pair(pair)
 
     # the switch to the job page, with the task in the URL
     tid = query_task(at)
@@ -422,11 +427,7 @@ def test_job_page_without_an_id(svc):
 
 
 def test_cancel_a_pending_job_from_its_page(idle_svc, pair):
-    at = ok(new_app().run())
-    upload(at, 0, pair.video_path, "video/mp4")
-    upload(at, 1, pair.song_path, "audio/wav")
-    ok(at.run())
-    ok(at.button(key="sync").click().run())
+    at = sync_pair(pair)
     tid = query_task(at)
     assert idle_svc.status(tid)["status"] == "pending"
     (bar,) = at.progress

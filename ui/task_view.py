@@ -115,22 +115,19 @@ def failure(svc: BeatSync, s: dict) -> None:
             st.switch_page("views/task.py", query_params={"task": sub["task_id"]})
 
 
-def _download(svc: BeatSync, s: dict, variant: str) -> None:
+def _player_and_download(svc: BeatSync, s: dict, variant: str) -> None:
+    """The result's player and download button: linked to the API (Range support, nothing loaded into
+    the app's memory) when this process serves it, else through Streamlit's own media handling."""
     path, name = svc.output(s["task_id"], variant)
     url = server_url(f"/api/download/{s['task_id']}/{variant}")
     label = t("task.download", name=name)
-    if url:  # served by the API with Range support: nothing is loaded into the app's memory
+    st.video(url or str(path))
+    if url:
         st.markdown(f'<a href="{url}" download="{name}" class="bs-download" data-variant="{variant}">⬇ {label}</a>',
                     unsafe_allow_html=True)
     else:
         st.download_button(label, data=lambda: path.read_bytes(), file_name=name, mime="video/mp4",
                            key=f"dl-{s['task_id']}-{variant}", on_click="ignore")
-
-
-def _player(svc: BeatSync, s: dict, variant: str) -> None:
-    path, _name = svc.output(s["task_id"], variant)
-    url = server_url(f"/api/download/{s['task_id']}/{variant}")
-    st.video(url or str(path))
 
 
 def variant_column(svc: BeatSync, s: dict, variant: str) -> None:
@@ -141,8 +138,7 @@ def variant_column(svc: BeatSync, s: dict, variant: str) -> None:
         return
     if not s.get(f"{variant}_output"):
         return
-    _player(svc, s, variant)
-    _download(svc, s, variant)
+    _player_and_download(svc, s, variant)
     al = v.get("alignment") or {}
     if al:
         with st.container(horizontal=True):  # side by side, wrapping on a phone

@@ -28,7 +28,7 @@ from beatsync.align.lines import (
     subtract,
 )
 from beatsync.align.result import Alignment
-from beatsync.analysis import Features, beat_track, local_normalize
+from beatsync.analysis import Features, local_normalize, track_pair
 
 SCREEN = (4.0, 2.0, 0.3, 0.015)
 FINE = (4.0, 1.0, 0.25, 0.008)
@@ -54,9 +54,7 @@ def _adjust(beats: np.ndarray, factor: int) -> np.ndarray:
 
 
 def beat_lines(fd: Features, fb: Features, *, k: int = 8) -> tuple[list[Line], dict]:
-    tg, bg = beat_track(fb.onset, frame_rate=fb.frame_rate)
-    # track the class at the song's metrical level: its tempo is the song's times the playback rate
-    td, bd = beat_track(fd.onset, frame_rate=fd.frame_rate, tempo_min=0.74 * tg, tempo_max=1.06 * tg) if tg else (0.0, [])
+    td, bd, tg, bg = track_pair(fd, fb)
     info = {"tempo_dance": round(td, 2), "tempo_bgm": round(tg, 2), "beats_dance": len(bd), "beats_bgm": len(bg)}
     if len(bd) < 8 or len(bg) < 8 or td <= 0 or tg <= 0:
         return [], info

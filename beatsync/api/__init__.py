@@ -116,8 +116,8 @@ async def _json_body(request: Request) -> dict:
 class _MultipartUpload:
     """Streams the first file part of a multipart body into an `Upload` as the bytes arrive."""
 
-    def __init__(self, svc: BeatSync, boundary: bytes, expected_size: int | None):
-        self.svc, self.expected_size = svc, expected_size
+    def __init__(self, svc: BeatSync, boundary: bytes):
+        self.svc = svc
         self.upload = None
         self.error: BeatSyncError | None = None
         self.done = False
@@ -153,7 +153,7 @@ class _MultipartUpload:
             return  # one file per upload; extra file parts are ignored
         name = params[b"filename"].decode("utf-8", "replace")
         try:
-            self.upload = self.svc.new_upload(name, expected_size=self.expected_size)
+            self.upload = self.svc.new_upload(name)
             self._in_file = True
         except BeatSyncError as e:
             self.error = e
@@ -189,7 +189,7 @@ async def upload(request: Request, svc: BeatSync) -> Response:
                             limit=svc.settings.max_upload_bytes)
     if size is not None:
         await run_in_threadpool(svc.check_disk, size)  # refuse before receiving what the disk cannot keep
-    mp = _MultipartUpload(svc, params[b"boundary"], None)
+    mp = _MultipartUpload(svc, params[b"boundary"])
     try:
         async for chunk in request.stream():
             mp.parser.write(chunk)
