@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -63,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="run job workers on the task store (separately from the web server)",
                        description="Work the web app's task queue in this process: the web server can then run "
                                    "with BEATSYNC_WORKERS=0 and any number of worker processes share its store. "
-                                   "Stops on Ctrl-C or SIGTERM; a job running then goes back to the queue.")
+                                   "Stops on Ctrl-C or SIGTERM; a job running then goes back to the queue. With "
+                                   "BEATSYNC_BACKEND=celery this starts a Celery worker (the same as "
+                                   "`celery -A beatsync.tasks.celery_app worker`).")
     w.add_argument("--threads", type=int, default=None, metavar="N",
                    help="jobs run at once (default: BEATSYNC_WORKERS, at least 1)")
     w.add_argument("--data-dir", default=None, metavar="DIR", help="the task store (default: BEATSYNC_DATA_DIR)")
@@ -110,6 +113,13 @@ def cmd_worker(args) -> dict:
     threads = args.threads if args.threads is not None else max(1, settings.workers)
     if threads < 1:
         raise BeatSyncError("bad_option", "--threads must be at least 1.")
+    if settings.backend == "celery":
+        if args.data_dir:  # the Celery app reads its settings from the environment
+            os.environ["BEATSYNC_DATA_DIR"] = str(settings.data_dir)
+        from beatsync.tasks.celery_app import app
+
+        app.worker_main(["worker", "--loglevel", "INFO", "--concurrency", str(threads)])
+        return {"worker": "celery", "threads": threads, "data_dir": str(settings.data_dir), "stopped": True}
     svc = BeatSync(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

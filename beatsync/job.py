@@ -1,6 +1,6 @@
 """One task's job process: ``python -m beatsync.job --data-dir D --attempt N TASK_ID``.
 
-Started by a worker (`beatsync.tasks.Executor`) in its own process group. Runs the pipeline on the
+Started by a worker (`beatsync.tasks.supervisor.Supervisor`, for either backend) in its own process group. Runs the pipeline on the
 task's inputs, reports progress into the store, and leaves ``result.json`` (exit 0) or
 ``error.json`` (exit 2) in the task folder for the worker to conclude the task. If the worker's
 process dies, this process kills its whole group (itself and its ffmpeg children) within a second.
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from beatsync import pipeline
 from beatsync.errors import BeatSyncError
-from beatsync.tasks.executor import ERROR_FILE, EXIT_ERROR, EXIT_OK, RESULT_FILE
-from beatsync.tasks.store import TaskStore
+from beatsync.tasks import Settings, Store, open_store
+from beatsync.tasks.supervisor import ERROR_FILE, EXIT_ERROR, EXIT_OK, RESULT_FILE
 
 PROGRESS_EVERY_S = 0.3  # store writes are throttled; stage changes are always written
 
@@ -37,7 +37,7 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def run(store: TaskStore, task_id: str, attempt: int) -> dict:
+def run(store: Store, task_id: str, attempt: int) -> dict:
     """Run the task's job (its ``kind``: ``process``, ``render`` or ``beats``); returns the fields
     its successful record gets (``outputs`` are paths relative to the task folder)."""
     rec = store.get(task_id)
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("task_id")
     args = ap.parse_args(argv)
     _die_with_parent()
-    store = TaskStore(args.data_dir)
+    store = open_store(Settings.from_env(data_dir=args.data_dir))  # the backend comes from the environment
     folder = store.task_dir(args.task_id)
     try:
         result = run(store, args.task_id, args.attempt)

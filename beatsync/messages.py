@@ -100,6 +100,7 @@ ERRORS_ZH = {
     "incomplete_upload": "上传在文件传完之前中断了，请重新上传。",
     "disk_full": "服务器磁盘空间不足，暂时无法接收文件，请稍后再试。",
     "busy": "BeatSync 正忙：已有 {queued} 个任务在排队，请过几分钟再试。",
+    "store_unavailable": "BeatSync 暂时连不上任务存储（Redis），请一分钟后再试。",
     "bad_id": "这个编号格式不对。",
     "bad_request": "请求格式不对。",
     "bad_option": "选项的值不对。",
@@ -131,6 +132,7 @@ HINTS = {
     "time_limit": ("Trim the video to the routine, or lower its resolution.", "请把视频剪到舞蹈部分，或降低分辨率。"),
     "crashed": ("Try a shorter or lower-resolution video.", "请试试更短或分辨率更低的视频。"),
     "busy": ("Wait a few minutes and try again.", "请等几分钟再试。"),
+    "store_unavailable": ("Try again in a minute.", "请一分钟后再试。"),
     "disk_full": ("Try again later.", "请稍后再试。"),
 }
 

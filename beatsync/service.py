@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import shutil
-import sys
 import threading
 import time
 from pathlib import Path
@@ -34,10 +33,12 @@ from beatsync.tasks import (
     Runner,
     Settings,
     Store,
-    TaskStore,
     check_id,
     new_id,
+    open_store,
 )
+from beatsync.tasks.settings import CELERY_WORKER_COMMAND
+from beatsync.tasks.supervisor import job_argv, job_env
 
 VARIANTS = ("modular", "v2")
 OUTPUT_SPACE_FACTOR = 2.2  # two output videos, each about the class video's size
@@ -137,30 +138,26 @@ class BeatSync:
 
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings.from_env()
-        self.store: Store = TaskStore(self.settings.data_dir)
+        self.store: Store = open_store(self.settings)
         self.executor: Runner | None = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ workers
 
-    @staticmethod
-    def job_env(workers: int) -> dict[str, str]:
-        """A job's environment: numeric libraries get one job's share of the cores, so that
-        ``workers`` jobs at once do not oversubscribe the machine."""
-        threads = str(max(1, (os.cpu_count() or 1) // max(1, workers)))
-        return {**os.environ, **{v: threads for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
-
-    def job_argv(self, task_id: str, attempt: int) -> list[str]:
-        return [sys.executable, "-m", "beatsync.job", "--data-dir", str(self.store.root),
-                "--attempt", str(attempt), task_id]
+    @property
+    def local(self) -> bool:
+        """The embedded backend: this process's worker threads run the jobs. With the Celery backend
+        the web servers never do; Celery workers (`beatsync.tasks.celery_app`) do."""
+        return self.settings.backend == "local"
 
     def start_workers(self, threads: int | None = None) -> Executor | None:
-        """Start this process's worker threads once (no-op when already running or configured to 0)."""
+        """Start this process's worker threads once (no-op when already running, configured to 0, or
+        when jobs run in Celery workers)."""
         with self._lock:
             n = self.settings.workers if threads is None else threads
-            if self.executor is None and n > 0:
-                self.executor = Executor(self.store, self.settings, job_argv=self.job_argv, threads=n,
-                                         job_env=self.job_env(n)).start()
+            if self.executor is None and n > 0 and self.local:
+                self.executor = Executor(self.store, self.settings, job_argv=job_argv(self.settings), threads=n,
+                                         job_env=job_env(n)).start()
             return self.executor
 
     def stop_workers(self) -> None:
@@ -409,17 +406,22 @@ class BeatSync:
     def health(self) -> dict:
         s = self.settings
         seen = max(s.stale_s, 3 * s.sweep_s)
-        workers = self.store.workers(seen_within_s=seen)
-        threads = sum(int(w.get("threads", 0)) for w in workers.values())
         free = shutil.disk_usage(self.store.root).free
+        out = {"backend": s.backend, "free_disk_bytes": free, "queue_max": s.queue_max}
         problems = []
-        if threads == 0:
-            problems.append("no worker is running: new jobs will wait (start `python -m beatsync worker`)")
         if free < s.min_free_bytes:
             problems.append(f"free disk is low ({_mb(free)}): uploads are refused")
-        return {"status": "degraded" if problems else "ok", "problems": problems, "workers": len(workers),
-                "worker_threads": threads, "queue": self.store.queue_length(), "queue_max": s.queue_max,
-                "processing": len(self.store.running()), "free_disk_bytes": free}
+        try:
+            workers = self.store.workers(seen_within_s=seen)
+            out.update(workers=len(workers), worker_threads=sum(int(w.get("threads", 0)) for w in workers.values()),
+                       queue=self.store.queue_length(), processing=len(self.store.running()))
+        except BeatSyncError as e:  # the task store (Redis) is unreachable
+            problems.insert(0, e.message)
+        else:
+            if out["worker_threads"] == 0:
+                start = "python -m beatsync worker" if self.local else CELERY_WORKER_COMMAND
+                problems.append(f"no worker is running: new jobs will wait (start `{start}`)")
+        return {"status": "degraded" if problems else "ok", "problems": problems, **out}
 
 
 _service: BeatSync | None = None

@@ -69,3 +69,25 @@ def click_track():
         return mediagen.add_clicks(y, sr=sr, times_s=clicks)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A real Redis for the Celery backend's tests: ``$BEATSYNC_TEST_REDIS_URL`` (``.ci/run`` starts one
+    on a loopback port), else a ``redis-server`` started here. Without either: CI fails, a
+    developer's machine skips with how to install it."""
+    import os
+
+    from server_util import RedisServer, redis_available
+
+    url = os.environ.get("BEATSYNC_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    if not redis_available():
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is required in CI (apt-get install redis-server)")
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server.url
+    server.stop()

@@ -1,6 +1,7 @@
 """A stand-in job process for executor tests: follows `beatsync.job`'s protocol without audio.
 
-``python tests/fake_job.py DATA_DIR ATTEMPT TASK_ID``; what it does comes from the task record's
+``python tests/fake_job.py --data-dir DATA_DIR --attempt N TASK_ID`` (the job protocol's arguments;
+the store's backend comes from the environment, as for the real job); what it does comes from the task record's
 ``behaviour``: ``{"steps": n, "step_s": s, "outcome": "ok" | "error" | "crash" | "crash_first",
 "child": bool}``. With ``child`` it starts a ``sleep`` child (like ffmpeg) and writes its pid to
 ``child.pid`` in the task folder. Every run appends its attempt to ``runs.txt``.
@@ -16,12 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from beatsync.tasks.store import TaskStore  # noqa: E402
+from beatsync.tasks import Settings, open_store  # noqa: E402
 
 
 def main() -> int:
-    data_dir, attempt, task_id = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    store = TaskStore(data_dir)
+    assert sys.argv[1] == "--data-dir" and sys.argv[3] == "--attempt", sys.argv
+    data_dir, attempt, task_id = sys.argv[2], int(sys.argv[4]), sys.argv[5]
+    store = open_store(Settings.from_env(data_dir=data_dir))
     rec = store.get(task_id)
     b = rec.get("behaviour", {})
     folder = store.task_dir(task_id)

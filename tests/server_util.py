@@ -18,6 +18,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -226,6 +227,104 @@ class Server:
 
     def health(self) -> requests.Response:
         return self.get("/api/health", timeout=10)
+
+
+class RedisServer:
+    """A real ``redis-server`` (Debian package) on a free loopback port, its files in ``folder``;
+    no persistence (the tests that restart it want a clean server)."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        exe = shutil.which("redis-server")
+        assert exe, "redis-server is not installed (Debian: apt-get install redis-server)"
+        cmd = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+               "--dir", str(self.folder), "--logfile", str(self.folder / "redis.log")]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        _live.append(self.proc)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"redis-server exited: {tail(self.folder / 'redis.log')}"
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1) as c:
+                c.sendall(b"PING\r\n")
+                if c.recv(16).startswith(b"+PONG"):
+                    return self
+            time.sleep(0.05)
+        raise AssertionError(f"redis-server did not answer: {tail(self.folder / 'redis.log')}")
+
+    def kill9(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        _live.remove(self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop_process(self.proc, grace_s=5.0)
+
+
+def redis_available() -> bool:
+    return bool(os.environ.get("BEATSYNC_TEST_REDIS_URL") or shutil.which("redis-server"))
+
+
+def celery_env(redis_url: str, **extra) -> dict:
+    """The environment of a Celery-backend process: its own key prefix (and queue), so tests sharing
+    one Redis server never see each other's tasks."""
+    return {"BEATSYNC_BACKEND": "celery", "BEATSYNC_REDIS_URL": redis_url,
+            "BEATSYNC_REDIS_PREFIX": f"t{uuid.uuid4().hex[:12]}", **extra}
+
+
+class CeleryWorker:
+    """``celery -A beatsync.tasks.celery_app worker`` (the ordinary command) on a data dir."""
+
+    def __init__(self, data_dir: Path, env: dict, *, log_path: Path, name: str = "w", concurrency: int = 1):
+        self.data_dir = Path(data_dir)
+        self.log_path = Path(log_path)
+        self.name = name
+        cmd = [sys.executable, "-m", "celery", "-A", "beatsync.tasks.celery_app", "worker", "--loglevel", "INFO",
+               "--concurrency", str(concurrency), "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h", "--without-mingle",
+               "--without-gossip"]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, cwd=REPO, env=_env(self.data_dir, env), stdout=log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        _live.append(self.proc)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_ready(self, timeout: float = 60.0) -> CeleryWorker:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"celery worker exited with {self.proc.returncode}{self.log_hint()}"
+            if b" ready." in (self.log_path.read_bytes() if self.log_path.exists() else b""):
+                return self
+            time.sleep(0.1)
+        raise AssertionError(f"celery worker not ready within {timeout:.0f} s{self.log_hint()}")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill9(self) -> None:
+        """SIGKILL the worker process only (its job must notice and stop on its own)."""
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        _live.remove(self.proc)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        return _stop_process(self.proc, grace_s=timeout)
+
+    def log_hint(self) -> str:
+        return f"\n---- celery worker log tail ({self.log_path}) ----\n{tail(self.log_path)}"
 
 
 class Worker:

@@ -29,7 +29,8 @@ FAKE_JOB = str(Path(__file__).with_name("fake_job.py"))
 
 
 def fake_argv(store: TaskStore):
-    return lambda task_id, attempt: [sys.executable, FAKE_JOB, str(store.root), str(attempt), task_id]
+    return lambda task_id, attempt: [sys.executable, FAKE_JOB, "--data-dir", str(store.root), "--attempt", str(attempt),
+                                     task_id]
 
 
 def settings(tmp_path, **kw) -> Settings:

@@ -37,6 +37,7 @@ HTTP_STATUS = {
     "too_large": 413,
     "unsupported_media_type": 415, "unsupported_type": 415,
     "busy": 429,
+    "store_unavailable": 503,
     "disk_full": 507,
 }
 
@@ -48,7 +49,7 @@ def language(request: Request) -> str:
 
 def error_response(err: BeatSyncError, lang: str = "en") -> JSONResponse:
     status = HTTP_STATUS.get(err.code, 422 if isinstance(err, MediaError) else 400)
-    headers = {"Retry-After": "120"} if err.code == "busy" else None
+    headers = {"Retry-After": "120" if err.code == "busy" else "30"} if err.code in ("busy", "store_unavailable") else None
     return JSONResponse(localize_error(err.to_dict(), lang), status_code=status, headers=headers)
 
 
@@ -220,9 +221,12 @@ async def process(request: Request, svc: BeatSync) -> Response:
 
 @_endpoint
 async def status(request: Request, svc: BeatSync) -> Response:
-    """The task's status object (a few small reads of the store: answered on the event loop, with
-    no hop through the thread pool, so polls stay fast when the machine is busy)."""
-    return JSONResponse(_public(svc.status(request.path_params["task_id"]), request))
+    """The task's status object. With the embedded store it is a few small local reads: answered on the
+    event loop, with no hop through the thread pool, so polls stay fast when the machine is busy. A
+    networked store (Redis) could stall, so its reads go through the thread pool."""
+    task_id = request.path_params["task_id"]
+    st = svc.status(task_id) if svc.local else await run_in_threadpool(svc.status, task_id)
+    return JSONResponse(_public(st, request))
 
 
 @_endpoint

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -28,6 +30,19 @@ def default_data_dir() -> Path:
         return Path(tempfile.gettempdir()) / "beatsync"
 
 
+BACKENDS = ("local", "celery")
+CELERY_WORKER_COMMAND = "celery -A beatsync.tasks.celery_app worker"  # how the Celery backend's workers start
+
+
+def _command(value: str) -> tuple[str, ...]:
+    """A command given as a JSON list (``["nice", "python", "-m", "beatsync.job"]``) or a shell-like string."""
+    value = value.strip()
+    parts = json.loads(value) if value.startswith("[") else shlex.split(value)
+    if not parts or not all(isinstance(p, str) and p for p in parts):
+        raise ValueError(value)
+    return tuple(parts)
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -43,6 +58,10 @@ class Settings:
     stale_s: float = 30.0  # a running task without a heartbeat for this long is taken over
     sweep_s: float = 10.0  # period of the maintenance pass (stale tasks, expiry)
     poll_s: float = 0.5  # how often an idle worker looks at the queue (submissions in-process wake it at once)
+    backend: str = "local"  # "local": diskcache + worker threads; "celery": Redis store + Celery workers
+    redis_url: str = "redis://127.0.0.1:6379/0"  # celery backend: the broker and the shared task store
+    redis_prefix: str = "beatsync"  # celery backend: namespace of the keys and the queue (one per deployment)
+    job_command: tuple[str, ...] = ()  # the job process's command; () = python -m beatsync.job
 
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> Settings:
@@ -60,6 +79,10 @@ class Settings:
             "heartbeat_s": ("BEATSYNC_HEARTBEAT_S", float),
             "stale_s": ("BEATSYNC_STALE_S", float),
             "sweep_s": ("BEATSYNC_SWEEP_S", float),
+            "backend": ("BEATSYNC_BACKEND", lambda v: v.strip().lower()),
+            "redis_url": ("BEATSYNC_REDIS_URL", str.strip),
+            "redis_prefix": ("BEATSYNC_REDIS_PREFIX", str.strip),
+            "job_command": ("BEATSYNC_JOB_COMMAND", _command),
         }
         values: dict = {}
         for name, (var, conv) in spec.items():
@@ -68,7 +91,8 @@ class Settings:
                 try:
                     values[name] = conv(raw)
                 except ValueError:
-                    raise ParameterError(f"{var}={raw!r} is not a number.") from None
+                    raise ParameterError(f"{var}={raw!r} is not valid ({'a command' if name == 'job_command' else 'a number'} "
+                                         "expected).") from None
         data_dir = env.get("BEATSYNC_DATA_DIR")
         values["data_dir"] = Path(data_dir).expanduser() if data_dir else None
         values.update(overrides)
@@ -88,3 +112,15 @@ class Settings:
             raise ParameterError("max_attempts and queue_max must be at least 1.")
         if self.stale_s <= self.heartbeat_s * 2:
             raise ParameterError("stale_s must be more than twice heartbeat_s.")
+        if self.backend not in BACKENDS:
+            raise ParameterError(f"BEATSYNC_BACKEND must be one of {', '.join(BACKENDS)} (got {self.backend!r}).")
+        if self.backend == "celery" and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ParameterError(f"BEATSYNC_REDIS_URL must be a redis:// URL (got {self.redis_url!r}).")
+        if not self.redis_prefix or not all(c.isalnum() or c in "-_." for c in self.redis_prefix):
+            raise ParameterError("BEATSYNC_REDIS_PREFIX may only contain letters, digits, '-', '_' and '.'.")
+
+    @property
+    def visibility_timeout_s(self) -> float:
+        """How long the broker waits before handing an unacknowledged job to another worker: longer than
+        the longest job may run, so that a running job is never delivered twice."""
+        return max(3600.0, self.time_limit_s + 900.0)

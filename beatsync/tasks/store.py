@@ -262,6 +262,11 @@ class TaskStore:
             self.cache.set(_gone_key(task_id), time.time(), expire=7 * 86400)
         shutil.rmtree(self.task_dir(task_id), ignore_errors=True)
 
+    def resend_lost(self, older_than_s: float) -> int:
+        """Nothing to do: here the queue lives in the same transaction as the records, so a pending task
+        is always queued (the Redis store's broker can lose one between the two)."""
+        return 0
+
     def finished_before(self, t: float) -> list[str]:
         return [tid for tid, ft in self.cache.get(_FINISHED, {}, retry=True).items() if ft < t]
 

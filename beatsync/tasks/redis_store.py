@@ -1,0 +1,394 @@
+"""Task store on Redis: the scale-out backend's shared task records, registries and upload index,
+the same interface as the embedded `TaskStore` (diskcache), so the service, the API and the pages
+do not know which one they talk to.
+
+Every state change is one Redis transaction (WATCH/MULTI on the task's key), so exactly one worker
+claims a pending task, and a worker only writes to a task while it still holds that task's current
+attempt. The queue itself is the broker's (Celery on the same Redis): `create` and `requeue` hand
+the task id to the ``broker`` after the record is stored; the ``pending`` index here only counts
+and orders the waiting tasks (the queue bound and "n jobs waiting"). A task whose message could
+not be sent (the broker was unreachable, or the web server died in between) is re-sent by a
+worker's maintenance pass (`resend_lost`).
+
+Keys (``<prefix>`` is ``BEATSYNC_REDIS_PREFIX``)::
+
+    <prefix>:task:<id>     the task record (JSON)
+    <prefix>:hb:<id>       the running attempt's last heartbeat [time, worker]
+    <prefix>:gone:<id>     marker of an expired task (kept 7 days)
+    <prefix>:pending       sorted set of waiting task ids (score: creation time; 0 for re-queued)
+    <prefix>:started       hash task id -> {"worker", "attempt"} of running tasks
+    <prefix>:finished      sorted set task id -> finished time (for the TTL)
+    <prefix>:upload:<id>   an upload's metadata; <prefix>:uploads: sorted set id -> created time
+    <prefix>:workers       hash worker process id -> {"host", "pid", "threads", "seen"}
+
+Files (inputs, outputs, uploads) live under ``data_dir``, a directory every node mounts; records
+hold paths relative to it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import redis
+
+from beatsync.errors import BeatSyncError
+from beatsync.tasks.store import FAILED, FINISHED, PENDING, PROCESSING, SUCCESS, check_id
+
+log = logging.getLogger("beatsync.tasks")
+
+GONE_KEEP_S = 7 * 86400
+
+
+class Broker(Protocol):
+    """Where a queued task id goes so that a worker runs it (Celery, in `celery_app`)."""
+
+    def send(self, task_id: str) -> None: ...
+    def revoke(self, task_id: str) -> None: ...
+
+
+def unavailable() -> BeatSyncError:
+    return BeatSyncError("store_unavailable", "BeatSync cannot reach its task store (Redis) just now. "
+                         "Please try again in a minute.")
+
+
+def _guarded(fn):
+    """Redis connection problems become one clear, specific error instead of a stack trace."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            log.warning("redis unavailable: %s", e)
+            raise unavailable() from None
+    return wrapper
+
+
+class RedisTaskStore:
+    """Task records in Redis, files under ``data_dir`` (see the module docstring)."""
+
+    def __init__(self, data_dir: str | os.PathLike, url: str, *, prefix: str = "beatsync",
+                 broker: Broker | None = None):
+        self.root = Path(data_dir)
+        self.tasks_root = self.root / "tasks"
+        self.uploads_root = self.root / "uploads"
+        for d in (self.root, self.tasks_root, self.uploads_root):
+            d.mkdir(parents=True, exist_ok=True)
+        self.prefix = prefix
+        self.broker = broker
+        self.r = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=3, socket_timeout=10,
+                                      health_check_interval=30, retry_on_timeout=False)
+
+    def close(self) -> None:
+        self.r.close()
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # ------------------------------------------------------------------ paths
+
+    def task_dir(self, task_id: str) -> Path:
+        return self.tasks_root / check_id(task_id)
+
+    def upload_dir(self, file_id: str) -> Path:
+        return self.uploads_root / check_id(file_id, what="file")
+
+    # ------------------------------------------------------------------ records
+
+    @_guarded
+    def get(self, task_id: str) -> dict | None:
+        raw = self.r.get(self._k("task", task_id))
+        return None if raw is None else json.loads(raw)
+
+    @_guarded
+    def is_gone(self, task_id: str) -> bool:
+        return bool(self.r.exists(self._k("gone", task_id)))
+
+    @_guarded
+    def queue_length(self) -> int:
+        return int(self.r.zcard(self._k("pending")))
+
+    @_guarded
+    def running(self) -> dict:
+        return {tid: json.loads(v) for tid, v in self.r.hgetall(self._k("started")).items()}
+
+    def _transact(self, task_id: str, body: Callable, *extra_watch: str):
+        """Run ``body(pipe, rec)`` with the task's key watched (retried when another client changed it);
+        ``body`` reads through ``pipe`` before ``pipe.multi()`` and queues its writes after it."""
+        key = self._k("task", task_id)
+        out = {}
+
+        def tx(pipe):
+            raw = pipe.get(key)
+            out["value"] = body(pipe, None if raw is None else json.loads(raw))
+
+        self.r.transaction(tx, key, *extra_watch)
+        return out.get("value")
+
+    def _put(self, pipe, rec: dict) -> None:
+        pipe.set(self._k("task", rec["task_id"]), json.dumps(rec))
+
+    @_guarded
+    def create(self, record: dict, *, queue_max: int) -> dict:
+        """Store a new pending task and send it to the workers; ``busy`` when the queue is full."""
+        now = time.time()
+        record = {**record, "status": PENDING, "progress": 0.0, "stage": "queued",
+                  "message": "Waiting for a free worker", "created": now, "updated": now,
+                  "attempts": 0, "history": [], "dispatched": None}
+        pending = self._k("pending")
+
+        def tx(pipe):
+            n = pipe.zcard(pending)
+            if n >= queue_max:
+                raise BeatSyncError("busy", f"BeatSync is busy: {n} jobs are already waiting. "
+                                    "Please try again in a few minutes.", queued=n)
+            pipe.multi()
+            self._put(pipe, record)
+            pipe.zadd(pending, {record["task_id"]: now})
+
+        self.r.transaction(tx, pending)
+        try:
+            self._send(record["task_id"])
+        except BeatSyncError:  # the submitter is told; the task must not run behind their back
+            try:
+                self.finish(record["task_id"], None, FAILED, error_code="store_unavailable", stage="failed",
+                            message="Failed", error=unavailable().message)
+            except BeatSyncError:
+                pass
+            raise
+        return record
+
+    def _send(self, task_id: str) -> None:
+        """Hand a pending task to the broker and note when (a task never sent is re-sent by `resend_lost`)."""
+        if self.broker is None:
+            return
+        try:
+            self.broker.send(task_id)
+        except Exception as e:  # the record stays pending: a worker's maintenance re-sends it
+            log.warning("could not queue task %s: %s", task_id, e)
+            raise unavailable() from None
+        self.update(task_id, lambda r: (r["status"] == PENDING) and r.update(dispatched=time.time()))
+
+    @_guarded
+    def update(self, task_id: str, fn: Callable[[dict], bool | None]) -> dict | None:
+        """Apply ``fn(record)`` atomically; the change is stored unless ``fn`` returns False."""
+        def body(pipe, rec):
+            if rec is None or fn(rec) is False:
+                return rec
+            rec["updated"] = time.time()
+            pipe.multi()
+            self._put(pipe, rec)
+            return rec
+
+        return self._transact(task_id, body)
+
+    @_guarded
+    def claim_task(self, task_id: str, worker: str) -> dict | None:
+        """Mark a pending task ``processing`` by ``worker``; None when it is not pending (already taken,
+        finished, cancelled or expired): exactly one claimer however often its message was delivered."""
+        now = time.time()
+
+        def body(pipe, rec):
+            if rec is None or rec["status"] != PENDING:
+                return None
+            rec.update(status=PROCESSING, attempts=rec["attempts"] + 1, worker=worker, started=now, updated=now,
+                       stage="start", message="Starting", stage_params={})
+            rec["history"].append({"attempt": rec["attempts"], "worker": worker, "started": now})
+            pipe.multi()
+            self._put(pipe, rec)
+            pipe.zrem(self._k("pending"), task_id)
+            pipe.set(self._k("hb", task_id), json.dumps([now, worker]))
+            pipe.hset(self._k("started"), task_id, json.dumps({"worker": worker, "attempt": rec["attempts"]}))
+            return rec
+
+        return self._transact(task_id, body)
+
+    @staticmethod
+    def _holds(rec: dict | None, attempt: int) -> bool:
+        return rec is not None and rec["status"] == PROCESSING and rec["attempts"] == attempt
+
+    def report_progress(self, task_id: str, attempt: int, pct: float, stage: str, message: str) -> bool:
+        """Progress of a running attempt (never goes down); False when the attempt no longer holds the task."""
+        def apply(rec):
+            if not self._holds(rec, attempt):
+                return False
+            rec["progress"] = max(float(rec["progress"]), min(100.0, float(pct)))
+            rec["stage"], rec["message"] = stage, message
+
+        return self._holds(self.update(task_id, apply), attempt)
+
+    @_guarded
+    def heartbeat(self, task_id: str, worker: str) -> None:
+        self.r.set(self._k("hb", task_id), json.dumps([time.time(), worker]))
+
+    @_guarded
+    def last_heartbeat(self, task_id: str) -> tuple[float, str] | None:
+        raw = self.r.get(self._k("hb", task_id))
+        return None if raw is None else tuple(json.loads(raw))
+
+    @_guarded
+    def finish(self, task_id: str, attempt: int | None, status: str, **fields) -> dict | None:
+        """End a task as ``success`` or ``failed``. With ``attempt``, only if that attempt still holds it."""
+        assert status in FINISHED
+        now = time.time()
+
+        def body(pipe, rec):
+            if rec is None or rec["status"] in FINISHED:
+                return None
+            if attempt is not None and not self._holds(rec, attempt):
+                return None
+            rec.update(fields)
+            rec.update(status=status, finished=now, updated=now)
+            if status == SUCCESS:
+                rec["progress"] = 100.0
+            if rec["history"] and "ended" not in rec["history"][-1]:
+                rec["history"][-1].update(ended=now, outcome=fields.get("error_code", status))
+            pipe.multi()
+            self._put(pipe, rec)
+            pipe.zrem(self._k("pending"), task_id)
+            pipe.delete(self._k("hb", task_id))
+            pipe.hdel(self._k("started"), task_id)
+            pipe.zadd(self._k("finished"), {task_id: now})
+            return rec
+
+        return self._transact(task_id, body)
+
+    @_guarded
+    def requeue(self, task_id: str, attempt: int, *, message: str, count_attempt: bool = True,
+                stage: str = "queued", stage_params: dict | None = None) -> dict | None:
+        """Put a running attempt's task back in the queue (its worker died or shut down).
+
+        ``count_attempt=False`` (a clean shutdown) does not count the interrupted run as an attempt.
+        """
+        now = time.time()
+
+        def body(pipe, rec):
+            if not self._holds(rec, attempt):
+                return None
+            if rec["history"]:
+                rec["history"][-1].update(ended=now, outcome="interrupted")
+            if not count_attempt:
+                rec["attempts"] -= 1
+            rec.update(status=PENDING, worker=None, updated=now, stage=stage, message=message,
+                       stage_params=stage_params or {}, dispatched=None)
+            pipe.multi()
+            self._put(pipe, rec)
+            pipe.zadd(self._k("pending"), {task_id: 0})
+            pipe.delete(self._k("hb", task_id))
+            pipe.hdel(self._k("started"), task_id)
+            return rec
+
+        rec = self._transact(task_id, body)
+        if rec is not None:
+            try:
+                self._send(task_id)
+            except BeatSyncError:
+                pass  # stays pending, undispatched: re-sent by maintenance
+        return rec
+
+    @_guarded
+    def resend_lost(self, older_than_s: float) -> int:
+        """Send again the pending tasks that were never handed to the broker (it was unreachable, or the
+        sender died in between) and have waited ``older_than_s``; returns how many."""
+        now, n = time.time(), 0
+        for task_id in self.r.zrange(self._k("pending"), 0, -1):
+            rec = self.get(task_id)
+            if rec is None:
+                self.r.zrem(self._k("pending"), task_id)
+            elif rec["status"] == PENDING and not rec.get("dispatched") and now - rec["updated"] > older_than_s:
+                log.warning("re-sending task %s, whose queue message was never sent", task_id)
+                self._send(task_id)
+                n += 1
+        return n
+
+    @_guarded
+    def request_cancel(self, task_id: str) -> dict | None:
+        """Cancel: a pending task ends at once; a running one is flagged for its worker to stop. The
+        broker is told too (revoke), so that no worker starts it from a message still in flight."""
+        rec = self.get(task_id)
+        if rec is None:
+            return None
+        if self.broker is not None and rec["status"] not in FINISHED:
+            try:
+                self.broker.revoke(task_id)
+            except Exception as e:  # the record is what workers obey; revoke only saves them a lookup
+                log.warning("could not revoke task %s: %s", task_id, e)
+        if rec["status"] == PENDING:
+            done = self.finish(task_id, None, FAILED, error="The job was cancelled.", error_code="cancelled",
+                               message="Cancelled", stage="cancelled")
+            if done is not None:
+                return done
+        return self.update(task_id, lambda r: (r["status"] == PROCESSING) and r.update(cancel_requested=True))
+
+    @_guarded
+    def expire(self, task_id: str) -> None:
+        """Forget a task and delete its folder (leaves a marker so its id reads as expired, not unknown)."""
+        def body(pipe, rec):
+            if rec is not None and rec["status"] not in FINISHED:
+                return False
+            pipe.multi()
+            pipe.delete(self._k("task", task_id), self._k("hb", task_id))
+            pipe.zrem(self._k("finished"), task_id)
+            pipe.set(self._k("gone", task_id), time.time(), ex=GONE_KEEP_S)
+            return True
+
+        if self._transact(task_id, body):
+            shutil.rmtree(self.task_dir(task_id), ignore_errors=True)
+
+    @_guarded
+    def finished_before(self, t: float) -> list[str]:
+        return list(self.r.zrangebyscore(self._k("finished"), "-inf", f"({t}"))
+
+    # ------------------------------------------------------------------ uploads
+
+    @_guarded
+    def add_upload(self, meta: dict) -> None:
+        pipe = self.r.pipeline()
+        pipe.set(self._k("upload", meta["file_id"]), json.dumps(meta))
+        pipe.zadd(self._k("uploads"), {meta["file_id"]: meta["created"]})
+        pipe.execute()
+
+    @_guarded
+    def get_upload(self, file_id: str) -> dict | None:
+        raw = self.r.get(self._k("upload", file_id))
+        return None if raw is None else json.loads(raw)
+
+    @_guarded
+    def remove_upload(self, file_id: str) -> None:
+        pipe = self.r.pipeline()
+        pipe.delete(self._k("upload", file_id))
+        pipe.zrem(self._k("uploads"), file_id)
+        pipe.execute()
+        shutil.rmtree(self.upload_dir(file_id), ignore_errors=True)
+
+    @_guarded
+    def uploads_before(self, t: float) -> list[str]:
+        return list(self.r.zrangebyscore(self._k("uploads"), "-inf", f"({t}"))
+
+    # ------------------------------------------------------------------ workers
+
+    @_guarded
+    def register_worker(self, worker: str, info: dict, *, forget_after_s: float) -> None:
+        now = time.time()
+        key = self._k("workers")
+        self.r.hset(key, worker, json.dumps({**info, "seen": now}))
+        old = [w for w, raw in self.r.hgetall(key).items() if now - json.loads(raw)["seen"] > forget_after_s]
+        if old:
+            self.r.hdel(key, *old)
+
+    @_guarded
+    def unregister_worker(self, worker: str) -> None:
+        self.r.hdel(self._k("workers"), worker)
+
+    @_guarded
+    def workers(self, *, seen_within_s: float) -> dict:
+        now = time.time()
+        reg = {w: json.loads(raw) for w, raw in self.r.hgetall(self._k("workers")).items()}
+        return {w: i for w, i in reg.items() if now - i["seen"] <= seen_within_s}

@@ -1,0 +1,321 @@
+"""Running one claimed task as a child process, and the maintenance of a store: shared by both
+backends (the embedded `Executor`'s worker threads, and the Celery workers of `celery_app`).
+
+A job runs in its own process (its own session, so its ffmpeg children are in its process group):
+a time limit, a cancellation or a shutdown kills the whole group, a job that runs out of memory
+takes down only itself, and the worker's threads never compete with the numerics for the GIL.
+`Supervisor` watches it: heartbeats into the store, watches for cancellation and the time limit,
+and turns the child's exit into the task's final state.
+
+The child protocol (see `beatsync.job`): it is started as ``<job command> --data-dir D --attempt N
+TASK_ID``, reports progress through the store, and before exiting writes ``result.json`` (exit 0)
+or ``error.json`` (exit 2: ``{"error", "error_code", ...}``) into the task folder.
+
+`Maintenance` (one per worker process) registers the process as alive, takes over tasks whose
+worker stopped heartbeating (a killed server or worker process): they run again, up to
+``max_attempts`` runs, then fail; re-sends queued tasks whose queue message was lost; and deletes
+finished tasks, uploads and stray folders after the TTL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from beatsync.tasks.interfaces import Store
+from beatsync.tasks.settings import Settings
+from beatsync.tasks.store import FAILED, PROCESSING, SUCCESS
+
+log = logging.getLogger("beatsync.tasks")
+
+JobArgv = Callable[[str, int], list[str]]  # (task_id, attempt) -> argv of the job process
+EXIT_OK, EXIT_ERROR = 0, 2
+RESULT_FILE, ERROR_FILE, LOG_FILE = "result.json", "error.json", "job.log"
+_STRAY_GRACE_S = 3600.0  # a folder without a record older than this was left by a crash
+_LOST_MESSAGE_S = 60.0  # a queued task whose queue message was never sent is re-sent after this long
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} minutes" if seconds >= 120 else f"{seconds:.0f} seconds"
+
+
+#: jobs are batch work, below the server's priority: pages and status polls stay fast while every
+#: core is busy with jobs. Linux's SCHED_IDLE lets any normal thread (the web server's) preempt a
+#: job at once; elsewhere a higher nice value. Set from here right after the spawn, so that it
+#: covers the job's start-up (its imports take a second of CPU); its ffmpeg children inherit it.
+JOB_NICE = 10
+
+
+def lower_priority(pid: int) -> None:
+    try:
+        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, pid, JOB_NICE)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the job process and everything in its process group (ffmpeg), then reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        proc.kill()
+    proc.wait()
+
+
+def job_argv(settings: Settings) -> JobArgv:
+    """The job process's command line: ``settings.job_command`` (``python -m beatsync.job`` unless
+    configured, e.g. wrapped in a memory-capped scope) + ``--data-dir D --attempt N TASK_ID``."""
+    base = list(settings.job_command) or [sys.executable, "-m", "beatsync.job"]
+    return lambda task_id, attempt: [*base, "--data-dir", str(settings.data_dir), "--attempt", str(attempt), task_id]
+
+
+def job_env(concurrency: int) -> dict[str, str]:
+    """A job's environment: numeric libraries get one job's share of the cores, so that
+    ``concurrency`` jobs at once do not oversubscribe the machine."""
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, concurrency)))
+    return {**os.environ, **{v: threads for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+
+
+class Supervisor:
+    """Runs claimed attempts as child processes and concludes them (any number of threads at once)."""
+
+    def __init__(self, store: Store, settings: Settings, *, job_argv: JobArgv, job_env: dict[str, str] | None,
+                 stopping: threading.Event):
+        self.store = store
+        self.settings = settings
+        self.job_argv = job_argv
+        self.job_env = job_env
+        self.stopping = stopping  # set when this worker shuts down: running jobs go back to the queue
+        self._running: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    def is_running(self, task_id: str) -> bool:
+        with self._lock:
+            return task_id in self._running
+
+    def kill_all(self) -> None:
+        with self._lock:
+            procs = list(self._running.values())
+        for p in procs:
+            kill_group(p)
+
+    def run(self, rec: dict, worker: str) -> str:
+        """Run the attempt ``rec`` (just claimed by ``worker``) to its end; returns the outcome."""
+        task_id, attempt = rec["task_id"], rec["attempts"]
+        try:
+            folder = self.store.task_dir(task_id)
+            for name in (RESULT_FILE, ERROR_FILE):
+                (folder / name).unlink(missing_ok=True)
+            shutil.rmtree(folder / "out", ignore_errors=True)  # partial files of an interrupted run
+            (folder / "out").mkdir(parents=True, exist_ok=True)
+            with open(folder / LOG_FILE, "ab") as logf:
+                logf.write(f"--- attempt {attempt} by {worker} at {time.ctime()}\n".encode())
+                logf.flush()
+                proc = subprocess.Popen(self.job_argv(task_id, attempt), stdin=subprocess.DEVNULL, stdout=logf,
+                                        stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                                        env=self.job_env)
+            lower_priority(proc.pid)
+            with self._lock:
+                self._running[task_id] = proc
+            try:
+                outcome = self._supervise(proc, task_id, attempt, worker)
+            finally:
+                with self._lock:
+                    self._running.pop(task_id, None)
+            self._conclude(task_id, attempt, outcome, proc.returncode, folder)
+            return outcome
+        except Exception:  # the supervisor itself failed: the task must not stay "processing" forever
+            log.exception("running task %s failed", task_id)
+            self.store.finish(task_id, attempt, FAILED, error_code="internal",
+                              error="Something went wrong inside BeatSync while running this job.")
+            return "internal"
+
+    def _supervise(self, proc: subprocess.Popen, task_id: str, attempt: int, worker: str) -> str:
+        s = self.settings
+        t0 = time.monotonic()
+        last_hb = last_check = t0
+        while True:
+            try:
+                rc = proc.wait(timeout=0.2)
+                return "shutdown" if self.stopping.is_set() and rc < 0 else "exited"  # killed by kill_all()
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if self.stopping.is_set():
+                kill_group(proc)
+                return "shutdown"
+            if now - t0 > s.time_limit_s:
+                kill_group(proc)
+                return "time_limit"
+            if now - last_hb >= s.heartbeat_s:
+                self.store.heartbeat(task_id, worker)
+                last_hb = now
+            if now - last_check >= 0.5:
+                last_check = now
+                rec = self.store.get(task_id)
+                if rec is None or rec["status"] != PROCESSING or rec["attempts"] != attempt:
+                    kill_group(proc)  # another worker took it over (we were presumed dead), or it expired
+                    return "lost"
+                if rec.get("cancel_requested"):
+                    kill_group(proc)
+                    return "cancelled"
+
+    def _conclude(self, task_id: str, attempt: int, outcome: str, rc: int | None, folder: Path) -> None:
+        store, s = self.store, self.settings
+        if outcome == "lost":
+            return
+        if outcome == "shutdown":
+            store.requeue(task_id, attempt, count_attempt=False, message="Waiting: the server restarted",
+                          stage="restarted")
+            return
+        if outcome == "cancelled":
+            self.cancelled(task_id, attempt)
+            return
+        if outcome == "time_limit":
+            store.finish(task_id, attempt, FAILED, error_code="time_limit", stage="time_limit",
+                         message="Stopped: time limit",
+                         error=f"The job took longer than the {_minutes(s.time_limit_s)} limit and was stopped. "
+                               "A shorter or smaller video usually helps.",
+                         error_params={"limit_s": s.time_limit_s})
+            return
+        if rc == EXIT_OK:
+            try:
+                result = json.loads((folder / RESULT_FILE).read_text())
+                missing = [p for p in result.get("outputs", {}).values() if not (folder / p).is_file()]
+            except (OSError, ValueError) as e:
+                result, missing = None, [str(e)]
+            if result is not None and not missing:
+                store.finish(task_id, attempt, SUCCESS, **result)
+                return
+            store.finish(task_id, attempt, FAILED, error_code="internal", stage="failed", message="Failed",
+                         error="The job finished but its result files are missing.")
+            return
+        if rc == EXIT_ERROR:
+            try:
+                err = json.loads((folder / ERROR_FILE).read_text())
+            except (OSError, ValueError):
+                err = {}
+            store.finish(task_id, attempt, FAILED, stage="failed", message="Failed",
+                         error=err.get("error") or "The job failed.", error_code=err.get("error_code", "internal"),
+                         error_params=err.get("error_params") or {})
+            return
+        # killed by a signal (out of memory, kill -9) or an exit without a report: run it again, a bounded number of times
+        self.retry_or_fail(task_id, attempt, f"the job process ended unexpectedly (exit {rc})")
+
+    def cancelled(self, task_id: str, attempt: int | None) -> None:
+        self.store.finish(task_id, attempt, FAILED, error="The job was cancelled.", error_code="cancelled",
+                          message="Cancelled", stage="cancelled")
+
+    def retry_or_fail(self, task_id: str, attempt: int, why: str) -> None:
+        """An attempt ended without a report (its process or its worker died): queue the task again,
+        or end it as ``crashed`` when it has had ``max_attempts`` runs."""
+        s = self.settings
+        rec = self.store.get(task_id)
+        if rec is None:
+            return
+        if rec.get("cancel_requested"):
+            self.cancelled(task_id, attempt)
+        elif attempt >= s.max_attempts:
+            self.store.finish(task_id, attempt, FAILED, error_code="crashed", stage="failed", message="Failed",
+                              error=f"The job stopped unexpectedly {attempt} times ({why}); the server may be "
+                                    "short of memory. Try a shorter or lower-resolution video.",
+                              error_params={"attempts": attempt})
+        else:
+            log.warning("task %s attempt %d: %s; running it again", task_id, attempt, why)
+            self.store.requeue(task_id, attempt, message=f"Interrupted ({why}); running it again "
+                                                         f"(attempt {attempt + 1} of {s.max_attempts})",
+                               stage="retry", stage_params={"attempt": attempt + 1, "max": s.max_attempts})
+
+
+def worker_dead(worker: str, *, host: str, node_id: str) -> bool:
+    """Fast path: ``worker`` (``host:pid:token/...``) ran on this host and its process is gone, or it is
+    a previous life of this process (same pid, another token)."""
+    try:
+        w_host, pid_s, token = worker.split("/")[0].split(":")
+        pid = int(pid_s)
+    except ValueError:
+        return False
+    if w_host != host:
+        return False
+    if pid == os.getpid():
+        return f"{w_host}:{pid}:{token}" != node_id
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Maintenance:
+    """The periodic duties of one worker process (see the module docstring)."""
+
+    def __init__(self, store: Store, settings: Settings, supervisor: Supervisor, *, node_id: str, host: str,
+                 threads: int):
+        self.store = store
+        self.settings = settings
+        self.supervisor = supervisor
+        self.node_id = node_id
+        self.host = host
+        self.threads = threads
+
+    def register(self) -> None:
+        s = self.settings
+        self.store.register_worker(self.node_id, {"host": self.host, "pid": os.getpid(), "threads": self.threads},
+                                   forget_after_s=max(s.stale_s, 3 * s.sweep_s) * 4)
+
+    def unregister(self) -> None:
+        with contextlib.suppress(Exception):
+            self.store.unregister_worker(self.node_id)
+
+    def holder_dead(self, task_id: str, worker: str, now: float | None = None) -> bool:
+        """The worker holding a running task stopped: no heartbeat for ``stale_s``, or its process is gone."""
+        now = time.time() if now is None else now
+        hb = self.store.last_heartbeat(task_id)
+        stale = hb is None or now - hb[0] > self.settings.stale_s
+        return stale or worker_dead(worker, host=self.host, node_id=self.node_id)
+
+    def run_forever(self, stop: threading.Event) -> None:
+        while not stop.wait(self.settings.sweep_s):
+            try:
+                self.register()
+                self.once()
+            except Exception:
+                log.exception("maintenance pass failed")
+
+    def once(self) -> None:
+        s, store = self.settings, self.store
+        now = time.time()
+        for task_id, info in store.running().items():
+            if not self.supervisor.is_running(task_id) and self.holder_dead(task_id, info["worker"], now):
+                self.supervisor.retry_or_fail(task_id, info["attempt"], "its worker stopped responding")
+        store.resend_lost(_LOST_MESSAGE_S)
+        for task_id in store.finished_before(now - s.ttl_s):
+            store.expire(task_id)
+        for file_id in store.uploads_before(now - s.ttl_s):
+            store.remove_upload(file_id)
+        self._remove_strays(now)
+
+    def _remove_strays(self, now: float) -> None:
+        """Folders with no record (an upload or submission cut short by a crash)."""
+        grace = min(_STRAY_GRACE_S, max(60.0, self.settings.ttl_s))
+        for root, known in ((self.store.tasks_root, self.store.get), (self.store.uploads_root, self.store.get_upload)):
+            for d in root.iterdir():
+                try:
+                    young = now - d.stat().st_mtime < grace
+                except OSError:
+                    continue
+                if not young and known(d.name) is None:
+                    shutil.rmtree(d, ignore_errors=True)
