@@ -120,7 +120,11 @@ class Upload:
         meta = {"file_id": self.file_id, "name": self.name, "size": self.size, "file": self.path.name,
                 "kind": "video" if info.video is not None else "audio", "has_video": info.video is not None,
                 "has_audio": info.audio is not None, "duration_s": round(info.duration_s, 3), "created": time.time()}
-        self.service.store.add_upload(meta)
+        try:
+            self.service.store.add_upload(meta)
+        except BaseException:  # e.g. the task store (Redis) is unreachable: keep nothing half-registered
+            self.abort()
+            raise
         return public_upload(meta)
 
     def abort(self) -> None:
@@ -157,7 +161,7 @@ class BeatSync:
             n = self.settings.workers if threads is None else threads
             if self.executor is None and n > 0 and self.local:
                 self.executor = Executor(self.store, self.settings, job_argv=job_argv(self.settings), threads=n,
-                                         job_env=job_env(n)).start()
+                                         job_env=job_env(self.settings, n)).start()
             return self.executor
 
     def stop_workers(self) -> None:

@@ -108,7 +108,7 @@ class WorkerNode:
         self.store = open_redis_store(settings)
         self.stopping = threading.Event()
         self.supervisor = Supervisor(self.store, settings, job_argv=job_argv(settings),
-                                     job_env=job_env(concurrency), stopping=self.stopping)
+                                     job_env=job_env(settings, concurrency), stopping=self.stopping)
         self.maintenance = Maintenance(self.store, settings, self.supervisor, node_id=self.id, host=self.host,
                                        threads=concurrency)
         self._maintainer: threading.Thread | None = None

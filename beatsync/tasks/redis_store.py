@@ -27,6 +27,7 @@ hold paths relative to it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -157,11 +158,9 @@ class RedisTaskStore:
         try:
             self._send(record["task_id"])
         except BeatSyncError:  # the submitter is told; the task must not run behind their back
-            try:
+            with contextlib.suppress(BeatSyncError):
                 self.finish(record["task_id"], None, FAILED, error_code="store_unavailable", stage="failed",
                             message="Failed", error=unavailable().message)
-            except BeatSyncError:
-                pass
             raise
         return record
 
@@ -287,10 +286,8 @@ class RedisTaskStore:
 
         rec = self._transact(task_id, body)
         if rec is not None:
-            try:
+            with contextlib.suppress(BeatSyncError):  # else it stays pending, undispatched: re-sent by maintenance
                 self._send(task_id)
-            except BeatSyncError:
-                pass  # stays pending, undispatched: re-sent by maintenance
         return rec
 
     @_guarded

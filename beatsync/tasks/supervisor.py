@@ -80,11 +80,14 @@ def job_argv(settings: Settings) -> JobArgv:
     return lambda task_id, attempt: [*base, "--data-dir", str(settings.data_dir), "--attempt", str(attempt), task_id]
 
 
-def job_env(concurrency: int) -> dict[str, str]:
-    """A job's environment: numeric libraries get one job's share of the cores, so that
+def job_env(settings: Settings, concurrency: int) -> dict[str, str]:
+    """A job's environment: the store it reports to (the worker's backend, whatever the worker's own
+    environment says), and numeric libraries get one job's share of the cores, so that
     ``concurrency`` jobs at once do not oversubscribe the machine."""
     threads = str(max(1, (os.cpu_count() or 1) // max(1, concurrency)))
-    return {**os.environ, **{v: threads for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+    return {**os.environ, **{v: threads for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+            "BEATSYNC_BACKEND": settings.backend, "BEATSYNC_REDIS_URL": settings.redis_url,
+            "BEATSYNC_REDIS_PREFIX": settings.redis_prefix}
 
 
 class Supervisor:
