@@ -43,6 +43,9 @@ from beatsync.tasks.supervisor import Maintenance, Supervisor, job_argv, job_env
 log = logging.getLogger("beatsync.tasks")
 
 TASK_NAME = "beatsync.run_task"
+#: Redis priorities (0 is served first): a task put back in the queue (its worker died or stopped)
+#: has waited already, so it goes ahead of new submissions, as in the embedded backend
+PRIORITY_FRONT, PRIORITY_NEW = 0, 5
 
 
 def make_app(settings: Settings) -> Celery:
@@ -86,8 +89,9 @@ class CeleryBroker:
                 self._app = make_app(self.settings)
             return self._app
 
-    def send(self, task_id: str) -> None:
-        self.app.send_task(TASK_NAME, args=[task_id], task_id=task_id, queue=self.settings.redis_prefix)
+    def send(self, task_id: str, *, front: bool = False) -> None:
+        self.app.send_task(TASK_NAME, args=[task_id], task_id=task_id, queue=self.settings.redis_prefix,
+                           priority=PRIORITY_FRONT if front else PRIORITY_NEW)
 
     def revoke(self, task_id: str) -> None:
         self.app.control.revoke(task_id)

@@ -51,7 +51,7 @@ GONE_KEEP_S = 7 * 86400
 class Broker(Protocol):
     """Where a queued task id goes so that a worker runs it (Celery, in `celery_app`)."""
 
-    def send(self, task_id: str) -> None: ...
+    def send(self, task_id: str, *, front: bool = False) -> None: ...  # front: ahead of new tasks
     def revoke(self, task_id: str) -> None: ...
 
 
@@ -164,12 +164,13 @@ class RedisTaskStore:
             raise
         return record
 
-    def _send(self, task_id: str) -> None:
-        """Hand a pending task to the broker and note when (a task never sent is re-sent by `resend_lost`)."""
+    def _send(self, task_id: str, *, front: bool = False) -> None:
+        """Hand a pending task to the broker and note when (a task never sent is re-sent by `resend_lost`).
+        ``front``: a task that already waited (interrupted, or its message was lost) goes ahead of new ones."""
         if self.broker is None:
             return
         try:
-            self.broker.send(task_id)
+            self.broker.send(task_id, front=front)
         except Exception as e:  # the record stays pending: a worker's maintenance re-sends it
             log.warning("could not queue task %s: %s", task_id, e)
             raise unavailable() from None
@@ -287,7 +288,7 @@ class RedisTaskStore:
         rec = self._transact(task_id, body)
         if rec is not None:
             with contextlib.suppress(BeatSyncError):  # else it stays pending, undispatched: re-sent by maintenance
-                self._send(task_id)
+                self._send(task_id, front=True)
         return rec
 
     @_guarded
@@ -301,7 +302,7 @@ class RedisTaskStore:
                 self.r.zrem(self._k("pending"), task_id)
             elif rec["status"] == PENDING and not rec.get("dispatched") and now - rec["updated"] > older_than_s:
                 log.warning("re-sending task %s, whose queue message was never sent", task_id)
-                self._send(task_id)
+                self._send(task_id, front=True)
                 n += 1
         return n
 
