@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import av
 import imageio_ffmpeg
@@ -98,6 +100,51 @@ def test_run_ffmpeg_failure_is_one_line_with_base_name(tmp_path):
     assert exc.value.code == "ffmpeg_failed"
     assert str(exc.value).startswith("Reading nowhere.mp4 failed: ")
     assert_one_line(exc.value, "nowhere.mp4")
+
+
+def test_ffmpeg_dies_with_its_jobs_process_group(tmp_path):
+    """The task system kills a job's process group (time limit, cancel, a dead worker): the job's
+    ffmpeg must be in that group, or it would outlive the job and write into a retried attempt."""
+    import signal
+    import subprocess
+    import sys
+
+    pid_file = tmp_path / "ffmpeg.pid"
+    script = (
+        "import sys, threading, time\n"
+        "from beatsync.media import ffmpeg as f\n"
+        "t = threading.Thread(target=f.run_ffmpeg, args=(['-re', '-f', 'lavfi', '-i', 'sine=d=60', '-f', 'null', '-'],),"
+        " kwargs={'what': 'Waiting'}, daemon=True)\n"
+        "t.start()\n"
+        "while not f._running: time.sleep(0.01)\n"
+        f"open({str(pid_file)!r}, 'w').write(str(next(iter(f._running)).pid))\n"
+        "time.sleep(60)\n"
+    )
+    job = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)  # as the supervisor starts a job
+    try:
+        deadline = time.monotonic() + 20
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        ffmpeg_pid = int(pid_file.read_text())
+        assert os.getpgid(ffmpeg_pid) == job.pid, "ffmpeg is not in its job's process group"
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(10)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.kill(ffmpeg_pid, 0)
+                state = Path(f"/proc/{ffmpeg_pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (ProcessLookupError, FileNotFoundError):
+                break
+            if state == "Z":
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("ffmpeg outlived its job's process group")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(job.pid, signal.SIGKILL)
+        job.wait(10)
 
 
 def test_kill_children_stops_running_ffmpeg():

@@ -1,8 +1,11 @@
 """Running the ffmpeg binary of the ``imageio-ffmpeg`` wheel, killably.
 
-Every ffmpeg child runs in its own process group (``start_new_session=True``) and is kept in a
-module-level registry while it runs, so that `kill_children` can stop all of them at once when a
-job is cancelled or times out. Commands are argument lists, never shell strings.
+Every ffmpeg child stays in its parent's process group, so that a job process's group (the task
+system starts each job in a session of its own) holds its ffmpeg too: a time limit, a cancellation
+or the job's own parent-death watchdog kills the group, ffmpeg included, and no ffmpeg outlives
+its job to write into a retried attempt's folder. Running ffmpeg calls are also kept in a
+module-level registry, so that `kill_children` can stop all of them at once from inside the
+process. Commands are argument lists, never shell strings.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import contextlib
 import functools
 import os
 import re
-import signal
 import subprocess
 import tempfile
 import threading
@@ -55,16 +57,13 @@ def _unregister(proc: subprocess.Popen) -> bool:
     return killed
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill(proc: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        if hasattr(os, "killpg"):
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:  # pragma: no cover - not POSIX
-            proc.kill()
+        proc.kill()  # SIGKILL; ffmpeg starts no children of its own
 
 
 def kill_children() -> int:
-    """SIGKILL every running ffmpeg started by this module (its whole process group).
+    """SIGKILL every running ffmpeg started by this module.
 
     Called by the task system when a job is cancelled or times out; the killed calls then raise
     `MediaError` with code ``"ffmpeg_killed"``.
@@ -79,7 +78,7 @@ def kill_children() -> int:
         for proc in list(_running):
             if proc.poll() is None:
                 _killed.add(proc.pid)
-                _kill_group(proc)
+                _kill(proc)
                 n += 1
     return n
 
@@ -157,7 +156,7 @@ def run_ffmpeg(
     """
     cmd = _command(args)
     proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     _register(proc)
     timed_out = False
@@ -166,10 +165,10 @@ def run_ffmpeg(
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
-            _kill_group(proc)
+            _kill(proc)
             out, err = proc.communicate()
         except BaseException:
-            _kill_group(proc)
+            _kill(proc)
             proc.communicate()
             raise
     finally:
@@ -214,14 +213,13 @@ def ffmpeg_pipe(args: Sequence[str], *, what: str) -> Iterator[subprocess.Popen]
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=errfile,
-            start_new_session=True,
         )
         _register(proc)
         try:
             try:
                 yield proc
             except BaseException:
-                _kill_group(proc)
+                _kill(proc)
                 raise
             finally:
                 proc.stdout.close()
