@@ -26,6 +26,9 @@ class BeatSyncError(Exception):
         self.message = message
         self.params = params
 
+    def __reduce__(self):  # picklable (Celery and multiprocessing pass exceptions between processes)
+        return _rebuild, (type(self), self.code, self.message, self.params)
+
     def renamed(self, names: dict[str, str]) -> BeatSyncError:
         """The same error with stored file names (``dance.mp4``) replaced by the names the user knows."""
         msg, params = self.message, dict(self.params)
@@ -38,6 +41,12 @@ class BeatSyncError(Exception):
 
     def to_dict(self) -> dict:
         return {"error": self.message, "error_code": self.code, **({"error_params": self.params} if self.params else {})}
+
+
+def _rebuild(cls, code: str, message: str, params: dict) -> BeatSyncError:
+    err = BeatSyncError(code, message, **params)
+    err.__class__ = cls
+    return err
 
 
 class MediaError(BeatSyncError):

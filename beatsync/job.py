@@ -20,7 +20,14 @@ from pathlib import Path
 from beatsync import pipeline
 from beatsync.errors import BeatSyncError
 from beatsync.tasks import Settings, Store, open_store
-from beatsync.tasks.supervisor import ERROR_FILE, EXIT_ERROR, EXIT_OK, RESULT_FILE
+from beatsync.tasks.supervisor import (
+    ERROR_FILE,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_RETRY,
+    RESULT_FILE,
+    STORE_UNAVAILABLE,
+)
 
 PROGRESS_EVERY_S = 0.3  # store writes are throttled; stage changes are always written
 
@@ -51,23 +58,33 @@ def run(store: Store, task_id: str, attempt: int) -> dict:
         if stage == last["stage"] and now - last["t"] < PROGRESS_EVERY_S and pct < 100:
             return
         last.update(t=now, stage=stage)
-        if not store.report_progress(task_id, attempt, pct, stage, message):
+        try:
+            held = store.report_progress(task_id, attempt, pct, stage, message)
+        except BeatSyncError as e:
+            if e.code != STORE_UNAVAILABLE:
+                raise
+            return  # a report lost while the store is out of reach: the job goes on
+        if not held:
             os.killpg(os.getpgid(0), signal.SIGKILL)  # this attempt no longer holds the task
 
     paths = {role: folder / m["file"] for role, m in rec["inputs"].items()}
     names = {p.name: rec["inputs"][role]["name"] for role, p in paths.items()}
-    out = folder / "out"
+    out = folder / "out" / str(attempt)  # one folder per attempt: a presumed-dead earlier run cannot touch it
+
+    def rel(path) -> str:  # records hold paths relative to the task folder
+        return str(Path(path).relative_to(folder))
+
     kind = rec.get("kind", "process")
     try:
         if kind == "beats":
             pipeline.write_json(str(out / "beats.json"), pipeline.file_beats(str(paths["media"]), on_progress=progress))
-            return {"outputs": {}, "beatgrid": "out/beats.json", "message": "Done", "stage": "done"}
+            return {"outputs": {}, "beatgrid": rel(out / "beats.json"), "message": "Done", "stage": "done"}
         if kind == "render":
             variant = rec["render"]["variant"]
             path = out / f"{paths['dance'].stem}_{variant}.mp4"
             result = pipeline.render(str(paths["dance"]), str(paths["bgm"]), str(path), rec["render"]["alignment"],
                                      options=rec["options"], on_progress=progress)
-            return {"outputs": {variant: f"out/{path.name}"}, "message": "Done", "stage": "done",
+            return {"outputs": {variant: rel(path)}, "message": "Done", "stage": "done",
                     "variants": {variant: {"alignment": result["alignment"], "render": result["render"]}},
                     **{k: result[k] for k in ("trim", "warnings", "notices", "seconds")}}
         result = pipeline.process(str(paths["dance"]), str(paths["bgm"]), str(out), options=rec["options"],
@@ -78,11 +95,11 @@ def run(store: Store, task_id: str, attempt: int) -> dict:
     for variant in ("modular", "v2"):
         path = result.pop(f"{variant}_output", None)
         if path:
-            outputs[variant] = str(Path(path).relative_to(folder))
+            outputs[variant] = rel(path)
     for v in result.get("variants", {}).values():
         v.pop("output", None)  # server paths stay on the server; `outputs` names the files
     keep = ("variants", "trim", "agreement", "warnings", "notices", "seconds")
-    return {"outputs": outputs, "beatgrid": "out/beatgrid.json", "message": result.get("message", "Done"),
+    return {"outputs": outputs, "beatgrid": rel(out / "beatgrid.json"), "message": result.get("message", "Done"),
             "stage": "done", **{k: result[k] for k in keep if k in result}}
 
 
@@ -98,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run(store, args.task_id, args.attempt)
     except BeatSyncError as e:
+        if e.code == STORE_UNAVAILABLE:  # not the job's fault: exit without a report, so it runs again
+            print(f"error: {e.message}", file=sys.stderr)
+            return EXIT_RETRY
         pipeline.write_json(str(folder / ERROR_FILE), e.to_dict())
         print(f"error: {e.message}", file=sys.stderr)
         return EXIT_ERROR

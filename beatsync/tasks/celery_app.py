@@ -32,13 +32,16 @@ import os
 import secrets
 import socket
 import threading
+import time
 
 from celery import Celery, signals
+from celery.exceptions import Reject
 
+from beatsync.errors import BeatSyncError
 from beatsync.tasks.redis_store import RedisTaskStore
 from beatsync.tasks.settings import Settings
 from beatsync.tasks.store import PROCESSING
-from beatsync.tasks.supervisor import Maintenance, Supervisor, job_argv, job_env
+from beatsync.tasks.supervisor import STORE_UNAVAILABLE, Maintenance, Supervisor, job_argv, job_env
 
 log = logging.getLogger("beatsync.tasks")
 
@@ -46,6 +49,7 @@ TASK_NAME = "beatsync.run_task"
 #: Redis priorities (0 is served first): a task put back in the queue (its worker died or stopped)
 #: has waited already, so it goes ahead of new submissions, as in the embedded backend
 PRIORITY_FRONT, PRIORITY_NEW = 0, 5
+REJECT_PAUSE_S = 2.0  # a worker that cannot reach the store waits this long before handing a task back
 
 
 def make_app(settings: Settings) -> Celery:
@@ -155,7 +159,16 @@ def node(concurrency: int | None = None) -> WorkerNode:
 
 
 def _run_task(self, task_id: str) -> str:
-    return node().run(task_id)
+    try:
+        return node().run(task_id)
+    except BeatSyncError as e:
+        if e.code != STORE_UNAVAILABLE:
+            raise
+        # Redis is out of reach, so the task could not even be claimed: back to the queue (when the
+        # broker is down too, the message stays unacknowledged and comes back after the visibility timeout)
+        log.warning("task %s: %s; putting it back in the queue", task_id, e.message)
+        time.sleep(REJECT_PAUSE_S)
+        raise Reject(e.message, requeue=True) from None
 
 
 @signals.worker_init.connect

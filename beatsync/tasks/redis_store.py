@@ -42,6 +42,7 @@ import redis
 
 from beatsync.errors import BeatSyncError
 from beatsync.tasks.store import FAILED, FINISHED, PENDING, PROCESSING, SUCCESS, check_id
+from beatsync.tasks.supervisor import STORE_UNAVAILABLE
 
 log = logging.getLogger("beatsync.tasks")
 
@@ -56,7 +57,7 @@ class Broker(Protocol):
 
 
 def unavailable() -> BeatSyncError:
-    return BeatSyncError("store_unavailable", "BeatSync cannot reach its task store (Redis) just now. "
+    return BeatSyncError(STORE_UNAVAILABLE, "BeatSync cannot reach its task store (Redis) just now. "
                          "Please try again in a minute.")
 
 
@@ -84,7 +85,7 @@ class RedisTaskStore:
             d.mkdir(parents=True, exist_ok=True)
         self.prefix = prefix
         self.broker = broker
-        self.r = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=3, socket_timeout=10,
+        self.r = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=3, socket_timeout=5,
                                       health_check_interval=30, retry_on_timeout=False)
 
     def close(self) -> None:
@@ -159,7 +160,7 @@ class RedisTaskStore:
             self._send(record["task_id"])
         except BeatSyncError:  # the submitter is told; the task must not run behind their back
             with contextlib.suppress(BeatSyncError):
-                self.finish(record["task_id"], None, FAILED, error_code="store_unavailable", stage="failed",
+                self.finish(record["task_id"], None, FAILED, error_code=STORE_UNAVAILABLE, stage="failed",
                             message="Failed", error=unavailable().message)
             raise
         return record
@@ -174,7 +175,9 @@ class RedisTaskStore:
         except Exception as e:  # the record stays pending: a worker's maintenance re-sends it
             log.warning("could not queue task %s: %s", task_id, e)
             raise unavailable() from None
-        self.update(task_id, lambda r: (r["status"] == PENDING) and r.update(dispatched=time.time()))
+        # the message is out: if this note is lost, `resend_lost` sends a second message, which is dropped
+        with contextlib.suppress(BeatSyncError):
+            self.update(task_id, lambda r: (r["status"] == PENDING) and r.update(dispatched=time.time()))
 
     @_guarded
     def update(self, task_id: str, fn: Callable[[dict], bool | None]) -> dict | None:

@@ -12,7 +12,7 @@ Layout of the data directory::
     store/                     the diskcache (SQLite + large values)
     uploads/<file_id>/data.ext an uploaded file (user-supplied names are kept as data, never as paths)
     tasks/<task_id>/in/        the job's inputs (hard links to the uploads)
-    tasks/<task_id>/out/       the job's outputs
+    tasks/<task_id>/out/<n>/   the outputs of attempt n (only the last attempt's are kept)
 """
 
 from __future__ import annotations

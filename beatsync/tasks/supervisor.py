@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from beatsync.errors import BeatSyncError
 from beatsync.tasks.interfaces import Store
 from beatsync.tasks.settings import Settings
 from beatsync.tasks.store import FAILED, PROCESSING, SUCCESS
@@ -39,7 +40,8 @@ from beatsync.tasks.store import FAILED, PROCESSING, SUCCESS
 log = logging.getLogger("beatsync.tasks")
 
 JobArgv = Callable[[str, int], list[str]]  # (task_id, attempt) -> argv of the job process
-EXIT_OK, EXIT_ERROR = 0, 2
+EXIT_OK, EXIT_ERROR, EXIT_RETRY = 0, 2, 3  # EXIT_RETRY (or no report at all): run the job again
+STORE_UNAVAILABLE = "store_unavailable"  # the error code of a store that cannot be reached (Redis down)
 RESULT_FILE, ERROR_FILE, LOG_FILE = "result.json", "error.json", "job.log"
 _STRAY_GRACE_S = 3600.0  # a folder without a record older than this was left by a crash
 _LOST_MESSAGE_S = 60.0  # a queued task whose queue message was never sent is re-sent after this long
@@ -116,12 +118,15 @@ class Supervisor:
     def run(self, rec: dict, worker: str) -> str:
         """Run the attempt ``rec`` (just claimed by ``worker``) to its end; returns the outcome."""
         task_id, attempt = rec["task_id"], rec["attempts"]
+        proc = None
         try:
             folder = self.store.task_dir(task_id)
             for name in (RESULT_FILE, ERROR_FILE):
                 (folder / name).unlink(missing_ok=True)
-            shutil.rmtree(folder / "out", ignore_errors=True)  # partial files of an interrupted run
-            (folder / "out").mkdir(parents=True, exist_ok=True)
+            # each attempt writes into out/<attempt>/ (a run presumed dead that still lives for a moment
+            # cannot touch it); the partial files of interrupted runs go
+            shutil.rmtree(folder / "out", ignore_errors=True)
+            (folder / "out" / str(attempt)).mkdir(parents=True, exist_ok=True)
             with open(folder / LOG_FILE, "ab") as logf:
                 logf.write(f"--- attempt {attempt} by {worker} at {time.ctime()}\n".encode())
                 logf.flush()
@@ -136,18 +141,42 @@ class Supervisor:
             finally:
                 with self._lock:
                     self._running.pop(task_id, None)
-            self._conclude(task_id, attempt, outcome, proc.returncode, folder)
+            self._until_stored(lambda: self._conclude(task_id, attempt, outcome, proc.returncode, folder))
             return outcome
-        except Exception:  # the supervisor itself failed: the task must not stay "processing" forever
+        except Exception as e:
+            if proc is not None and proc.poll() is None:
+                kill_group(proc)  # never leave a job running unwatched
+            if isinstance(e, BeatSyncError) and e.code == STORE_UNAVAILABLE:
+                # the store stayed out of reach (or this worker is stopping): the record still says this
+                # attempt runs; once its heartbeat is stale, a worker's maintenance runs it again
+                log.warning("task %s attempt %d: %s; left for takeover", task_id, attempt, e.message)
+                return "store_unavailable"
+            # the supervisor itself failed: the task must not stay "processing" forever
             log.exception("running task %s failed", task_id)
-            self.store.finish(task_id, attempt, FAILED, error_code="internal",
-                              error="Something went wrong inside BeatSync while running this job.")
+            with contextlib.suppress(Exception):
+                self.store.finish(task_id, attempt, FAILED, error_code="internal",
+                                  error="Something went wrong inside BeatSync while running this job.")
             return "internal"
+
+    def _until_stored(self, write: Callable[[], None]) -> None:
+        """Run a store write, retrying while the store is out of reach (a Redis restart) unless this
+        worker is stopping; backs off up to 10 s between tries."""
+        delay = 0.5
+        while True:
+            try:
+                return write()
+            except BeatSyncError as e:
+                if e.code != STORE_UNAVAILABLE or self.stopping.is_set():
+                    raise
+                log.warning("task store unavailable (%s); trying again in %.1f s", e.message, delay)
+                self.stopping.wait(delay)
+                delay = min(10.0, delay * 2)
 
     def _supervise(self, proc: subprocess.Popen, task_id: str, attempt: int, worker: str) -> str:
         s = self.settings
         t0 = time.monotonic()
         last_hb = last_check = t0
+        outage = False
         while True:
             try:
                 rc = proc.wait(timeout=0.2)
@@ -161,18 +190,29 @@ class Supervisor:
             if now - t0 > s.time_limit_s:
                 kill_group(proc)
                 return "time_limit"
-            if now - last_hb >= s.heartbeat_s:
-                self.store.heartbeat(task_id, worker)
-                last_hb = now
-            if now - last_check >= 0.5:
-                last_check = now
-                rec = self.store.get(task_id)
-                if rec is None or rec["status"] != PROCESSING or rec["attempts"] != attempt:
-                    kill_group(proc)  # another worker took it over (we were presumed dead), or it expired
-                    return "lost"
-                if rec.get("cancel_requested"):
-                    kill_group(proc)
-                    return "cancelled"
+            try:
+                if now - last_hb >= s.heartbeat_s or outage:
+                    self.store.heartbeat(task_id, worker)
+                    last_hb = now
+                if now - last_check >= 0.5:
+                    last_check = now
+                    rec = self.store.get(task_id)
+                    if rec is None or rec["status"] != PROCESSING or rec["attempts"] != attempt:
+                        kill_group(proc)  # another worker took it over (we were presumed dead), or it expired
+                        return "lost"
+                    if rec.get("cancel_requested"):
+                        kill_group(proc)
+                        return "cancelled"
+            except BeatSyncError as e:  # the store is out of reach for a moment: the job goes on,
+                if e.code != STORE_UNAVAILABLE:  # watched (time limit), and heartbeats resume when it is back
+                    raise
+                if not outage:
+                    log.warning("task %s: %s; the job goes on", task_id, e.message)
+                outage = True
+                continue
+            if outage:
+                log.info("task %s: the task store is reachable again", task_id)
+            outage = False
 
     def _conclude(self, task_id: str, attempt: int, outcome: str, rc: int | None, folder: Path) -> None:
         store, s = self.store, self.settings
@@ -295,6 +335,8 @@ class Maintenance:
             try:
                 self.register()
                 self.once()
+            except BeatSyncError as e:  # the store is out of reach: the next pass will do it
+                log.warning("maintenance pass skipped: %s", e.message)
             except Exception:
                 log.exception("maintenance pass failed")
 
