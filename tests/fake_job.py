@@ -42,8 +42,9 @@ def main() -> int:
     if outcome == "error":
         (folder / "error.json").write_text(json.dumps({"error": "It went wrong.", "error_code": "song_not_found"}))
         return 2
-    (folder / "out" / "result.mp4").write_bytes(b"x" * 10)
-    (folder / "result.json").write_text(json.dumps({"outputs": {"modular": "out/result.mp4"}, "message": "Done"}))
+    (folder / "out" / str(attempt) / "result.mp4").write_bytes(b"x" * 10)  # the attempt's output folder
+    (folder / "result.json").write_text(json.dumps({"outputs": {"modular": f"out/{attempt}/result.mp4"},
+                                                    "message": "Done"}))
     return 0
 
 

@@ -269,11 +269,13 @@ class RedisTaskStore:
         """Put a running attempt's task back in the queue (its worker died or shut down).
 
         ``count_attempt=False`` (a clean shutdown) does not count the interrupted run as an attempt.
+        None when the attempt no longer holds the task, or its cancellation was requested (the caller
+        then ends it as cancelled).
         """
         now = time.time()
 
         def body(pipe, rec):
-            if not self._holds(rec, attempt):
+            if not self._holds(rec, attempt) or rec.get("cancel_requested"):  # a cancelled task ends, never waits again
                 return None
             if rec["history"]:
                 rec["history"][-1].update(ended=now, outcome="interrupted")

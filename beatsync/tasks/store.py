@@ -219,11 +219,13 @@ class TaskStore:
         """Put a running attempt's task back at the front of the queue (its worker died or shut down).
 
         ``count_attempt=False`` (a clean shutdown) does not count the interrupted run as an attempt.
+        None when the attempt no longer holds the task, or its cancellation was requested (the caller
+        then ends it as cancelled).
         """
         now = time.time()
         with self.cache.transact(retry=True):
             rec = self.cache.get(_task_key(task_id))
-            if not self._holds(rec, attempt):
+            if not self._holds(rec, attempt) or rec.get("cancel_requested"):  # a cancelled task ends, never waits again
                 return None
             if rec["history"]:
                 rec["history"][-1].update(ended=now, outcome="interrupted")

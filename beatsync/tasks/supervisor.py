@@ -219,7 +219,7 @@ class Supervisor:
         if outcome == "lost":
             return
         if outcome == "shutdown":
-            store.requeue(task_id, attempt, count_attempt=False, message="Waiting: the server restarted",
+            self._requeue(task_id, attempt, count_attempt=False, message="Waiting: the server restarted",
                           stage="restarted")
             return
         if outcome == "cancelled":
@@ -256,6 +256,13 @@ class Supervisor:
         # killed by a signal (out of memory, kill -9) or an exit without a report: run it again, a bounded number of times
         self.retry_or_fail(task_id, attempt, f"the job process ended unexpectedly (exit {rc})")
 
+    def _requeue(self, task_id: str, attempt: int, **kw) -> None:
+        """Put the task back in the queue, or end it as cancelled when that was asked for meanwhile."""
+        if self.store.requeue(task_id, attempt, **kw) is None:
+            rec = self.store.get(task_id)
+            if rec is not None and rec.get("cancel_requested"):
+                self.cancelled(task_id, attempt)
+
     def cancelled(self, task_id: str, attempt: int | None) -> None:
         self.store.finish(task_id, attempt, FAILED, error="The job was cancelled.", error_code="cancelled",
                           message="Cancelled", stage="cancelled")
@@ -276,7 +283,7 @@ class Supervisor:
                               error_params={"attempts": attempt})
         else:
             log.warning("task %s attempt %d: %s; running it again", task_id, attempt, why)
-            self.store.requeue(task_id, attempt, message=f"Interrupted ({why}); running it again "
+            self._requeue(task_id, attempt, message=f"Interrupted ({why}); running it again "
                                                          f"(attempt {attempt + 1} of {s.max_attempts})",
                                stage="retry", stage_params={"attempt": attempt + 1, "max": s.max_attempts})
 
