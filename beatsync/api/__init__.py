@@ -41,6 +41,8 @@ HTTP_STATUS = {
     "disk_full": 507,
 }
 
+RETRY_AFTER_S = {"busy": 120, "store_unavailable": 30}  # when a client should try again
+
 
 def language(request: Request) -> str:
     """The reader's language: ``?lang=`` if given, else the Accept-Language header."""
@@ -49,7 +51,8 @@ def language(request: Request) -> str:
 
 def error_response(err: BeatSyncError, lang: str = "en") -> JSONResponse:
     status = HTTP_STATUS.get(err.code, 422 if isinstance(err, MediaError) else 400)
-    headers = {"Retry-After": "120" if err.code == "busy" else "30"} if err.code in ("busy", "store_unavailable") else None
+    retry = RETRY_AFTER_S.get(err.code)
+    headers = {"Retry-After": str(retry)} if retry else None
     return JSONResponse(localize_error(err.to_dict(), lang), status_code=status, headers=headers)
 
 

@@ -61,7 +61,7 @@ def make_app(settings: Settings) -> Celery:
                                   "global_keyprefix": f"{settings.redis_prefix}:celery:"},
         broker_connection_retry_on_startup=True,
         task_acks_late=True,  # acknowledged when the task ends: a dead worker's job is delivered again
-        task_reject_on_worker_lost=True,  # a pool process killed mid-task: back to the queue at once
+        task_reject_on_worker_lost=True,  # with a process pool (--pool prefork): a killed child's task is requeued
         worker_prefetch_multiplier=1,  # one job at a time per slot; nothing waits behind a long job
         worker_concurrency=max(1, settings.workers),
         # a task only supervises its job process (which does the work), so threads are enough
@@ -72,14 +72,15 @@ def make_app(settings: Settings) -> Celery:
         task_time_limit=settings.time_limit_s + 300,  # backstop; the supervisor stops the job at time_limit_s
         worker_cancel_long_running_tasks_on_connection_loss=False,  # the store keeps a task from running twice
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,  # stdout stays stdout (the CLI's last line is its JSON result)
     )
     celery.task(name=TASK_NAME, bind=True, acks_late=True, ignore_result=True)(_run_task)
     return celery
 
 
 class CeleryBroker:
-    """`redis_store.Broker` for the web servers: sends task ids to the workers' queue (the app is made
-    on first use, so that processes that never send do not import Celery's machinery)."""
+    """`redis_store.Broker` for the web servers: sends task ids to the workers' queue (its Celery app is
+    configured from the service's settings on first use)."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
