@@ -91,3 +91,19 @@ def redis_url(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def short_media(tmp_path_factory):
+    """About 12 s of class video with its clean song (`server_util.short_pair`), made once per session."""
+    from server_util import short_pair
+
+    return short_pair(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def long_media(tmp_path_factory):
+    """About 75 s of class video with its clean song (`server_util.long_pair`): a job of several seconds."""
+    from server_util import long_pair
+
+    return long_pair(tmp_path_factory)

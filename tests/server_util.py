@@ -33,8 +33,8 @@ import songgen as sg
 
 REPO = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 60.0
-JOB_MODULE = "beatsync.tasks.job"
-#: the job process's command line: ``python -m beatsync.tasks.job ...`` (the brief) or ``-m beatsync.job``
+JOB_MODULE = "beatsync.job"
+#: the job process's command line: ``python -m beatsync.job ...`` (or ``-m beatsync.tasks.job``)
 JOB_CMDLINE = re.compile(r"(^|\s)-m\s+beatsync(\.tasks)?\.job(\s|$)")
 
 # media pairs: dance time at which the song starts, how long it plays
@@ -443,6 +443,16 @@ def wait_job_process(task_id: str, timeout: float = 60.0) -> list[int]:
             return pids
         time.sleep(0.05)
     return []
+
+
+def job_family(task_id: str, timeout: float = 20.0) -> set[int]:
+    """The job process(es) of a task and their descendants (ffmpeg), found while it runs."""
+    jobs = wait_job_process(task_id, timeout=timeout)
+    assert jobs, f"no job process with {task_id} on its command line"
+    family = set(jobs)
+    for p in jobs:
+        family.update(descendants(p))
+    return family
 
 
 def data_dir_paths_named(data_dir: Path, text: str) -> list[Path]:

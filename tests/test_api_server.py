@@ -58,11 +58,6 @@ def media_pair(tmp_path_factory) -> sg.ClassMedia:
 
 
 @pytest.fixture(scope="module")
-def long_media(tmp_path_factory) -> sg.ClassMedia:
-    return su.long_pair(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     base = tmp_path_factory.mktemp("api_main")
     s = Server(base / "data", {"BEATSYNC_WORKERS": 1}, name="main", log_dir=base)

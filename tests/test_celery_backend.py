@@ -149,16 +149,6 @@ def deploy(tmp_path, redis_url, request):
             d.close()
 
 
-@pytest.fixture(scope="module")
-def short_media(tmp_path_factory) -> sg.ClassMedia:
-    return su.short_pair(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def long_media(tmp_path_factory) -> sg.ClassMedia:
-    return su.long_pair(tmp_path_factory)
-
-
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -179,16 +169,6 @@ def _ancestors(pid: int) -> list[int]:
     while (pid := _ppid(pid)) not in (None, 0):
         out.append(pid)
     return out
-
-
-def _job_family(task_id: str, timeout: float = 20.0) -> set[int]:
-    """The job process(es) of a task and their descendants (ffmpeg), found while it runs."""
-    jobs = su.wait_job_process(task_id, timeout=timeout)
-    assert jobs, f"no job process with {task_id} on its command line"
-    family = set(jobs)
-    for p in jobs:
-        family.update(su.descendants(p))
-    return family
 
 
 def _attempt_lines(log: str) -> list[str]:
@@ -320,7 +300,7 @@ def test_kill9_worker_mid_job_other_worker_finishes(deploy, long_media, tmp_path
     tid = submit_ok(s, dance, bgm)
     st = wait_status(s, tid, "processing", timeout=60, poll_s=0.1, pred=lambda o: o["progress"] > 15)
     assert st["progress"] < 100 and st["attempts"] == 1, st
-    family = _job_family(tid)
+    family = su.job_family(tid)
     rec = d.record(tid)
     holder = d.worker_of(rec["worker"])
     other = next(w for w in d.workers if w is not holder)
@@ -432,7 +412,7 @@ def test_cancel_running_job(deploy, long_media):
     dance, bgm = _upload_pair(s, long_media)
     tid = submit_ok(s, dance, bgm)
     wait_status(s, tid, "processing", timeout=60, poll_s=0.1, pred=lambda o: o["progress"] > 0)
-    family = _job_family(tid)
+    family = su.job_family(tid)
     t0 = time.monotonic()
     obj = check(s.post(f"/api/cancel/{tid}"), 200, server=s)
     assert obj["task_id"] == tid and obj["status"] in ("processing", "failed"), obj
@@ -523,7 +503,7 @@ def test_worker_sigterm_mid_job_requeues_without_counting(deploy, long_media, tm
     dance, bgm = _upload_pair(s, long_media)
     tid = submit_ok(s, dance, bgm)
     wait_status(s, tid, "processing", timeout=60, poll_s=0.1, pred=lambda o: o["progress"] > 15)
-    family = _job_family(tid)
+    family = su.job_family(tid)
     holder = d.worker_of(d.record(tid)["worker"])
     other = next(w for w in d.workers if w is not holder)
 

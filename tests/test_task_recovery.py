@@ -23,16 +23,6 @@ from beatsync import media
 FAST_RECOVERY = {"BEATSYNC_STALE_S": 6, "BEATSYNC_SWEEP_S": 1}
 
 
-@pytest.fixture(scope="module")
-def short_media(tmp_path_factory) -> sg.ClassMedia:
-    return su.short_pair(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def long_media(tmp_path_factory) -> sg.ClassMedia:
-    return su.long_pair(tmp_path_factory)
-
-
 @pytest.fixture
 def servers(tmp_path, request):
     """Factory: ``servers(env, name=..., data_dir=...)`` -> a started `Server`; all closed at teardown."""
@@ -60,16 +50,6 @@ def servers(tmp_path, request):
 
 def _upload_pair(s: Server, m: sg.ClassMedia) -> tuple[str, str]:
     return upload_ok(s, m.video_path)["file_id"], upload_ok(s, m.song_path)["file_id"]
-
-
-def _job_family(task_id: str, timeout: float = 20.0) -> set[int]:
-    """The job process(es) of a task and their descendants (ffmpeg), found while it runs."""
-    jobs = su.wait_job_process(task_id, timeout=timeout)
-    assert jobs, f"no {su.JOB_MODULE} process with {task_id} on its command line"
-    family = set(jobs)
-    for p in jobs:
-        family.update(su.descendants(p))
-    return family
 
 
 def _assert_only_servers_left(data_dir, server_pids, timeout: float = 8.0) -> None:
@@ -116,7 +96,7 @@ def test_kill9_mid_job_then_restart_completes(servers, long_media, tmp_path):
     tid = submit_ok(s, dance, bgm)
     st = wait_status(s, tid, "processing", timeout=60, poll_s=0.1, pred=lambda o: o["progress"] > 15)
     assert st["progress"] < 100 and st["attempts"] == 1, st
-    family = _job_family(tid)
+    family = su.job_family(tid)
     s.kill9()
     left = su.wait_gone(family, timeout=8.0)
     assert left == [], f"job processes survived the server's kill -9: {[(p, su.cmdline(p)) for p in left]}"
@@ -157,7 +137,7 @@ def test_time_limit(servers, long_media):
     tid = submit_ok(s, dance, bgm)
     wait_status(s, tid, "processing", timeout=60, poll_s=0.1)
     t0 = time.monotonic()
-    family = _job_family(tid)
+    family = su.job_family(tid)
     final = wait_status(s, tid, "failed", timeout=60, poll_s=0.2)
     took = time.monotonic() - t0
     assert final["error_code"] == "time_limit", final

@@ -41,7 +41,20 @@ from typing import Protocol
 import redis
 
 from beatsync.errors import BeatSyncError
-from beatsync.tasks.store import FAILED, FINISHED, PENDING, PROCESSING, SUCCESS, check_id
+from beatsync.tasks.store import (
+    FAILED,
+    FINISHED,
+    PENDING,
+    PROCESSING,
+    check_id,
+    holds,
+    mark_claimed,
+    mark_finished,
+    mark_progress,
+    mark_requeued,
+    new_record,
+    requeue_refused,
+)
 from beatsync.tasks.supervisor import STORE_UNAVAILABLE
 
 log = logging.getLogger("beatsync.tasks")
@@ -141,9 +154,7 @@ class RedisTaskStore:
     def create(self, record: dict, *, queue_max: int) -> dict:
         """Store a new pending task and send it to the workers; ``busy`` when the queue is full."""
         now = time.time()
-        record = {**record, "status": PENDING, "progress": 0.0, "stage": "queued",
-                  "message": "Waiting for a free worker", "created": now, "updated": now,
-                  "attempts": 0, "history": [], "dispatched": None}
+        record = {**new_record(record, now), "dispatched": None}
         pending = self._k("pending")
 
         def tx(pipe):
@@ -201,9 +212,7 @@ class RedisTaskStore:
         def body(pipe, rec):
             if rec is None or rec["status"] != PENDING:
                 return None
-            rec.update(status=PROCESSING, attempts=rec["attempts"] + 1, worker=worker, started=now, updated=now,
-                       stage="start", message="Starting", stage_params={})
-            rec["history"].append({"attempt": rec["attempts"], "worker": worker, "started": now})
+            mark_claimed(rec, worker, now)
             pipe.multi()
             self._put(pipe, rec)
             pipe.zrem(self._k("pending"), task_id)
@@ -213,19 +222,14 @@ class RedisTaskStore:
 
         return self._transact(task_id, body)
 
-    @staticmethod
-    def _holds(rec: dict | None, attempt: int) -> bool:
-        return rec is not None and rec["status"] == PROCESSING and rec["attempts"] == attempt
-
     def report_progress(self, task_id: str, attempt: int, pct: float, stage: str, message: str) -> bool:
         """Progress of a running attempt (never goes down); False when the attempt no longer holds the task."""
         def apply(rec):
-            if not self._holds(rec, attempt):
+            if not holds(rec, attempt):
                 return False
-            rec["progress"] = max(float(rec["progress"]), min(100.0, float(pct)))
-            rec["stage"], rec["message"] = stage, message
+            mark_progress(rec, pct, stage, message)
 
-        return self._holds(self.update(task_id, apply), attempt)
+        return holds(self.update(task_id, apply), attempt)
 
     @_guarded
     def heartbeat(self, task_id: str, worker: str) -> None:
@@ -245,14 +249,9 @@ class RedisTaskStore:
         def body(pipe, rec):
             if rec is None or rec["status"] in FINISHED:
                 return None
-            if attempt is not None and not self._holds(rec, attempt):
+            if attempt is not None and not holds(rec, attempt):
                 return None
-            rec.update(fields)
-            rec.update(status=status, finished=now, updated=now)
-            if status == SUCCESS:
-                rec["progress"] = 100.0
-            if rec["history"] and "ended" not in rec["history"][-1]:
-                rec["history"][-1].update(ended=now, outcome=fields.get("error_code", status))
+            mark_finished(rec, status, fields, now)
             pipe.multi()
             self._put(pipe, rec)
             pipe.zrem(self._k("pending"), task_id)
@@ -275,14 +274,11 @@ class RedisTaskStore:
         now = time.time()
 
         def body(pipe, rec):
-            if not self._holds(rec, attempt) or rec.get("cancel_requested"):  # a cancelled task ends, never waits again
+            if requeue_refused(rec, attempt):
                 return None
-            if rec["history"]:
-                rec["history"][-1].update(ended=now, outcome="interrupted")
-            if not count_attempt:
-                rec["attempts"] -= 1
-            rec.update(status=PENDING, worker=None, updated=now, stage=stage, message=message,
-                       stage_params=stage_params or {}, dispatched=None)
+            mark_requeued(rec, now, message=message, count_attempt=count_attempt, stage=stage,
+                          stage_params=stage_params)
+            rec["dispatched"] = None
             pipe.multi()
             self._put(pipe, rec)
             pipe.zadd(self._k("pending"), {task_id: 0})

@@ -69,6 +69,57 @@ def _upload_key(file_id: str) -> tuple:
     return ("upload", file_id)
 
 
+# ---------------------------------------------------------------------- record transitions
+# The state changes of a task record, shared by both stores (each applies them inside its own
+# transaction): pending -> processing (claim) -> success | failed, or back to pending (requeue).
+
+
+def new_record(fields: dict, now: float) -> dict:
+    return {**fields, "status": PENDING, "progress": 0.0, "stage": "queued", "message": "Waiting for a free worker",
+            "created": now, "updated": now, "attempts": 0, "history": []}
+
+
+def holds(rec: dict | None, attempt: int) -> bool:
+    """True while ``attempt`` is the task's running attempt (only then may its worker write)."""
+    return rec is not None and rec["status"] == PROCESSING and rec["attempts"] == attempt
+
+
+def mark_claimed(rec: dict, worker: str, now: float) -> None:
+    rec.update(status=PROCESSING, attempts=rec["attempts"] + 1, worker=worker, started=now, updated=now,
+               stage="start", message="Starting", stage_params={})
+    rec["history"].append({"attempt": rec["attempts"], "worker": worker, "started": now})
+
+
+def mark_progress(rec: dict, pct: float, stage: str, message: str) -> None:
+    """Progress never goes down."""
+    rec["progress"] = max(float(rec["progress"]), min(100.0, float(pct)))
+    rec["stage"], rec["message"] = stage, message
+
+
+def mark_finished(rec: dict, status: str, fields: dict, now: float) -> None:
+    rec.update(fields)
+    rec.update(status=status, finished=now, updated=now)
+    if status == SUCCESS:
+        rec["progress"] = 100.0
+    if rec["history"] and "ended" not in rec["history"][-1]:
+        rec["history"][-1].update(ended=now, outcome=fields.get("error_code", status))
+
+
+def mark_requeued(rec: dict, now: float, *, message: str, count_attempt: bool, stage: str,
+                  stage_params: dict | None) -> None:
+    if rec["history"]:
+        rec["history"][-1].update(ended=now, outcome="interrupted")
+    if not count_attempt:
+        rec["attempts"] -= 1
+    rec.update(status=PENDING, worker=None, updated=now, stage=stage, message=message, stage_params=stage_params or {})
+
+
+def requeue_refused(rec: dict | None, attempt: int) -> bool:
+    """A requeue is refused when the attempt no longer holds the task, or a cancel was asked for
+    (a cancelled task ends, it never waits again; the caller ends it)."""
+    return not holds(rec, attempt) or bool(rec.get("cancel_requested"))
+
+
 class TaskStore:
     """Task records and queue in a diskcache under ``data_dir`` (see the module docstring)."""
 
@@ -119,10 +170,7 @@ class TaskStore:
 
     def create(self, record: dict, *, queue_max: int) -> dict:
         """Store a new pending task and put it at the back of the queue; ``busy`` when the queue is full."""
-        now = time.time()
-        record = {**record, "status": PENDING, "progress": 0.0, "stage": "queued",
-                  "message": "Waiting for a free worker", "created": now, "updated": now,
-                  "attempts": 0, "history": []}
+        record = new_record(record, time.time())
         with self.cache.transact(retry=True):
             n = self.cache.get(_QLEN, 0)
             if n >= queue_max:
@@ -157,27 +205,21 @@ class TaskStore:
                 rec = self.cache.get(_task_key(task_id))
                 if rec is None or rec["status"] != PENDING:
                     continue  # cancelled or expired while queued
-                rec.update(status=PROCESSING, attempts=rec["attempts"] + 1, worker=worker, started=now,
-                           updated=now, queue_key=None, stage="start", message="Starting", stage_params={})
-                rec["history"].append({"attempt": rec["attempts"], "worker": worker, "started": now})
+                mark_claimed(rec, worker, now)
+                rec["queue_key"] = None
                 self.cache.set(_task_key(task_id), rec)
                 self.cache.set(_hb_key(task_id), (now, worker))
                 self._registry_set(_STARTED, task_id, {"worker": worker, "attempt": rec["attempts"]})
                 return rec
 
-    def _holds(self, rec: dict | None, attempt: int) -> bool:
-        return rec is not None and rec["status"] == PROCESSING and rec["attempts"] == attempt
-
     def report_progress(self, task_id: str, attempt: int, pct: float, stage: str, message: str) -> bool:
         """Progress of a running attempt (never goes down); False when the attempt no longer holds the task."""
         def apply(rec):
-            if not self._holds(rec, attempt):
+            if not holds(rec, attempt):
                 return False
-            rec["progress"] = max(float(rec["progress"]), min(100.0, float(pct)))
-            rec["stage"], rec["message"] = stage, message
+            mark_progress(rec, pct, stage, message)
 
-        rec = self.update(task_id, apply)
-        return self._holds(rec, attempt)
+        return holds(self.update(task_id, apply), attempt)
 
     def heartbeat(self, task_id: str, worker: str) -> None:
         self.cache.set(_hb_key(task_id), (time.time(), worker), retry=True)
@@ -196,18 +238,13 @@ class TaskStore:
             rec = self.cache.get(_task_key(task_id))
             if rec is None or rec["status"] in FINISHED:
                 return None
-            if attempt is not None and not self._holds(rec, attempt):
+            if attempt is not None and not holds(rec, attempt):
                 return None
             if rec["status"] == PENDING and rec.get("queue_key"):
                 if self.cache.delete(rec["queue_key"]):
                     self.cache.set(_QLEN, max(0, self.cache.get(_QLEN, 0) - 1))
                 rec["queue_key"] = None
-            rec.update(fields)
-            rec.update(status=status, finished=now, updated=now)
-            if status == SUCCESS:
-                rec["progress"] = 100.0
-            if rec["history"] and "ended" not in rec["history"][-1]:
-                rec["history"][-1].update(ended=now, outcome=fields.get("error_code", status))
+            mark_finished(rec, status, fields, now)
             self.cache.set(_task_key(task_id), rec)
             self.cache.delete(_hb_key(task_id))
             self._registry_del(_STARTED, task_id)
@@ -225,14 +262,10 @@ class TaskStore:
         now = time.time()
         with self.cache.transact(retry=True):
             rec = self.cache.get(_task_key(task_id))
-            if not self._holds(rec, attempt) or rec.get("cancel_requested"):  # a cancelled task ends, never waits again
+            if requeue_refused(rec, attempt):
                 return None
-            if rec["history"]:
-                rec["history"][-1].update(ended=now, outcome="interrupted")
-            if not count_attempt:
-                rec["attempts"] -= 1
-            rec.update(status=PENDING, worker=None, updated=now, stage=stage, message=message,
-                       stage_params=stage_params or {})
+            mark_requeued(rec, now, message=message, count_attempt=count_attempt, stage=stage,
+                          stage_params=stage_params)
             rec["queue_key"] = self.cache.push(task_id, prefix=_QUEUE, side="front")
             self.cache.set(_QLEN, self.cache.get(_QLEN, 0) + 1)
             self.cache.set(_task_key(task_id), rec)
