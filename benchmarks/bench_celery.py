@@ -61,7 +61,6 @@ import sys
 import tempfile
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -79,14 +78,13 @@ from server_util import (  # noqa: E402  (the tests' server helpers)
     cmdline,
     descendants,
     processes_of,
-    submit,
     tail,
     upload_ok,
     wait_gone,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_tasks import code_fingerprint, machine  # noqa: E402  (machine description, code hash)
+from bench_tasks import code_fingerprint, machine, submit_burst  # noqa: E402  (machine description, code hash)
 
 CONFIGS = {"1x1": (1, 1), "2x1": (2, 1), "1x2": (1, 2)}  # name -> (worker processes, concurrency each)
 MUSIC_AT_S = 2.5  # dance time at which the song starts in the generated class video
@@ -256,32 +254,6 @@ def stop_workers(workers: list[CeleryWorker]) -> list[int | None]:
     return codes
 
 
-def submit_burst(server: Server, dance_id: str, bgm_id: str, n: int, threads: int) -> list[dict]:
-    """``n`` submissions as fast as ``threads`` threads send them; one row per submission."""
-
-    def one(i: int) -> dict:
-        t0 = time.time()
-        row = {"i": i, "t": t0}
-        try:
-            r = submit(server, dance_id, bgm_id)
-            row["code"] = r.status_code
-            try:
-                b = r.json()
-            except ValueError:
-                b = {"text": r.text[:300]}
-            if r.status_code == 202 and b.get("task_id"):
-                row["task_id"] = b["task_id"]
-            else:
-                row["body"] = b
-        except requests.RequestException as e:
-            row["code"], row["body"] = 0, {"exception": repr(e)}
-        row["latency_s"] = time.time() - t0
-        return row
-
-    with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="submit") as pool:
-        return list(pool.map(one, range(n)))
-
-
 def wait_all(server: Server, task_ids: list[str], timeout: float, workers: list[CeleryWorker]) -> tuple[dict, bool]:
     """Poll until every task has finished (``success``/``failed``); returns (last status of each, timed out).
 
@@ -400,7 +372,7 @@ def run_config(ctx: dict, name: str, rnd: int, n_jobs: int, args) -> dict:
     try:
         meter = CpuMeter(workers, server, ctx["redis"].proc.pid)
         before = meter.snap()
-        submits = submit_burst(server, ctx["dance_id"], ctx["bgm_id"], n_jobs, args.submit_threads)
+        submits = submit_burst(server.url(""), ctx["dance_id"], ctx["bgm_id"], n_jobs, args.submit_threads)
         task_ids = [r["task_id"] for r in submits if r.get("task_id")]
         refused = [r.get("body") for r in submits if not r.get("task_id")]
         log(f"[{tag}] {len(task_ids)}/{n_jobs} submissions accepted"

@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -351,6 +352,10 @@ class Run:
         self.submits_done = False
         self.probe_pid: int | None = None
 
+    def task_accepted(self, task_id: str) -> None:
+        self.task_ids.append(task_id)
+        self.first_task.set()
+
     def saw(self, task_id: str, status: str, t: float) -> None:
         if status in ("success", "failed") and task_id not in self.finished_seen:
             with self.lock:
@@ -365,8 +370,10 @@ class Run:
                 self.all_done.set()
 
 
-def submit_burst(base: str, run: Run, dance_id: str, bgm_id: str, n: int, threads: int) -> list[dict]:
-    """``n`` submissions as fast as ``threads`` threads (one session each) can send them."""
+def submit_burst(base: str, dance_id: str, bgm_id: str, n: int, threads: int,
+                 on_task: Callable[[str], None] | None = None) -> list[dict]:
+    """``n`` submissions as fast as ``threads`` threads (one session each) can send them; one row per
+    submission; ``on_task(task_id)`` as each is accepted."""
     local = threading.local()
     payload = {"dance_file_id": dance_id, "bgm_file_id": bgm_id}
 
@@ -383,8 +390,8 @@ def submit_burst(base: str, run: Run, dance_id: str, bgm_id: str, n: int, thread
             except ValueError:
                 body = {"text": r.text[:300]}
             if r.status_code == 202 and body.get("task_id"):
-                run.task_ids.append(body["task_id"])
-                run.first_task.set()
+                if on_task is not None:
+                    on_task(body["task_id"])
                 row["task_id"] = body["task_id"]
             else:
                 row["body"] = body
@@ -755,7 +762,8 @@ def run_benchmark(args, repo: Path, tmp: Path, log_path: Path) -> dict:
         wall0 = time.time() - time.perf_counter()  # epoch = perf_counter + wall0
         log(f"submitting {args.jobs} jobs from {args.submit_threads} thread(s); {args.clients} pollers ...")
         t0 = time.perf_counter()
-        submits = submit_burst(server.base, run, dance["file_id"], bgm["file_id"], args.jobs, args.submit_threads)
+        submits = submit_burst(server.base, dance["file_id"], bgm["file_id"], args.jobs, args.submit_threads,
+                               on_task=run.task_accepted)
         t_burst = time.perf_counter() - t0
         with run.lock:
             run.submits_done = True

@@ -455,6 +455,36 @@ def job_family(task_id: str, timeout: float = 20.0) -> set[int]:
     return family
 
 
+def cancel_running(server: Server, task_id: str) -> dict:
+    """Cancel a running task through the API and check that it stops: ``failed``/``cancelled`` within
+    8 s, its job and ffmpeg gone, no outputs, downloads refused; returns the final status."""
+    family = job_family(task_id)
+    t0 = time.monotonic()
+    obj = check(server.post(f"/api/cancel/{task_id}"), 200, server=server)
+    assert obj["task_id"] == task_id and obj["status"] in ("processing", "failed"), obj
+    if obj["status"] == "failed":
+        assert obj["error_code"] == "cancelled", obj
+    final = wait_status(server, task_id, "failed", timeout=15, poll_s=0.1)
+    took = time.monotonic() - t0
+    assert final["error_code"] == "cancelled", final
+    assert took < 8.0, f"cancel took {took:.1f} s"
+    left = wait_gone(family, timeout=6.0)
+    assert left == [], [(p, cmdline(p)) for p in left]
+    assert job_processes(task_id) == []
+    assert final.get("modular_output") is None and final.get("v2_output") is None, final
+    check(server.get(f"/api/download/{task_id}/modular"), 409, "not_ready", server)
+    return final
+
+
+def print_logs_if_failed(request, failed_before: int, logs) -> None:
+    """At a fixture's teardown: when a test failed since ``failed_before``, print ``logs`` (strings)."""
+    if request.session.testsfailed > failed_before:
+        tr = request.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            for text in logs:
+                tr.write_line(text)
+
+
 def data_dir_paths_named(data_dir: Path, text: str) -> list[Path]:
     """Files and folders under ``data_dir`` whose name contains ``text``."""
     return [p for p in Path(data_dir).rglob("*") if text in p.name]

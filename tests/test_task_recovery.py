@@ -39,11 +39,7 @@ def servers(tmp_path, request):
     try:
         yield make
     finally:
-        if request.session.testsfailed > failed:
-            tr = request.config.pluginmanager.get_plugin("terminalreporter")
-            for s in made:
-                if tr is not None:
-                    tr.write_line(s.log_hint()[-3000:])
+        su.print_logs_if_failed(request, failed, (s.log_hint()[-3000:] for s in made))
         for s in made:
             s.close()
 
