@@ -35,9 +35,7 @@ class BeatSyncError(Exception):
         for stored, shown in names.items():
             msg = msg.replace(stored, shown)
             params = {k: (v.replace(stored, shown) if isinstance(v, str) else v) for k, v in params.items()}
-        err = BeatSyncError(self.code, msg, **params)
-        err.__class__ = type(self)
-        return err
+        return _rebuild(type(self), self.code, msg, params)
 
     def to_dict(self) -> dict:
         return {"error": self.message, "error_code": self.code, **({"error_params": self.params} if self.params else {})}

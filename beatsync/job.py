@@ -81,7 +81,7 @@ def run(store: Store, task_id: str, attempt: int) -> dict:
             return {"outputs": {}, "beatgrid": rel(out / "beats.json"), "message": "Done", "stage": "done"}
         if kind == "render":
             variant = rec["render"]["variant"]
-            path = out / f"{paths['dance'].stem}_{variant}.mp4"
+            path = Path(pipeline.output_path(str(out), str(paths["dance"]), variant))
             result = pipeline.render(str(paths["dance"]), str(paths["bgm"]), str(path), rec["render"]["alignment"],
                                      options=rec["options"], on_progress=progress)
             return {"outputs": {variant: rel(path)}, "message": "Done", "stage": "done",

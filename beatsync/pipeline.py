@@ -24,7 +24,7 @@ from beatsync import media
 from beatsync.align import ENGINES, Alignment
 from beatsync.align import align as run_engine
 from beatsync.align.lines import Signals
-from beatsync.analysis import ANALYSIS_SR, Features, beat_track, features, track_pair
+from beatsync.analysis import ANALYSIS_SR, Features, beat_track, features
 from beatsync.errors import AlignmentError, BeatSyncError, MediaError
 from beatsync.render_audio import build_track
 
@@ -97,14 +97,15 @@ class Progress:
 
 @dataclass
 class Inputs:
-    dance_path: str
-    bgm_path: str
-    dance: media.MediaInfo
-    bgm: media.MediaInfo
+    dance: media.MediaInfo  # probe of the class video
     dance_y: np.ndarray  # mono, ANALYSIS_SR, sample 0 at dance time dance.audio_origin_s
     bgm_y: np.ndarray  # mono, ANALYSIS_SR
     song: np.ndarray  # (channels, n) at song_sr: what gets rendered
     song_sr: int
+
+    @property
+    def dance_path(self) -> str:
+        return self.dance.path
 
 
 def check_extension(path: str, *, role: str) -> None:
@@ -141,7 +142,7 @@ def load_inputs(dance_path: str, bgm_path: str, progress: Progress) -> Inputs:
             what = "class video" if role == "dance" else "song"
             raise MediaError("silent", f"{Path(p).name}: the {what}'s sound is silent.", file=Path(p).name, role=role)
     progress(12, "decode", "Sound decoded")
-    return Inputs(dance_path, bgm_path, dinfo, binfo, dance_y, bgm_y, song, song_sr)
+    return Inputs(dinfo, dance_y, bgm_y, song, song_sr)
 
 
 def align_inputs(inp: Inputs, *, engine: str, signals: Signals | None = None) -> Alignment:
@@ -166,7 +167,7 @@ def beat_grid(signals: Signals, *, dance_origin_s: float) -> dict:
     """What the beat-grid plots draw: the class recording's onset strength and beats (video time),
     the song's beats (song time; an alignment maps them onto the video)."""
     fd, fb = signals.features()
-    td, bd, tg, bg = track_pair(fd, fb)
+    td, bd, tg, bg = signals.beats()
     return {"class": beat_summary(fd, td, bd, origin_s=dance_origin_s),
             "song": beat_summary(fb, tg, bg, onset=False)}
 
@@ -239,8 +240,8 @@ def plan_trim(inp: Inputs, alignments: list[Alignment], opts: Options) -> Trim:
 # ----------------------------------------------------------------------------- rendering
 
 
-def output_path(out_dir: str, dance_path: str, variant: str, suffix: str = "") -> str:
-    return os.path.join(out_dir, f"{Path(dance_path).stem}_{variant}{suffix}.mp4")
+def output_path(out_dir: str, dance_path: str, variant: str) -> str:
+    return os.path.join(out_dir, f"{Path(dance_path).stem}_{variant}.mp4")
 
 
 def original_sound(inp: Inputs) -> np.ndarray:
@@ -250,15 +251,19 @@ def original_sound(inp: Inputs) -> np.ndarray:
     return orig[None, :] if orig.ndim == 1 else orig
 
 
-def render_variant(inp: Inputs, alignment: Alignment, trim: Trim, *, out_path: str, opts: Options,
-                   keyframes: np.ndarray | None = None, original: np.ndarray | None = None,
-                   on_progress: Callable[[float], None] | None = None) -> dict:
-    """Render the class video with the song laid out along ``alignment`` (dance-timeline times).
+def cut_plan(inp: Inputs, trim: Trim) -> media.CutPlan:
+    """How the picture is cut for ``trim`` (the same for every variant: they share the trim)."""
+    return media.plan_cut(inp.dance, start_s=trim.start_s, end_s=trim.end_s)
+
+
+def render_variant(inp: Inputs, alignment: Alignment, plan: media.CutPlan, *, out_path: str, opts: Options,
+                   original: np.ndarray | None = None, on_progress: Callable[[float], None] | None = None) -> dict:
+    """Render the class video cut as ``plan`` (`cut_plan`) with the song laid out along ``alignment``
+    (dance-timeline times).
 
     ``original`` (from `original_sound`) saves decoding it again when several variants are
     rendered with ``fill="original"``.
     """
-    plan = media.plan_cut(inp.dance, start_s=trim.start_s, end_s=trim.end_s, keyframes=keyframes)
     fill = None
     if opts.fill == "original":
         orig = original if original is not None else original_sound(inp)
@@ -294,12 +299,17 @@ def render(dance_path: str, bgm_path: str, out_path: str, alignment: Alignment |
     trim = plan_trim(inp, [al], opts)
     progress(45, "render", "Writing the video")
     os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
-    rinfo = render_variant(inp, al, trim, out_path=out_path, opts=opts, keyframes=media.keyframe_times(dance_path),
+    rinfo = render_variant(inp, al, cut_plan(inp, trim), out_path=out_path, opts=opts,
                            on_progress=progress.span(45, 99, "render", "Writing the video"))
     progress(100, "done", "Done")
     return {"alignment": al.to_dict(), "render": rinfo, "trim": trim.to_dict(), "warnings": list(al.warnings),
-            "notices": [{"code": n["code"], "params": {**n["params"], "engine": al.engine}} for n in al.notices],
+            "notices": engine_notices(al, al.engine),
             "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def engine_notices(al: Alignment, engine: str) -> list[dict]:
+    """An alignment's notices (``{"code", "params"}``), each naming the engine it came from."""
+    return [{"code": n["code"], "params": {**n["params"], "engine": engine}} for n in al.notices]
 
 
 def agreement(a: Alignment | None, b: Alignment | None) -> dict | None:
@@ -343,7 +353,7 @@ def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | 
         raise next(iter(failures.values()))
     progress(60, "trim", "Finding where the music plays")
     trim = plan_trim(inp, list(alignments.values()), opts)
-    keyframes = media.keyframe_times(dance_path)
+    plan = cut_plan(inp, trim)
     os.makedirs(out_dir, exist_ok=True)
     outputs: dict[str, str] = {}
     variants: dict[str, dict] = {}
@@ -353,7 +363,7 @@ def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | 
         lo = 61 + i * rspan
         progress(lo, "render_" + eng, f"Writing the {eng} video")
         path = output_path(out_dir, dance_path, eng)
-        rinfo = render_variant(inp, al, trim, out_path=path, opts=opts, keyframes=keyframes, original=original,
+        rinfo = render_variant(inp, al, plan, out_path=path, opts=opts, original=original,
                                on_progress=progress.span(lo, lo + rspan, "render_" + eng, f"Writing the {eng} video"))
         outputs[eng] = path
         variants[eng] = {"alignment": al.to_dict(), "render": rinfo, "output": path}
@@ -367,7 +377,7 @@ def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | 
         notices.append({"code": "engines_disagree", "params": {"ms": round(agree["offset_difference_ms"])}})
     for eng, al in alignments.items():
         warnings += [f"{eng}: {w}" for w in al.warnings]
-        notices += [{"code": n["code"], "params": {**n["params"], "engine": eng}} for n in al.notices]
+        notices += engine_notices(al, eng)
     for eng, err in failures.items():
         warnings.append(f"{eng}: {err.message}")
         notices.append({"code": "engine_failed", "params": {"engine": eng, "error_code": err.code}})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from beatsync.align.lines import Assembled, Line, Signals
+from beatsync.align.lines import Assembled, Line
 from beatsync.align.result import Alignment, reference_segment
 from beatsync.errors import AlignmentError
 
@@ -14,7 +14,7 @@ MIN_CONFIDENCE = 0.15
 WARN_CONFIDENCE = 0.5
 
 
-def decide(engine: str, sig: Signals, res: Assembled, lines: list[Line], info: dict, t0: float) -> Alignment:
+def decide(engine: str, res: Assembled, lines: list[Line], info: dict, t0: float) -> Alignment:
     """Build the engine's `Alignment` from ``res``; raise `AlignmentError` when there is no match."""
     diag = {"coarse": info, "evidence": res.evidence,
             "candidates": [{"offset_s": round(ln.offset, 4), "rate": round(ln.rate, 6), "mode": ln.mode,

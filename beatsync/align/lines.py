@@ -15,7 +15,7 @@ import scipy.fft
 import soxr
 
 from beatsync.align.result import Alternative, Segment
-from beatsync.analysis import Features, features, local_normalize, power_spectrogram
+from beatsync.analysis import Features, features, local_normalize, power_spectrogram, track_pair
 
 #: frame hop (samples at the analysis rate) of the fine onset envelopes used for beat-level refinement
 FINE_HOP = 128
@@ -45,14 +45,10 @@ class Fit:
 
     line: Line
     centers: np.ndarray  # window centres, dance seconds
-    residual: np.ndarray  # measured delay minus fitted delay per window, seconds
-    quality: np.ndarray  # peak-to-sidelobe quality per window
     strength: np.ndarray  # plain normalised correlation at the peak per window (how alike, -1..1)
     inlier: np.ndarray  # bool per window
     valid: np.ndarray  # bool per window: the window maps inside the BGM
     win_s: float
-    tol_s: float
-    method: str = "wave"
 
     @property
     def n_inliers(self) -> int:
@@ -71,12 +67,20 @@ class Signals:
         self._bgm_r: dict[float, np.ndarray] = {}
         self._env: dict[str, np.ndarray] = {}
         self._feats: tuple[Features, Features] | None = None
+        self._beats: tuple[float, np.ndarray, float, np.ndarray] | None = None
 
     def features(self) -> tuple[Features, Features]:
         """Frame features of (dance, bgm), computed once and shared by every engine."""
         if self._feats is None:
             self._feats = (features(self.dance, sr=self.sr), features(self.bgm, sr=self.sr))
         return self._feats
+
+    def beats(self) -> tuple[float, np.ndarray, float, np.ndarray]:
+        """`track_pair` of the features (dance tempo, beats, song tempo, beats), computed once: v2 and the
+        beat-grid data both use it."""
+        if self._beats is None:
+            self._beats = track_pair(*self.features())
+        return self._beats
 
     def bgm_resampled(self, rate: float) -> np.ndarray:
         """The BGM played at ``rate`` (resampled by 1/rate), so one sample = 1/sr dance seconds."""
@@ -326,27 +330,23 @@ def screen_and_refine(sig: Signals, lines: list[Line], *, refine_one, keep: int)
     return dedupe([refine_one(f.line, True) for f in screened[:keep]]) + screened[keep:]
 
 
-def refine(sig: Signals, line: Line, *, method: str, passes: list[tuple[float, float, float, float]],
-           t_lo: float = 0.0, t_hi: float | None = None) -> Fit:
-    """Refine ``line`` by successive passes of (win_s, hop_s, max_lag_s, tol_s) windowed delays."""
-    t_hi = sig.dance_dur if t_hi is None else t_hi
-    fit = None
-    for win_s, hop_s, max_lag_s, tol_s in passes:
-        c, d, q, ncc, valid = measure(sig, line, method=method, t_lo=t_lo, t_hi=t_hi, win_s=win_s, hop_s=hop_s,
-                                      max_lag_s=max_lag_s)
-        if len(c) == 0:
-            return Fit(line, c, d, q, ncc, np.zeros(0, bool), valid, win_s, tol_s, method)
-        use = valid & np.isfinite(d)
-        w = np.clip(q - 2.0, 0.05, None)
-        a, b, inl_use = robust_line(c[use], d[use], w[use], tol=tol_s)
-        inl = np.zeros(len(c), bool)
-        inl[np.flatnonzero(use)] = inl_use
-        if inl.sum() >= 2:
-            # delay a + b t: dance at t hears the predicted BGM at t - a - b t
-            line = Line(offset=(line.offset + a) / (1 - b), rate=line.rate * (1 - b), mode=line.mode,
-                        score=line.score)
-        fit = Fit(line, c, d - (a + b * c), q, ncc, inl, valid, win_s, tol_s, method)
-    return fit
+def refine(sig: Signals, line: Line, *, method: str, params: tuple[float, float, float, float]) -> Fit:
+    """Refine ``line`` by windowed delays over the whole recording; ``params`` = (win_s, hop_s,
+    max_lag_s, tol_s)."""
+    win_s, hop_s, max_lag_s, tol_s = params
+    c, d, q, ncc, valid = measure(sig, line, method=method, t_lo=0.0, t_hi=sig.dance_dur, win_s=win_s, hop_s=hop_s,
+                                  max_lag_s=max_lag_s)
+    if len(c) == 0:
+        return Fit(line, c, ncc, np.zeros(0, bool), valid, win_s)
+    use = valid & np.isfinite(d)
+    w = np.clip(q - 2.0, 0.05, None)
+    a, b, inl_use = robust_line(c[use], d[use], w[use], tol=tol_s)
+    inl = np.zeros(len(c), bool)
+    inl[np.flatnonzero(use)] = inl_use
+    if inl.sum() >= 2:
+        # delay a + b t: dance at t hears the predicted BGM at t - a - b t
+        line = Line(offset=(line.offset + a) / (1 - b), rate=line.rate * (1 - b), mode=line.mode, score=line.score)
+    return Fit(line, c, ncc, inl, valid, win_s)
 
 
 # ----------------------------------------------------------------------------- verification
@@ -488,13 +488,14 @@ def subtract(ranges: list[tuple[float, float]], a: float, b: float) -> list[tupl
     return out
 
 
-def boundary_evidence(fit: Fit, runs: list[tuple[float, float, float]], sig: Signals) -> int:
+def boundary_evidence(fit: Fit, sig: Signals) -> int:
     """How many of the line's music edges fall where the song file itself begins or ends (0..2).
 
     With a song whose sections repeat exactly, several lines explain the middle equally well;
     the one on which the music starts at the song's start (or stops at its end) inside the video
     is the natural reading.
     """
+    runs = runs_of(fit)
     if not runs:
         return 0
     n = 0
@@ -609,7 +610,7 @@ def fit_score(fit: Fit, claimed: list[tuple[float, float]] = (), sig: Signals | 
     typical = float(np.median(st[inl]))
     score = float(st[inl].sum()) - 0.5 * typical * int(np.count_nonzero(free & ~fit.inlier))
     if sig is not None:
-        score *= 1.0 + 0.1 * boundary_evidence(fit, runs_of(fit), sig)
+        score *= 1.0 + 0.1 * boundary_evidence(fit, sig)
     return score
 
 
@@ -760,7 +761,7 @@ def assemble(sig: Signals, fits: list[Fit], *, min_match: float = 0.3, min_inlie
         rho = evidence_on_span(f) / main_ev
         if rho >= 0.3:
             alts.append((Alternative(offset_s=float(f.line.offset), tempo_ratio=float(f.line.rate),
-                                     score=float(min(rho, 1.0))), boundary_evidence(f, runs_of(f), sig)))
+                                     score=float(min(rho, 1.0))), boundary_evidence(f, sig)))
     alts.sort(key=lambda x: -x[0].score)
     uniq: list[tuple[Alternative, int]] = []
     for a, be in alts:
@@ -770,7 +771,7 @@ def assemble(sig: Signals, fits: list[Fit], *, min_match: float = 0.3, min_inlie
     c_fit = float(np.clip((match - 0.15) / 0.45, 0.0, 1.0)) * float(np.clip(main_inl / 8.0, 0.0, 1.0))
     top = uniq[0][0].score if uniq else 0.0
     c_amb = float(np.clip((1.0 - top) / 0.3, 0.0, 1.0))
-    if uniq and boundary_evidence(main, runs_of(main), sig) > uniq[0][1]:
+    if uniq and boundary_evidence(main, sig) > uniq[0][1]:
         c_amb = max(c_amb, 0.45)  # the song's own start/end inside the video decides between them
     evidence = {"main_inliers": main_inl, "main_match": round(match, 4), "top_alternative": round(top, 4),
                 "c_fit": round(c_fit, 4), "c_ambiguity": round(c_amb, 4), "verification": verdicts,

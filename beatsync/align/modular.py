@@ -197,8 +197,8 @@ def with_envelope_candidates(sig: Signals, lines: list[Line], *, max_total: int 
 
 def refine_line(sig: Signals, line: Line, *, fine: bool) -> Fit:
     if line.mode == "speed":
-        return refine(sig, line, method="wave", passes=[WAVE_FINE if fine else WAVE_SCREEN])
-    return refine(sig, line, method="onset", passes=[ONSET_FINE if fine else ONSET_SCREEN])
+        return refine(sig, line, method="wave", params=WAVE_FINE if fine else WAVE_SCREEN)
+    return refine(sig, line, method="onset", params=ONSET_FINE if fine else ONSET_SCREEN)
 
 
 def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, signals: Signals | None = None) -> Alignment:
@@ -216,4 +216,4 @@ def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, signals: Signals | Non
     fits = screen_and_refine(sig, lines, refine_one=lambda ln, fine: refine_line(sig, ln, fine=fine),
                              keep=MAX_REFINED)
     result = assemble(sig, fits)
-    return decide("modular", sig, result, lines, info, t0)
+    return decide("modular", result, lines, info, t0)

@@ -28,7 +28,7 @@ from beatsync.align.lines import (
     subtract,
 )
 from beatsync.align.result import Alignment
-from beatsync.analysis import Features, local_normalize, track_pair
+from beatsync.analysis import Features, local_normalize
 
 SCREEN = (4.0, 2.0, 0.3, 0.015)
 FINE = (4.0, 1.0, 0.25, 0.008)
@@ -53,8 +53,9 @@ def _adjust(beats: np.ndarray, factor: int) -> np.ndarray:
     return beats
 
 
-def beat_lines(fd: Features, fb: Features, *, k: int = 8) -> tuple[list[Line], dict]:
-    td, bd, tg, bg = track_pair(fd, fb)
+def beat_lines(sig: Signals, *, k: int = 8) -> tuple[list[Line], dict]:
+    fd, fb = sig.features()
+    td, bd, tg, bg = sig.beats()
     info = {"tempo_dance": round(td, 2), "tempo_bgm": round(tg, 2), "beats_dance": len(bd), "beats_bgm": len(bg)}
     if len(bd) < 8 or len(bg) < 8 or td <= 0 or tg <= 0:
         return [], info
@@ -100,7 +101,7 @@ def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, signals: Signals | Non
     t0 = time.perf_counter()
     sig = signals if signals is not None else Signals(dance, bgm, sr=sr)
     fd, fb = sig.features()
-    lines, info = beat_lines(fd, fb)
+    lines, info = beat_lines(sig)
     # the whole-recording envelope correlation at the beat-derived rate adds the sharpest offsets
     # ... at the beat-derived rate, the tempo ratio, and normal speed (the common case, and the
     # fallback when a noisy recording's beat grid is off)
@@ -118,18 +119,17 @@ def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, signals: Signals | Non
             lines.append(e)
     # the beat-rate lines are refined on fine onset envelopes, which do not care about pitch
     fits = screen_and_refine(sig, lines, keep=MAX_REFINED,
-                             refine_one=lambda ln, fine: refine(sig, ln, method="onset", passes=[FINE if fine else SCREEN]))
+                             refine_one=lambda ln, fine: refine(sig, ln, method="onset", params=FINE if fine else SCREEN))
     result = assemble(sig, fits)
     # another run-through hides behind the strongest one in every correlation over the whole
     # recording: look again at what no segment explains
-    free = sum(b - a for a, b in subtract([(s.dance_start_s, s.dance_end_s) for s in result.segments],
-                                           0.0, sig.dance_dur))
+    claimed = [(s.dance_start_s, s.dance_end_s) for s in result.segments]
+    free = sum(b - a for a, b in subtract(claimed, 0.0, sig.dance_dur))
     if result.segments and free >= 8.0:
-        claimed = [(s.dance_start_s, s.dance_end_s) for s in result.segments]
         more = [e for r in {round(s.rate, 6) for s in result.segments}
                 for e in envelope_lines(sig, r, k=3, exclude=claimed, min_overlap_s=4.0)]
-        extra = [refine(sig, ln, method="onset", passes=[FINE]) for ln in more]
+        extra = [refine(sig, ln, method="onset", params=FINE) for ln in more]
         if extra:
             result = assemble(sig, fits + extra)
             lines = lines + more
-    return decide("v2", sig, result, lines, info, t0)
+    return decide("v2", result, lines, info, t0)
