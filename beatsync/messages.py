@@ -48,6 +48,11 @@ def _fill(template: str, params: dict | None) -> str | None:
 
 # ----------------------------------------------------------------------------- stages
 
+def in_language(entry: tuple[str, str], lang: str) -> str:
+    """The text of an ``(English, Chinese)`` pair for ``lang``."""
+    return entry[1] if lang == "zh" else entry[0]
+
+
 STAGES = {  # stage -> (English, Chinese); English is used when a record has no message
     "queued": ("Waiting for a free worker", "排队中，等待空闲的处理进程"),
     "restarted": ("Waiting: the server restarted", "等待中：服务器已重启，任务会继续"),
@@ -76,7 +81,7 @@ def stage_message(stage: str | None, lang: str, *, params: dict | None = None, f
         return fallback
     if lang == "en" and fallback:
         return fallback
-    return _fill(entry[1 if lang == "zh" else 0], params) or fallback or entry[0]
+    return _fill(in_language(entry, lang), params) or fallback or entry[0]
 
 
 # ----------------------------------------------------------------------------- errors (Chinese)
@@ -157,7 +162,7 @@ def error_message(code: str | None, lang: str, *, params: dict | None = None, fa
 
 def hint(code: str | None, lang: str) -> str | None:
     entry = HINTS.get(code or "")
-    return None if entry is None else entry[1 if lang == "zh" else 0]
+    return None if entry is None else in_language(entry, lang)
 
 
 # ----------------------------------------------------------------------------- notices (warnings)
@@ -183,20 +188,31 @@ def notice_message(notice: dict, lang: str) -> str:
     if entry is None:
         return notice.get("message", notice.get("code", ""))
     params = dict(notice.get("params") or {})
-    return _fill(entry[1 if lang == "zh" else 0], params) or _fill(entry[0], params) or notice.get("code", "")
+    return _fill(in_language(entry, lang), params) or _fill(entry[0], params) or notice.get("code", "")
 
 
 # ----------------------------------------------------------------------------- API helpers
 
 
+def status_stage(status: dict, lang: str) -> str:
+    """A status object's stage in ``lang`` (its ``message`` in English)."""
+    return stage_message(status.get("stage"), lang, params=status.get("stage_params"),
+                         fallback=status.get("message") or "")
+
+
+def error_text(body: dict, lang: str) -> str:
+    """The error of anything with ``error``/``error_code``/``error_params`` (a failed status, an error
+    body, `BeatSyncError.to_dict()`) in ``lang``."""
+    return error_message(body.get("error_code"), lang, params=body.get("error_params"),
+                         fallback=body.get("error") or "")
+
+
 def localize_status(status: dict, lang: str) -> dict:
     """A status object with ``message`` (and ``error``) in ``lang``; field names unchanged."""
     out = dict(status)
-    out["message"] = stage_message(status.get("stage"), lang, params=status.get("stage_params"),
-                                   fallback=status.get("message") or "")
+    out["message"] = status_stage(status, lang)
     if status.get("status") == "failed":
-        out["error"] = error_message(status.get("error_code"), lang, params=status.get("error_params"),
-                                     fallback=status.get("error") or "")
+        out["error"] = error_text(status, lang)
     if "notices" in status:
         out["warnings_localized"] = [notice_message(n, lang) for n in status["notices"]]
     out["language"] = lang
@@ -206,6 +222,5 @@ def localize_status(status: dict, lang: str) -> dict:
 def localize_error(body: dict, lang: str) -> dict:
     """An error body ``{"error", "error_code", "error_params"}`` with ``error`` in ``lang``."""
     out = dict(body)
-    out["error"] = error_message(body.get("error_code"), lang, params=body.get("error_params"),
-                                 fallback=body.get("error") or "")
+    out["error"] = error_text(body, lang)
     return out

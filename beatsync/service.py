@@ -1,6 +1,6 @@
 """The product's job service: uploads, submissions, status, downloads, cancel, re-run, health.
 
-The one place the UI (`pages/`) and the JSON API (`beatsync.api`) go through, over the task
+The one place the UI (`views/`, `ui/`) and the JSON API (`beatsync.api`) go through, over the task
 store and executor of `beatsync.tasks`. Uploads are validated (type, size, free disk, readable
 media) before they are kept; a submission is checked (the class video has picture and sound, the
 song has sound, the options are valid) before it is queued, so a bad input is refused at once
@@ -43,6 +43,11 @@ from beatsync.tasks.supervisor import job_argv, job_env
 VARIANTS = ("modular", "v2")
 OUTPUT_SPACE_FACTOR = 2.2  # two output videos, each about the class video's size
 _DISK_CHECK_EVERY = 64 * 2**20
+
+
+def _check_variant(variant) -> None:
+    if variant not in VARIANTS:
+        raise BeatSyncError("bad_variant", f"{str(variant)[:30]!r} is not a result name: use modular or v2.")
 
 
 def _safe_stem(name: str) -> str:
@@ -208,14 +213,22 @@ class BeatSync:
         return up.commit()
 
     def upload_path(self, file_id: str) -> Path:
-        meta = self._upload(file_id, "media")
-        return self.store.upload_dir(file_id) / meta["file"]
+        return self._stored(self._upload(file_id, "media"))
+
+    def _stored(self, meta: dict) -> Path:
+        """Where an upload's file is."""
+        return self.store.upload_dir(meta["file_id"]) / meta["file"]
+
+    def _task_inputs(self, task_id: str, rec: dict) -> dict[str, tuple[Path, dict]]:
+        """A task's inputs as `_create` takes them (its own copies), for a follow-up task."""
+        folder = self.store.task_dir(task_id)
+        return {role: (folder / m["file"], m) for role, m in rec["inputs"].items()}
 
     def _upload(self, file_id, role: str) -> dict:
         what = {"dance": "class video", "bgm": "song"}.get(role, "file")
         file_id = check_id(file_id, what=f"{what} file")
         meta = self.store.get_upload(file_id)
-        if meta is None or not (self.store.upload_dir(file_id) / meta["file"]).is_file():
+        if meta is None or not self._stored(meta).is_file():
             raise BeatSyncError("file_not_found", f"The {what} upload was not found (uploads are kept for a "
                                 "limited time): please upload it again.", role=role)
         return meta
@@ -232,14 +245,14 @@ class BeatSync:
             if not meta["has_audio"]:
                 raise MediaError("no_audio", f"{meta['name']} has no sound track, so the {what} cannot be "
                                  "matched.", name=meta["name"], role=what)
-        inputs = {role: (self.store.upload_dir(m["file_id"]) / m["file"], m) for role, m in
-                  (("dance", dance), ("bgm", bgm))}
+        inputs = {role: (self._stored(m), m) for role, m in (("dance", dance), ("bgm", bgm))}
         return self._create(inputs, self.parse_options(options))
 
     def submit_render(self, task_id: str, variant: str, *, alternative: int | None = None,
                       nudge_ms: float = 0.0) -> dict:
         """Queue a corrected render of a finished task's variant (an alternative placement and/or a
         nudge in milliseconds): a new task that skips the analysis; the original stays as it is."""
+        _check_variant(variant)
         rec = self._record(task_id)
         al = ((rec.get("variants") or {}).get(variant) or {}).get("alignment")
         if rec["status"] != SUCCESS or al is None:
@@ -250,8 +263,7 @@ class BeatSync:
         if alternative is not None and not (isinstance(alternative, int) and 0 <= alternative < n_alt):
             raise BeatSyncError("bad_option", f"This result has {n_alt} alternative placement(s).")
         corrected = Alignment.from_dict(al).corrected(alternative=alternative, nudge_s=nudge_ms / 1000.0)
-        folder = self.store.task_dir(task_id)
-        inputs = {role: (folder / m["file"], m) for role, m in rec["inputs"].items()}
+        inputs = self._task_inputs(task_id, rec)
         correction = {"source_task": task_id, "variant": variant, "alternative": alternative, "nudge_ms": nudge_ms}
         sub = self._create(inputs, Options.from_dict(rec["options"]), kind="render",
                            extra={"render": {"variant": variant, "alignment": corrected.to_dict()},
@@ -264,7 +276,7 @@ class BeatSync:
         meta = self._upload(file_id, "media")
         if not meta["has_audio"]:
             raise MediaError("no_audio", f"{meta['name']} has no sound track.", name=meta["name"])
-        return self._create({"media": (self.store.upload_dir(file_id) / meta["file"], meta)}, Options(), kind="beats")
+        return self._create({"media": (self._stored(meta), meta)}, Options(), kind="beats")
 
     def _create(self, inputs: dict[str, tuple[Path, dict]], opts: Options, *, rerun_of: str | None = None,
                 kind: str = "process", extra: dict | None = None) -> dict:
@@ -318,8 +330,7 @@ class BeatSync:
         rec = self._record(task_id)
         if rec["status"] not in FINISHED:
             raise BeatSyncError("not_finished", "This job is still running; it can be run again once it ends.")
-        folder = self.store.task_dir(task_id)
-        inputs = {role: (folder / m["file"], m) for role, m in rec["inputs"].items()}
+        inputs = self._task_inputs(task_id, rec)
         extra = {k: rec[k] for k in ("render", "correction") if k in rec}
         return self._create(inputs, Options.from_dict(rec["options"]), rerun_of=task_id, kind=rec.get("kind", "process"), extra=extra)
 
@@ -378,8 +389,7 @@ class BeatSync:
 
     def output(self, task_id: str, variant: str) -> tuple[Path, str]:
         """(file path, download name) of a finished task's variant."""
-        if variant not in VARIANTS:
-            raise BeatSyncError("bad_variant", f"{str(variant)[:30]!r} is not a result name: use modular or v2.")
+        _check_variant(variant)
         rec = self._record(task_id)
         if rec["status"] != SUCCESS:
             raise BeatSyncError("not_ready", "This job has not finished successfully, so there is nothing to "
@@ -441,4 +451,4 @@ def get_service() -> BeatSync:
         return _service
 
 
-__all__ = ["DANCE_EXTS", "SONG_EXTS", "VARIANTS", "BeatSync", "Upload", "get_service", "public_upload"]
+__all__ = ["DANCE_EXTS", "SONG_EXTS", "VARIANTS", "BeatSync", "Upload", "get_service"]

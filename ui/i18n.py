@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from beatsync import messages
+from beatsync.errors import BeatSyncError
 from beatsync.messages import LANGUAGES, pick_language
 
 STRINGS: dict[str, tuple[str, str]] = {
@@ -127,7 +128,6 @@ STRINGS: dict[str, tuple[str, str]] = {
     # tasks page
     "tasks.title": ("My jobs", "我的任务"),
     "tasks.none": ("No jobs yet in this browser session.", "这个浏览器会话里还没有任务。"),
-    "tasks.open": ("Open", "打开"),
     "tasks.created": ("started {t}", "创建于 {t}"),
     "status.pending": ("waiting", "排队中"),
     "status.processing": ("processing", "处理中"),
@@ -145,8 +145,7 @@ def current() -> str:
 
 
 def t(key: str, **params) -> str:
-    en, zh = STRINGS[key]
-    text = zh if current() == "zh" else en
+    text = messages.in_language(STRINGS[key], current())
     return text.format(**params) if params else text
 
 
@@ -156,12 +155,12 @@ def language_switch() -> None:
 
 
 def stage(status: dict) -> str:
-    return messages.stage_message(status.get("stage"), current(), params=status.get("stage_params"),
-                                  fallback=status.get("message") or "")
+    return messages.status_stage(status, current())
 
 
-def error(err_code: str | None, params: dict | None, fallback: str) -> str:
-    return messages.error_message(err_code, current(), params=params, fallback=fallback)
+def error(err: BeatSyncError | dict) -> str:
+    """An exception's or a failed status's (``error``, ``error_code``, ``error_params``) error, in words."""
+    return messages.error_text(err.to_dict() if isinstance(err, BeatSyncError) else err, current())
 
 
 def notice(n: dict) -> str:

@@ -23,7 +23,7 @@ def _ticks(x, y: float, *, name: str, color: str) -> go.Scattergl:
 
 def on_phone() -> bool:
     """A touch device (from the browser's User-Agent): there a drag must scroll the page, not zoom."""
-    ua = (st.context.headers or {}).get("User-Agent", "") if hasattr(st, "context") else ""
+    ua = (st.context.headers or {}).get("User-Agent", "")
     return any(k in ua for k in ("Mobile", "Android", "iPhone", "iPad"))
 
 

@@ -41,7 +41,7 @@ def load(svc: BeatSync, task_id: str) -> dict | None:
         return svc.status(task_id)
     except BeatSyncError as e:
         st.subheader(t("error.title"))
-        st.warning(i18n.error(e.code, e.params, e.message))
+        st.warning(i18n.error(e))
         st.page_link("views/upload.py", label=t("task.go_upload"), icon="🎵")
         st.page_link("views/tasks.py", label=t("task.go_tasks"), icon="🗂️")
         return None
@@ -89,11 +89,16 @@ def progress_block(svc: BeatSync, s: dict) -> None:
     if s["status"] == "pending" and s.get("queue_length"):
         info.append(t("task.queue", n=s["queue_length"]))
     st.caption(" · ".join(info))
-    if st.button(t("task.cancel"), key=f"cancel-{s['task_id']}"):
+    cancel_button(svc, s["task_id"])
+
+
+def cancel_button(svc: BeatSync, task_id: str) -> None:
+    """A Cancel button for a pending or running task; the page is drawn again once it has stopped."""
+    if st.button(t("task.cancel"), key=f"cancel-{task_id}"):
         try:
-            svc.cancel(s["task_id"], wait_s=3.0)
+            svc.cancel(task_id, wait_s=3.0)
         except BeatSyncError as e:
-            st.warning(i18n.error(e.code, e.params, e.message))
+            st.warning(i18n.error(e))
         st.rerun()
 
 
@@ -101,7 +106,7 @@ def failure(svc: BeatSync, s: dict) -> None:
     if s.get("error_code") == "cancelled":
         st.info(t("task.cancelled"))
     else:
-        st.error(f"**{t('task.failed')}**: " + i18n.error(s.get("error_code"), s.get("error_params"), s.get("error") or ""))
+        st.error(f"**{t('task.failed')}**: " + i18n.error(s))
         h = i18n.hint(s.get("error_code"))
         if h:
             st.caption(t("task.try", hint=h))
@@ -109,7 +114,7 @@ def failure(svc: BeatSync, s: dict) -> None:
         try:
             sub = svc.rerun(s["task_id"])
         except BeatSyncError as e:
-            st.warning(i18n.error(e.code, e.params, e.message))
+            st.warning(i18n.error(e))
         else:
             remember(sub["task_id"])
             st.switch_page("views/task.py", query_params={"task": sub["task_id"]})
@@ -134,7 +139,7 @@ def variant_column(svc: BeatSync, s: dict, variant: str) -> None:
     st.subheader(variant)
     v = (s.get("variants") or {}).get(variant) or {}
     if "error" in v:
-        st.warning(t("task.variant_failed", error=i18n.error(v.get("error_code"), None, v["error"])))
+        st.warning(t("task.variant_failed", error=i18n.error(v)))
         return
     if not s.get(f"{variant}_output"):
         return
@@ -200,7 +205,7 @@ def beat_grid_section(svc: BeatSync, s: dict) -> None:
             try:
                 sub = svc.submit_render(s["task_id"], variant, alternative=choice, nudge_ms=nudge)
             except BeatSyncError as e:
-                st.warning(i18n.error(e.code, e.params, e.message))
+                st.warning(i18n.error(e))
             else:
                 remember(sub["task_id"])
                 st.rerun()

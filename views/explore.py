@@ -32,7 +32,7 @@ if f is not None and st.session_state.get("explore_seen") != (f.name, f.size):
             remember(sub["task_id"])
             st.query_params["task"] = sub["task_id"]
     except BeatSyncError as e:
-        st.error(i18n.error(e.code, e.params, e.message))
+        st.error(i18n.error(e))
 
 result = st.session_state.get("explore_result")
 task_id = st.query_params.get("task")
@@ -43,7 +43,7 @@ if task_id and result is None:
         if s["status"] == "success":
             result = (name, svc.beat_grid(task_id))
         elif s["status"] == "failed":
-            st.error(i18n.error(s.get("error_code"), s.get("error_params"), s.get("error") or ""))
+            st.error(i18n.error(s))
         else:
             st.info(t("explore.long"))
             live(svc, [task_id])

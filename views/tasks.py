@@ -8,8 +8,8 @@ from beatsync.errors import BeatSyncError
 from beatsync.tasks import FINISHED
 from ui import i18n
 from ui.i18n import t
-from ui.state import my_tasks, remember, service
-from ui.task_view import refresh_on_change
+from ui.state import my_tasks, service
+from ui.task_view import cancel_button, refresh_on_change
 
 svc = service()
 st.title(t("tasks.title"))
@@ -27,7 +27,7 @@ for tid in ids:
     try:
         s = svc.status(tid)
     except BeatSyncError as e:
-        st.caption(f"`{tid}` · " + i18n.error(e.code, e.params, e.message))
+        st.caption(f"`{tid}` · " + i18n.error(e))
         continue
     names = s.get("inputs", {})
     title = names.get("dance", names.get("media", {})).get("name", "?")
@@ -43,13 +43,8 @@ for tid in ids:
                 st.progress(s["progress"] / 100.0)
                 unfinished[tid] = (s["status"], round(s["progress"]))
         with c3:
-            if s["status"] not in FINISHED and st.button(t("task.cancel"), key=f"cancel-{tid}"):
-                try:
-                    svc.cancel(tid, wait_s=3.0)
-                except BeatSyncError as e:
-                    st.warning(i18n.error(e.code, e.params, e.message))
-                remember(tid)
-                st.rerun()
+            if s["status"] not in FINISHED:
+                cancel_button(svc, tid)
 
 if unfinished:
     refresh_on_change(svc, unfinished)
