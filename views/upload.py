@@ -42,7 +42,7 @@ if st.button(t("upload.sync"), type="primary", disabled=dance is None or song is
             b = svc.upload_file(song.name, song)
             sub = svc.submit(d["file_id"], b["file_id"], {"trim": trim, "margin_s": margin, "fill": fill})
     except BeatSyncError as e:
-        st.error(error(e.code, e.params, e.message))
+        st.error(error(e))
     else:
         remember(sub["task_id"])
         st.switch_page("views/task.py", query_params={"task": sub["task_id"]})
