@@ -467,3 +467,145 @@ def write_class_media(folder, *, ext: str = "mp4", song_ext: str = "wav", song_c
     video = mediagen.write_class_video(folder / f"class.{ext}", duration_s=video_s, size=size, fps=fps, gop=gop,
                                        audio=sound, sr=video_sr, audio_delay_s=delay_s, **video_kw)
     return ClassMedia(song_path, song_y, song_sr, video, sound, video_sr, music_at_s, music_len_s, video_s, delay_s)
+
+
+# --------------------------------------------------------------------------------------------
+# class structures: several run-throughs, dance edits, quiet passages, buried music, no music
+# (each returns ``(recording (n,), truths)``: one `Truth` per stretch of song, in dance order)
+# --------------------------------------------------------------------------------------------
+
+
+def back_to_back(song_y: np.ndarray, sr: int, *, at_s: float, pieces, total_s: float,
+                 rate: float = 1.0) -> tuple[np.ndarray, list[Truth]]:
+    """A dance edit: the song pieces ``[(bgm_start_s, length_s), ...]`` played one right after the
+    other from dance time ``at_s`` (no gap, no overlap: each piece starts on the sample where the
+    previous one ended), at ``rate`` with the pitch moving. Silence elsewhere."""
+    rec = np.zeros(int(round(total_s * sr)), np.float32)
+    truths = []
+    t = at_s
+    for bgm_start_s, length_s in pieces:
+        r, truth = place(song_y, t, bgm_start_s, length_s, rate, total_s, sr)
+        rec += r
+        truths.append(truth)
+        t = truth.dance_end_s
+    return rec, truths
+
+
+def edit_cut(song_y: np.ndarray, sr: int, *, at_s: float = 2.0, first=(0.0, 15.0), then=(25.0, 40.0),
+             total_s: float = 35.0) -> tuple[np.ndarray, list[Truth]]:
+    """A section cut: song ``first[0]``-``first[1]`` s then, with no pause, ``then[0]``-``then[1]`` s
+    (the music jumps ahead), from dance time ``at_s``. Returns ``(recording, [truth1, truth2])``."""
+    return back_to_back(song_y, sr, at_s=at_s, total_s=total_s,
+                        pieces=[(first[0], first[1] - first[0]), (then[0], then[1] - then[0])])
+
+
+def edit_repeat(song_y: np.ndarray, sr: int, *, at_s: float = 1.0, first=(0.0, 20.0), then=(12.0, 35.0),
+                total_s: float = 46.0) -> tuple[np.ndarray, list[Truth]]:
+    """A repeated section: song ``first`` then, with no pause, ``then`` which starts before ``first``
+    ended (the music jumps back). Returns ``(recording, [truth1, truth2])``."""
+    return edit_cut(song_y, sr, at_s=at_s, first=first, then=then, total_s=total_s)
+
+
+def two_speeds(song_y: np.ndarray, sr: int, *, slow_rate: float, mode: str = "speed", at_s: float = 1.5,
+               bgm_start_s: float = 0.0, slow_len_s: float = 20.0, gap_s: float = 5.0, fast_len_s: float = 25.0,
+               tail_s: float = 2.0, talk_seed: int = 0, talk_level: float = 0.3) -> tuple[np.ndarray, list[Truth]]:
+    """A slow run-through then full speed: the song from ``bgm_start_s`` at ``slow_rate`` (``mode``
+    "speed": pitch moved, "stretch": pitch kept) for ``slow_len_s`` dance seconds from ``at_s``, then
+    ``gap_s`` seconds of talking (`speech_like`), then the song again from ``bgm_start_s`` at 1.0x for
+    ``fast_len_s`` seconds, then ``tail_s`` of silence. Returns ``(recording, [slow, full])``."""
+    total_s = at_s + slow_len_s + gap_s + fast_len_s + tail_s
+    r1, t1 = place(song_y, at_s, bgm_start_s, slow_len_s, slow_rate, total_s, sr, mode=mode)
+    r2, t2 = place(song_y, t1.dance_end_s + gap_s, bgm_start_s, fast_len_s, 1.0, total_s, sr)
+    rec = r1 + r2
+    a = int(round(t1.dance_end_s * sr))
+    b = int(round(t2.dance_start_s * sr))
+    rec[a:b] += speech_like(b - a, sr, seed=talk_seed, level=talk_level)
+    return rec, [t1, t2]
+
+
+def quiet_passage(song_y: np.ndarray, sr: int, start_s: float, end_s: float, *, gain: float = 0.03,
+                  ramp_s: float = 0.05) -> np.ndarray:
+    """A copy of the song with ``start_s``-``end_s`` turned down to ``gain`` (a breakdown), through
+    raised-cosine ramps of ``ramp_s`` inside the passage (no artificial clicks at its edges)."""
+    y = np.array(song_y, dtype=np.float32, copy=True)
+    a, b = int(round(start_s * sr)), int(round(end_s * sr))
+    r = max(1, int(round(ramp_s * sr)))
+    g = np.full(b - a, gain, np.float64)
+    fade = gain + (1 - gain) * 0.5 * (1 + np.cos(np.pi * np.arange(r) / r))  # 1 -> gain
+    g[:r] = fade
+    g[-r:] = fade[::-1]
+    y[..., a:b] *= g.astype(np.float32)
+    return y
+
+
+def buried(song_y: np.ndarray, sr: int, *, at_s: float, bgm_start_s: float, length_s: float, total_s: float,
+           snr_db: float, seed: int = 0, talkers: int = 3) -> tuple[np.ndarray, list[Truth]]:
+    """``length_s`` seconds of the song (from ``bgm_start_s``, at 1.0x, from dance time ``at_s``) inside
+    ``total_s`` seconds of babble (`speech_like`, ``talkers``) plus pink noise of the same RMS, the
+    music ``snr_db`` below that background (RMS over the span where the music plays).
+    Returns ``(recording, [truth])``."""
+    music, truth = place(song_y, at_s, bgm_start_s, length_s, 1.0, total_s, sr)
+    n = len(music)
+    talk = speech_like(n, sr, seed=seed, talkers=talkers, level=0.3).astype(np.float64)
+    talk_rms = float(np.sqrt(np.mean(talk**2))) or 1.0
+    back = talk + pink(n, seed=seed + 1) * talk_rms
+    a, b = int(round(truth.dance_start_s * sr)), int(round(truth.dance_end_s * sr))
+    music_rms = float(np.sqrt(np.mean(music[a:b].astype(np.float64) ** 2)))
+    back_rms = float(np.sqrt(np.mean(back[a:b] ** 2)))
+    back *= music_rms / back_rms * 10 ** (-snr_db / 20)
+    out = music + back
+    out *= 0.9 / float(np.max(np.abs(out)))  # the phone's gain: full scale, no clipping
+    return out.astype(np.float32), [truth]
+
+
+def clap_train(n: int, sr: int, *, tempo_bpm: float, start_s: float = 0.5, seed: int = 0,
+               level: float = 0.5) -> np.ndarray:
+    """Hand claps (band-passed noise bursts, ~10 ms decay) exactly on every beat at ``tempo_bpm``
+    from ``start_s``: a metronome-steady clapping teacher. ``(n,)`` float32."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(n)
+    b, a = signal.butter(2, [800, 3000], btype="bandpass", fs=sr)
+    m = int(0.08 * sr)
+    t = start_s
+    while t < n / sr:
+        burst = signal.lfilter(b, a, rng.standard_normal(m)) * _decay(m, sr, 0.012)
+        _add(out, int(round(t * sr)), rng.uniform(0.7, 1.0) * burst)
+        t += 60.0 / tempo_bpm
+    peak = float(np.max(np.abs(out))) or 1.0
+    return (out * (level / peak)).astype(np.float32)
+
+
+def footsteps(n: int, sr: int, *, tempo_bpm: float, seed: int = 0, level: float = 0.5,
+              jitter_s: float = 0.03, p: float = 0.7) -> np.ndarray:
+    """Dancers' footsteps: low thumps (a 50-90 Hz sine and a little low-passed noise, ~70 ms decay)
+    on a random ``p`` of the beats at ``tempo_bpm``, each ``jitter_s`` (s.d.) off the beat. ``(n,)``."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(n)
+    b, a = signal.butter(2, 200, btype="lowpass", fs=sr)
+    m = int(0.3 * sr)
+    tm = np.arange(m) / sr
+    t = rng.uniform(0, 60.0 / tempo_bpm)
+    while t < n / sr:
+        if rng.random() < p:
+            f = rng.uniform(50, 90)
+            thump = (np.sin(2 * np.pi * f * tm) + 0.5 * signal.lfilter(b, a, rng.standard_normal(m))) \
+                * _decay(m, sr, 0.07)
+            _add(out, int(round((t + rng.normal(0, jitter_s)) * sr)), rng.uniform(0.5, 1.0) * thump)
+        t += 60.0 / tempo_bpm
+    peak = float(np.max(np.abs(out))) or 1.0
+    return (out * (level / peak)).astype(np.float32)
+
+
+def songless_rhythm(total_s: float, sr: int, *, tempo_bpm: float, seed: int = 0) -> tuple[np.ndarray, list[Truth]]:
+    """Rhythm with no music: claps on the beat (`clap_train`), a teacher counting (one talker of
+    `speech_like`) and footsteps (`footsteps`), all at ``tempo_bpm``, with a little room noise.
+    Returns ``(recording, [])``: the song is not in it."""
+    n = int(round(total_s * sr))
+    y = (clap_train(n, sr, tempo_bpm=tempo_bpm, seed=seed, level=0.5)
+         + speech_like(n, sr, seed=seed + 1, talkers=1, level=0.4)
+         + footsteps(n, sr, tempo_bpm=tempo_bpm, seed=seed + 2, level=0.4))
+    return noise(y, 30.0, seed=seed + 3), []
+
+
+__all__ += ["back_to_back", "buried", "clap_train", "edit_cut", "edit_repeat", "footsteps", "quiet_passage",
+            "songless_rhythm", "two_speeds"]
