@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from mediagen import CLICK_TIMES_S
 
-from beatsync.errors import MediaError
+from beatsync.errors import MediaError, ParameterError
 from beatsync.media import (
     CutPlan,
     black_frames,
@@ -32,6 +32,7 @@ from beatsync.media import (
     require_audio,
     require_video,
     run_ffmpeg,
+    stream_audio,
 )
 from beatsync.media import ffmpeg as ffmpeg_mod
 
@@ -440,6 +441,40 @@ def test_decode_audio_grows_buffer_when_duration_is_wrong(make_song, monkeypatch
     assert len(y) == 3 * 44100
 
 
+@pytest.mark.parametrize(("ext", "block"), [("wav", 1000), ("mp3", 1 << 16), ("mkv", 4093)])
+def test_stream_audio_is_decode_audio_in_blocks(make_song, make_class_video, ext, block):
+    """Streamed in blocks, the sound is sample for sample what `decode_audio` gives (same timeline)."""
+    path = make_class_video("mkv", duration_s=3.0) if ext == "mkv" else make_song(ext, duration_s=3.0)[0]
+    info = probe(path)
+    whole = decode_audio(path, sr=44100, mono=False, info=info)
+    blocks = list(stream_audio(path, sr=44100, info=info, block=block))
+    assert all(b.shape == (whole.shape[0], block) for b in blocks[:-1])
+    assert np.array_equal(np.concatenate(blocks, axis=1), whole)
+    mono = np.concatenate(list(stream_audio(path, sr=22050, mono=True, info=info, block=block)), axis=1)
+    assert mono.shape[0] == 1 and np.array_equal(mono[0], decode_audio(path, sr=22050, info=info))
+
+
+def test_stream_audio_closed_early_stops_ffmpeg(make_song):
+    path, _ = make_song("wav", duration_s=4.0)
+    blocks = stream_audio(path, sr=44100, block=1000)
+    next(blocks)
+    assert len(ffmpeg_mod._running) == 1
+    blocks.close()
+    assert not ffmpeg_mod._running
+
+
+def test_stream_audio_failure_is_decode_failed(make_class_video, tmp_path):
+    src = make_class_video("mp4", duration_s=2.0)
+    info = probe(src)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(src.read_bytes())
+    mediagen.zero_mdat(broken)
+    with pytest.raises(MediaError) as exc:
+        list(stream_audio(broken, sr=44100, info=info))
+    assert exc.value.code == "decode_failed"
+    assert not ffmpeg_mod._running
+
+
 # --------------------------------------------------------------------------------------------
 # black frames
 # --------------------------------------------------------------------------------------------
@@ -644,3 +679,72 @@ def test_mux_cancelled_leaves_nothing_behind(make_class_video, click_track, tmp_
         )
     assert exc.value.code == "ffmpeg_killed"
     assert [p.name for p in tmp_path.iterdir() if p.suffix != ".avi"] == []
+
+
+def _blocks(audio: np.ndarray, size: int, *, closed: list | None = None):
+    try:
+        for i in range(0, audio.shape[1], size):
+            yield audio[:, i : i + size]
+    finally:
+        if closed is not None:
+            closed.append(True)
+
+
+def test_mux_streams_blocks_as_it_writes_an_array(make_class_video, click_track, tmp_path):
+    """The sound given as blocks of any length (made while ffmpeg runs) gives the same file sound
+    as the whole array; a shorter sound is padded with silence, a longer one cut."""
+    src = make_class_video("mp4", gop=30, fps=30.0, duration_s=5.0)
+    info = probe(src)
+    plan = plan_cut(info, start_s=1.3, end_s=3.8)
+    song = click_track(plan.duration_s + 0.5)
+    whole = mux(video_path=src, info=info, plan=plan, audio=song, sr=44100, out_path=tmp_path / "whole.mp4")
+    closed, progress = [], []
+    streamed = mux(video_path=src, info=info, plan=plan, audio=_blocks(song, 7777, closed=closed), channels=2,
+                   sr=44100, out_path=tmp_path / "streamed.mp4", on_progress=progress.append)
+    assert streamed == whole and closed == [True]
+    assert progress and progress[-1] == 1.0 and progress == sorted(progress)
+    a = decode_audio(tmp_path / "whole.mp4", sr=44100, mono=False)
+    b = decode_audio(tmp_path / "streamed.mp4", sr=44100, mono=False)
+    assert a.shape == b.shape and np.array_equal(a, b)
+    _assert_click_sync(probe(tmp_path / "streamed.mp4"))
+    short = mux(video_path=src, info=info, plan=plan, audio=_blocks(song[:, :22050], 1000), channels=2, sr=44100,
+                out_path=tmp_path / "short.mp4")
+    assert short["duration_s"] == plan.duration_s
+    y = decode_audio(tmp_path / "short.mp4", sr=44100, mono=False)
+    assert y.shape[1] >= int(plan.duration_s * 44100) - 2048 and not y[:, 30000:].any()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    with pytest.raises(ParameterError):
+        mux(video_path=src, info=info, plan=plan, audio=_blocks(song, 1000), sr=44100, out_path=tmp_path / "x.mp4")
+
+
+def test_mux_blocks_failing_stop_ffmpeg_and_leave_nothing(make_class_video, click_track, tmp_path):
+    """When making the sound fails half way, ffmpeg is stopped (not left to finish a file with the
+    sound cut short), the error is the sound's own, and nothing is left behind."""
+    src = make_class_video("mp4", gop=30, duration_s=4.0)
+    info = probe(src)
+    plan = plan_cut(info, start_s=0.0, end_s=4.0)
+
+    def failing():
+        yield click_track(1.0)
+        raise ValueError("the sound could not be made")
+
+    with pytest.raises(ValueError, match="could not be made"):
+        mux(video_path=src, info=info, plan=plan, audio=failing(), channels=2, sr=44100,
+            out_path=tmp_path / "failed.mp4")
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".mp4" and p != src] == []
+    assert not ffmpeg_mod._running
+
+
+def test_mux_ffmpeg_failing_while_sound_streams(make_class_video, click_track, tmp_path):
+    """ffmpeg exiting at once (it cannot write this picture into mp4) while a long sound is being
+    written: the writer stops at the broken pipe, the error is ffmpeg's, the blocks are closed."""
+    src = make_class_video("webm", vcodec="libvpx", duration_s=2.0)
+    info = probe(src)
+    forced = CutPlan(start_s=0.0, end_s=120.0, copy_video=True)  # vp8 cannot be copied into mp4
+    closed = []
+    with pytest.raises(MediaError) as exc:
+        mux(video_path=src, info=info, plan=forced, audio=_blocks(click_track(120.0), 4096, closed=closed),
+            channels=2, sr=44100, out_path=tmp_path / "result.mp4")
+    assert exc.value.code == "ffmpeg_failed"
+    assert closed == [True] and not ffmpeg_mod._running
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".mp4"] == []

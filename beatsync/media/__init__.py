@@ -5,7 +5,7 @@ with PyAV (structured data, never ffmpeg's human-readable output). Every user-fa
 `beatsync.errors.MediaError` with a stable ``code``.
 """
 
-from beatsync.media.audio import decode_audio
+from beatsync.media.audio import decode_audio, stream_audio
 from beatsync.media.ffmpeg import ffmpeg_exe, ffmpeg_pipe, kill_children, run_ffmpeg
 from beatsync.media.probe import (
     AudioStreamInfo,
@@ -39,4 +39,5 @@ __all__ = [
     "require_audio",
     "require_video",
     "run_ffmpeg",
+    "stream_audio",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -10,7 +11,7 @@ from beatsync.errors import MediaError, ParameterError
 from beatsync.media.ffmpeg import ffmpeg_pipe, has_soxr
 from beatsync.media.probe import MediaInfo, probe, require_audio
 
-__all__ = ["decode_audio"]
+__all__ = ["decode_audio", "stream_audio"]
 
 _CHUNK_BYTES = 1 << 20  # 1 MiB reads from the pipe
 
@@ -144,3 +145,77 @@ def decode_audio(path, *, sr: int, mono: bool = True, info: MediaInfo | None = N
             reason="no samples",
         )
     return samples[:, 0] if mono else samples.T
+
+
+def stream_audio(
+    path, *, sr: int, mono: bool = False, info: MediaInfo | None = None, block: int = 1 << 16
+) -> Iterator[np.ndarray]:
+    """The sound of a file as `decode_audio` gives it, a block at a time, without holding it all.
+
+    The same ffmpeg command and timeline as `decode_audio` (sample ``k`` of the concatenated
+    blocks is the sound at dance time ``info.audio_origin_s + k / sr``), read from the pipe as it
+    is consumed: ffmpeg waits while the blocks are not taken. Closing the generator early stops
+    ffmpeg.
+
+    Parameters
+    ----------
+    path, sr, mono, info
+        As for `decode_audio`.
+    block : int
+        Samples per channel in each block (the last one may be shorter).
+
+    Yields
+    ------
+    numpy.ndarray
+        float32 ``(channels, k)`` blocks (``(1, k)`` when ``mono``).
+
+    Raises
+    ------
+    MediaError
+        As `decode_audio`: ``"no_audio"``, ``"decode_failed"`` (also when no sound came out),
+        ``"ffmpeg_killed"``; raised when the failure shows (at the end of the pipe).
+    """
+    if int(sr) <= 0:
+        raise ParameterError(f"sr must be a positive sample rate in Hz, got {sr!r}")
+    if int(block) <= 0:
+        raise ParameterError(f"block must be a positive number of samples, got {block!r}")
+    path = os.fspath(path)
+    info = info if info is not None else probe(path)
+    stream = require_audio(info)
+    channels = 1 if mono else stream.channels
+    name = os.path.basename(path)
+    args = _decode_args(path, index=stream.index, sr=int(sr), channels=channels)
+    frame_bytes = 4 * channels
+    total = 0
+    try:
+        with ffmpeg_pipe(args, what=f"Decoding the sound of {name}") as proc:
+            while True:
+                buf = np.empty(int(block) * channels, np.float32)
+                raw = memoryview(buf).cast("B")
+                pos = 0
+                while pos < raw.nbytes:  # a pipe gives what is there: fill the block
+                    got = proc.stdout.readinto(raw[pos:])
+                    if not got:
+                        break
+                    pos += got
+                raw.release()
+                k = pos // frame_bytes
+                if k:
+                    total += k
+                    yield buf[: k * channels].reshape(k, channels).T
+                if pos < buf.nbytes:
+                    break
+    except MediaError as exc:
+        if exc.code == "ffmpeg_killed":
+            raise
+        reason = exc.params.get("reason", exc.message)
+        raise MediaError(
+            "decode_failed", f"could not decode the sound of {name}: {reason}", name=name, reason=reason
+        ) from exc
+    if total == 0:
+        raise MediaError(
+            "decode_failed",
+            f"could not decode the sound of {name}: no sound came out",
+            name=name,
+            reason="no samples",
+        )

@@ -183,7 +183,7 @@ def run_ffmpeg(
 
 
 @contextlib.contextmanager
-def ffmpeg_pipe(args: Sequence[str], *, what: str) -> Iterator[subprocess.Popen]:
+def ffmpeg_pipe(args: Sequence[str], *, what: str, stdin: bool = False) -> Iterator[subprocess.Popen]:
     """Run ffmpeg with its stdout on a pipe, for streaming its output (decoded audio, progress).
 
     Read ``proc.stdout`` to the end inside the ``with`` block. stderr goes to a temporary file (no
@@ -195,6 +195,11 @@ def ffmpeg_pipe(args: Sequence[str], *, what: str) -> Iterator[subprocess.Popen]
         ffmpeg arguments; the output must be ``pipe:1`` (or stdout must carry ``-progress pipe:1``).
     what : str
         What the command does, for messages.
+    stdin : bool
+        Give ffmpeg a pipe as its stdin (an input ``pipe:0``): write to ``proc.stdin`` from another
+        thread while this one reads ``proc.stdout``, and close it at the end of the input. Whoever
+        writes must expect `BrokenPipeError` when ffmpeg stops reading (it failed, was killed, or
+        had all it needed); it is closed, if still open, when the block is left.
 
     Yields
     ------
@@ -210,7 +215,7 @@ def ffmpeg_pipe(args: Sequence[str], *, what: str) -> Iterator[subprocess.Popen]
     with tempfile.TemporaryFile() as errfile:
         proc = subprocess.Popen(
             _command(args),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=errfile,
         )
@@ -222,6 +227,9 @@ def ffmpeg_pipe(args: Sequence[str], *, what: str) -> Iterator[subprocess.Popen]
                 _kill(proc)
                 raise
             finally:
+                if proc.stdin is not None:
+                    with contextlib.suppress(OSError, ValueError):  # BrokenPipeError: ffmpeg is gone
+                        proc.stdin.close()
                 proc.stdout.close()
                 proc.wait()
         finally:

@@ -10,13 +10,14 @@ import contextlib
 import math
 import os
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from beatsync.errors import MediaError, ParameterError
-from beatsync.media.ffmpeg import ffmpeg_pipe
+from beatsync.media.ffmpeg import _kill, ffmpeg_pipe
 from beatsync.media.probe import MediaInfo, frame_times, keyframe_times, require_video
 
 __all__ = ["OUTPUT_COPY_CODECS", "CutPlan", "plan_cut", "mux"]
@@ -26,7 +27,7 @@ OUTPUT_COPY_CODECS = {"h264", "hevc", "av1", "vp9", "mpeg4"}
 
 _MIN_BITRATE = 192_000
 _SNAP_TOLERANCE_S = 1e-4  # a wanted start this close after a frame time counts as on it
-_WRITE_CHUNK = 1 << 18  # samples per channel written at a time
+_WRITE_CHUNK = 1 << 16  # samples per channel written to ffmpeg at a time
 
 
 @dataclass
@@ -119,26 +120,71 @@ def _bitrate_bps(bitrate: str) -> int:
     return int(float(m.group(1)) * scale)
 
 
-def _as_frames(audio: np.ndarray) -> np.ndarray:
-    """View ``audio`` (``(n,)`` or ``(channels, n)``) as ``(n, channels)`` float32 (no copy if possible)."""
+def _check_channels(channels: int, shape) -> None:
+    if not 1 <= channels <= 8:
+        raise ParameterError(f"audio must be (n,) or (channels, n) with 1..8 channels, got shape {shape}")
+
+
+def _blocks_of(audio: np.ndarray) -> tuple[int, Iterable[np.ndarray]]:
+    """``(channels, blocks)`` of an array ``(n,)`` or ``(channels, n)`` (views, no copy)."""
     a = np.asarray(audio)
     if a.ndim == 1:
         a = a[None, :]
-    if a.ndim != 2 or a.shape[0] < 1 or a.shape[0] > 8:
+    if a.ndim != 2:
         raise ParameterError(f"audio must be (n,) or (channels, n) with 1..8 channels, got shape {a.shape}")
-    return a.T.astype(np.float32, copy=False)
+    _check_channels(a.shape[0], a.shape)
+    return a.shape[0], (a[:, i : i + _WRITE_CHUNK] for i in range(0, a.shape[1], _WRITE_CHUNK))
 
 
-def _write_raw(path: str, frames: np.ndarray, n: int) -> None:
-    """Write the first ``n`` frames of ``frames`` (zero-padded) as interleaved little-endian f32."""
-    channels = frames.shape[1]
-    with open(path, "wb") as fh:
-        for i in range(0, min(n, frames.shape[0]), _WRITE_CHUNK):
-            chunk = frames[i : min(i + _WRITE_CHUNK, n)]
-            fh.write(np.ascontiguousarray(chunk, dtype="<f4").tobytes())
-        pad = n - min(n, frames.shape[0])
-        for i in range(0, pad, _WRITE_CHUNK):
-            fh.write(np.zeros((min(_WRITE_CHUNK, pad - i), channels), dtype="<f4").tobytes())
+class _Feeder(threading.Thread):
+    """Writes the sound, block by block, to ffmpeg's stdin as interleaved little-endian float32:
+    exactly ``n`` frames (cut, or padded with silence), then closes it.
+
+    The blocks are made as they are written (a generator's work runs in this thread). If making
+    them fails, ffmpeg is killed (so that it does not finish a file with the sound cut short) and
+    the exception is kept in ``error``. If ffmpeg stops reading (it failed, was killed, or had
+    enough), writing stops quietly: ffmpeg's exit status tells what happened.
+    """
+
+    def __init__(self, proc, blocks: Iterable[np.ndarray], *, n: int, channels: int):
+        super().__init__(name="beatsync-mux-feeder", daemon=True)
+        self.proc, self.blocks, self.n, self.channels = proc, blocks, n, channels
+        self.error: BaseException | None = None
+
+    def _write(self, frames: np.ndarray) -> None:
+        self.proc.stdin.write(memoryview(np.ascontiguousarray(frames, dtype="<f4")).cast("B"))
+
+    def run(self) -> None:
+        left = self.n
+        it = iter(self.blocks)
+        try:
+            try:
+                for block in it:
+                    block = np.atleast_2d(np.asarray(block))
+                    if block.shape[0] != self.channels:
+                        raise ParameterError(
+                            f"every block must have {self.channels} channels, got shape {block.shape}"
+                        )
+                    for i in range(0, min(left, block.shape[1]), _WRITE_CHUNK):
+                        chunk = block[:, i : min(i + _WRITE_CHUNK, left)]
+                        self._write(chunk.T)
+                    left -= min(left, block.shape[1])
+                    if left == 0:
+                        break
+                while left > 0:
+                    k = min(left, _WRITE_CHUNK)
+                    self._write(np.zeros((k, self.channels), np.float32))
+                    left -= k
+                self.proc.stdin.close()
+            finally:
+                close = getattr(it, "close", None)
+                if close is not None:
+                    close()  # a generator's own clean-up (e.g. a decoder it reads from)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # ffmpeg stopped reading; its exit status tells why
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that waits for ffmpeg
+            self.error = exc
+            _kill(self.proc)
 
 
 def _seek_arg(t: float) -> str:
@@ -169,7 +215,6 @@ def _mux_args(
     video_path: str,
     info: MediaInfo,
     plan: CutPlan,
-    raw: str,
     sr: int,
     channels: int,
     bitrate: str,
@@ -179,7 +224,7 @@ def _mux_args(
     ss = _seek_arg(video.start_s + plan.start_s)
     args = [] if plan.copy_video else ["-noautorotate"]  # keep the display matrix, don't rotate pixels
     args += ["-ss", ss, "-seek_timestamp", "1", "-i", video_path]
-    args += ["-f", "f32le", "-ar", str(sr), "-ac", str(channels), "-i", raw]
+    args += ["-f", "f32le", "-ar", str(sr), "-ac", str(channels), "-i", "pipe:0"]
     args += ["-map", f"0:{video.index}", "-map", "1:a:0", "-map_chapters", "-1"]
     args += _video_args(info, plan)
     args += ["-c:a", "aac", "-b:a", bitrate]
@@ -211,11 +256,12 @@ def mux(
     video_path,
     info: MediaInfo,
     plan: CutPlan,
-    audio: np.ndarray,
+    audio: np.ndarray | Iterable[np.ndarray],
     sr: int,
     out_path,
     bitrate: str = "192k",
     on_progress: Callable[[float], None] | None = None,
+    channels: int | None = None,
 ) -> dict:
     """Write an .mp4 with the class video's picture over ``plan`` and ``audio`` as its sound.
 
@@ -226,6 +272,10 @@ def mux(
     list for the AAC priming (1024 samples), so ``audio[0]`` plays with the first frame. When
     copying, ffmpeg ends the picture in decode order, so with B-frames up to two frames past
     ``plan.end_s`` may be kept (the sound still ends at ``plan.end_s``).
+
+    The sound goes to ffmpeg through a pipe (its stdin), written by a thread of its own while
+    this one follows ffmpeg's progress: an iterable of blocks is made as ffmpeg takes it, so a
+    long sound track never needs to exist in memory at once.
 
     The file is written as ``.<stem>.partial.mp4`` next to ``out_path`` and renamed on success;
     on failure nothing is left behind.
@@ -238,9 +288,12 @@ def mux(
         `probe` of ``video_path``.
     plan : CutPlan
         From `plan_cut`.
-    audio : numpy.ndarray
+    audio : numpy.ndarray or iterable of numpy.ndarray
         float32 ``(channels, n)`` or ``(n,)``: the song at its own rate ``sr``; sample 0 plays at
-        ``plan.start_s``. Cut or zero-padded to ``plan.duration_s``.
+        ``plan.start_s``. Or an iterable of such ``(channels, k)`` blocks, one after the other
+        (e.g. `beatsync.render_audio.track_blocks`), with ``channels`` given. Cut or zero-padded
+        to ``plan.duration_s``. If the iterable raises, ffmpeg is stopped, nothing is left behind
+        and its exception is raised here.
     sr : int
         Sample rate of ``audio`` in Hz.
     out_path : str or os.PathLike
@@ -248,7 +301,10 @@ def mux(
     bitrate : str
         AAC bit rate, at least ``"192k"``.
     on_progress : callable, optional
-        Called with the fraction done (0..1, non-decreasing) while ffmpeg runs.
+        Called with the fraction done (0..1, non-decreasing) while ffmpeg runs, from the calling
+        thread.
+    channels : int, optional
+        Channel count of the blocks when ``audio`` is an iterable (required then; 1..8).
 
     Returns
     -------
@@ -269,34 +325,47 @@ def mux(
         raise ParameterError(f"sr must be a positive sample rate in Hz, got {sr!r}")
     if not plan.duration_s > 0:
         raise ParameterError("plan.end_s must be after plan.start_s")
-    frames = _as_frames(audio)
-    channels = frames.shape[1]
+    if isinstance(audio, np.ndarray):
+        channels, blocks = _blocks_of(audio)
+    else:
+        if channels is None:
+            raise ParameterError("channels is required when audio is an iterable of blocks")
+        _check_channels(int(channels), f"(channels={channels}, ...)")
+        channels, blocks = int(channels), audio
     n = int(round(plan.duration_s * sr))
     out_path = os.fspath(out_path)
     folder, name = os.path.split(os.path.abspath(out_path))
     stem = os.path.splitext(name)[0]
     partial = os.path.join(folder, f".{stem}.partial.mp4")
-    raw = os.path.join(folder, f".{stem}.audio.f32")
     try:
         try:
-            _write_raw(raw, frames, n)
+            with open(partial, "wb"):  # the folder exists and takes files (ffmpeg then writes over it)
+                pass
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise MediaError(
                 "write_failed", f"could not write {name}: {reason}", name=name, reason=reason
             ) from exc
         args = _mux_args(
-            video_path=os.fspath(video_path), info=info, plan=plan, raw=raw, sr=int(sr),
+            video_path=os.fspath(video_path), info=info, plan=plan, sr=int(sr),
             channels=channels, bitrate=bitrate, out=partial,
         )  # fmt: skip
-        with ffmpeg_pipe(args, what=f"Rendering {name}") as proc:
-            _follow_progress(proc.stdout, duration_s=plan.duration_s, on_progress=on_progress)
+        with ffmpeg_pipe(args, what=f"Rendering {name}", stdin=True) as proc:
+            feeder = _Feeder(proc, blocks, n=n, channels=channels)
+            feeder.start()
+            try:
+                _follow_progress(proc.stdout, duration_s=plan.duration_s, on_progress=on_progress)
+            except BaseException:
+                _kill(proc)  # so that the feeder's writes fail at once
+                feeder.join()
+                raise
+            feeder.join()
+            if feeder.error is not None:
+                raise feeder.error
         os.replace(partial, out_path)
     except BaseException:
         _remove(partial)
         raise
-    finally:
-        _remove(raw)
     if on_progress is not None:
         on_progress(1.0)
     return {
