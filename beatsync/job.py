@@ -52,12 +52,14 @@ def run(store: Store, task_id: str, attempt: int) -> dict:
         raise BeatSyncError("not_found", "The task no longer exists.")
     folder = store.task_dir(task_id)
     last = {"t": 0.0, "stage": None}
+    lock = threading.Lock()  # the pipeline reports from its variants' threads
 
     def progress(pct: float, stage: str, message: str) -> None:
-        now = time.monotonic()
-        if stage == last["stage"] and now - last["t"] < PROGRESS_EVERY_S and pct < 100:
-            return
-        last.update(t=now, stage=stage)
+        with lock:
+            now = time.monotonic()
+            if stage == last["stage"] and now - last["t"] < PROGRESS_EVERY_S and pct < 100:
+                return
+            last.update(t=now, stage=stage)
         try:
             held = store.report_progress(task_id, attempt, pct, stage, message)
         except BeatSyncError as e:
@@ -85,7 +87,8 @@ def run(store: Store, task_id: str, attempt: int) -> dict:
             result = pipeline.render(str(paths["dance"]), str(paths["bgm"]), str(path), rec["render"]["alignment"],
                                      options=rec["options"], on_progress=progress)
             return {"outputs": {variant: rel(path)}, "message": "Done", "stage": "done",
-                    "variants": {variant: {"alignment": result["alignment"], "render": result["render"]}},
+                    "variants": {variant: {"alignment": result["alignment"], "render": result["render"],
+                                           "trim": result["trim"]}},
                     **{k: result[k] for k in ("trim", "warnings", "notices", "seconds")}}
         result = pipeline.process(str(paths["dance"]), str(paths["bgm"]), str(out), options=rec["options"],
                                   on_progress=progress, beatgrid_path=str(out / "beatgrid.json"))
@@ -98,7 +101,7 @@ def run(store: Store, task_id: str, attempt: int) -> dict:
             outputs[variant] = rel(path)
     for v in result.get("variants", {}).values():
         v.pop("output", None)  # server paths stay on the server; `outputs` names the files
-    keep = ("variants", "trim", "agreement", "warnings", "notices", "seconds")
+    keep = ("variants", "trim", "agreement", "warnings", "notices", "seconds", "timings")
     return {"outputs": outputs, "beatgrid": rel(out / "beatgrid.json"), "message": result.get("message", "Done"),
             "stage": "done", **{k: result[k] for k in keep if k in result}}
 

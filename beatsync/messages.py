@@ -178,6 +178,8 @@ NOTICES = {
                  "{engine}：发现 {count} 段播放：音乐中途停过又重新开始。"),
     "engine_failed": ("{engine} could not place the song; use the other result.",
                       "{engine} 没能定位歌曲，请使用另一个结果。"),
+    "same_result": ("{engine} found the same result as {same_as} (within 1 ms): both videos are the same file.",
+                    "{engine} 与 {same_as} 的结果相同（相差不到 1 毫秒）：两个视频是同一个文件。"),
     "alternative_chosen": ("Alternative placement {number} chosen by hand.", "已手动选择候选位置 {number}。"),
     "nudged": ("Moved {ms:+d} ms by hand.", "已手动移动 {ms:+d} 毫秒。"),
 }

@@ -1,9 +1,14 @@
-"""One job: class video + song -> analysis -> both alignments -> trimming -> two rendered videos.
+"""One job: class video + song -> analysis -> per variant (align -> trim -> render), both at once.
 
-`process` is the entry point used by the CLI and (later) the task workers; `render_variant`
-renders one variant from a given alignment (so a corrected alignment can be re-rendered without
-analysing again). Progress is reported through ``on_progress(percent, stage, message)``, with
-percent never going down.
+`process` is the entry point used by the CLI and the task workers. After decoding and the shared
+analysis (`Signals`, features computed once), each variant (engine) runs its own pipeline in a
+thread of its own: align, trim to its own music, render. So the first result is written while the
+other engine still works, and when both engines find the same thing (`same_result`) the video is
+rendered once and the second output is a hard link to it. `render_variant` renders one variant
+from a given alignment (so a corrected alignment can be re-rendered without analysing again); the
+sound track is made block by block and streamed to ffmpeg, so memory does not grow with the
+class's length. Progress is reported through ``on_progress(percent, stage, message)``, with
+percent never going down, from whichever thread makes it (calls are serialised).
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,7 +33,8 @@ from beatsync.align import align as run_engine
 from beatsync.align.lines import Signals
 from beatsync.analysis import ANALYSIS_SR, Features, beat_track, features
 from beatsync.errors import AlignmentError, BeatSyncError, MediaError
-from beatsync.render_audio import build_track
+from beatsync.messages import STAGES
+from beatsync.render_audio import track_blocks
 
 ProgressFn = Callable[[float, str, str], None]
 
@@ -73,17 +81,23 @@ class Options:
 
 
 class Progress:
-    """Monotonic progress: maps a stage's own 0..1 onto its share of 0..100 and never goes down."""
+    """Monotonic progress: maps a stage's own 0..1 onto its share of 0..100 and never goes down.
+
+    Safe to call from several threads: calls of ``fn`` are serialised (one at a time, in the order
+    of their percentages), so ``fn`` itself needs no lock.
+    """
 
     def __init__(self, fn: ProgressFn | None):
         self.fn = fn
         self.value = 0.0
+        self._lock = threading.Lock()
 
     def __call__(self, pct: float, stage: str, message: str) -> None:
-        pct = float(min(100.0, max(self.value, pct)))
-        self.value = pct
-        if self.fn is not None:
-            self.fn(round(pct, 1), stage, message)
+        with self._lock:
+            pct = float(min(100.0, max(self.value, pct)))
+            self.value = pct
+            if self.fn is not None:
+                self.fn(round(pct, 1), stage, message)
 
     def span(self, lo: float, hi: float, stage: str, message: str) -> Callable[[float], None]:
         def report(frac: float) -> None:
@@ -118,6 +132,17 @@ def check_extension(path: str, *, role: str) -> None:
                          file=Path(path).name, role=role)
 
 
+def _decode_song(bgm_path: str, binfo: media.MediaInfo) -> tuple[np.ndarray, int, np.ndarray]:
+    """The song at its own rate and channels (what gets rendered), and mono at ANALYSIS_SR."""
+    song_sr = int(binfo.audio.sample_rate)
+    song = media.decode_audio(bgm_path, sr=song_sr, mono=False, info=binfo)
+    if song.ndim == 1:
+        song = song[None, :]
+    # one decode of the song serves both rendering and analysis
+    bgm_y = soxr.resample(song.mean(axis=0), song_sr, ANALYSIS_SR, quality="HQ").astype(np.float32)
+    return song, song_sr, bgm_y
+
+
 def load_inputs(dance_path: str, bgm_path: str, progress: Progress) -> Inputs:
     check_extension(dance_path, role="dance")
     check_extension(bgm_path, role="bgm")
@@ -128,19 +153,31 @@ def load_inputs(dance_path: str, bgm_path: str, progress: Progress) -> Inputs:
     binfo = media.probe(bgm_path)
     media.require_audio(binfo, role="bgm")
     progress(4, "decode", "Decoding the sound")
-    dance_y = media.decode_audio(dance_path, sr=ANALYSIS_SR, mono=True, info=dinfo)
-    song_sr = int(binfo.audio.sample_rate)
-    song = media.decode_audio(bgm_path, sr=song_sr, mono=False, info=binfo)
-    if song.ndim == 1:
-        song = song[None, :]
-    # one decode of the song serves both rendering and analysis
-    bgm_y = soxr.resample(song.mean(axis=0), song_sr, ANALYSIS_SR, quality="HQ").astype(np.float32)
+    # the two decodes are independent (two ffmpeg processes): the song's in a thread of its own
+    song_box: dict = {}
+
+    def decode_song() -> None:
+        try:
+            song_box["value"] = _decode_song(bgm_path, binfo)
+        except BaseException as e:  # noqa: BLE001 - raised in the calling thread below
+            song_box["error"] = e
+
+    worker = threading.Thread(target=decode_song, name="beatsync-decode-song")
+    worker.start()
+    try:
+        dance_y = media.decode_audio(dance_path, sr=ANALYSIS_SR, mono=True, info=dinfo)
+    finally:
+        worker.join()
+    if "error" in song_box:
+        raise song_box["error"]
+    song, song_sr, bgm_y = song_box["value"]
     for y, role, p in ((dance_y, "dance", dance_path), (bgm_y, "bgm", bgm_path)):
         if len(y) < ANALYSIS_SR * 2:
             raise MediaError("too_short", f"{Path(p).name}: the sound is shorter than 2 seconds.", file=Path(p).name)
         if float(np.max(np.abs(y))) < 1e-4:
             what = "class video" if role == "dance" else "song"
             raise MediaError("silent", f"{Path(p).name}: the {what}'s sound is silent.", file=Path(p).name, role=role)
+    release_memory()  # the decoders' growing buffers and the resampler's copies
     progress(12, "decode", "Sound decoded")
     return Inputs(dinfo, dance_y, bgm_y, song, song_sr)
 
@@ -237,43 +274,148 @@ def plan_trim(inp: Inputs, alignments: list[Alignment], opts: Options) -> Trim:
     return Trim(start, end, m0, m1, head_end, tail_start)
 
 
+def union_trim(trims: Iterable[Trim]) -> Trim:
+    """What all of ``trims`` keep: the earliest start, the latest end, the earliest music start and
+    the latest music end (and the longest black head / earliest black tail any of them saw)."""
+    ts = list(trims)
+    return Trim(min(t.start_s for t in ts), max(t.end_s for t in ts), min(t.music_start_s for t in ts),
+                max(t.music_end_s for t in ts), max(t.black_head_s for t in ts), min(t.black_tail_s for t in ts))
+
+
 # ----------------------------------------------------------------------------- rendering
+
+
+#: two results closer than this (seconds: dance times and song times of every segment) render the same
+SAME_S = 0.001
+#: ... and with rates closer than this
+SAME_RATE = 1e-6
+
+
+def same_result(a: Alignment, b: Alignment) -> bool:
+    """Whether two alignments lay the song out the same way, so that their videos are the same: as
+    many segments, each one's dance start and end and the song time at both within `SAME_S`, the
+    rates within `SAME_RATE`, the same modes."""
+    sa = sorted(a.segments, key=lambda g: g.dance_start_s)
+    sb = sorted(b.segments, key=lambda g: g.dance_start_s)
+    if len(sa) != len(sb):
+        return False
+    for x, y in zip(sa, sb, strict=True):
+        times = ((x.dance_start_s, y.dance_start_s), (x.dance_end_s, y.dance_end_s),
+                 (x.bgm_time(x.dance_start_s), y.bgm_time(y.dance_start_s)),
+                 (x.bgm_time(x.dance_end_s), y.bgm_time(y.dance_end_s)))
+        if any(abs(p - q) > SAME_S for p, q in times) or abs(x.rate - y.rate) > SAME_RATE or x.mode != y.mode:
+            return False
+    return True
+
+
+def same_trim(a: Trim, b: Trim) -> bool:
+    """Whether two trims keep the same part of the video (every time within `SAME_S`)."""
+    return all(abs(p - q) <= SAME_S for p, q in ((a.start_s, b.start_s), (a.end_s, b.end_s),
+                                                  (a.music_start_s, b.music_start_s), (a.music_end_s, b.music_end_s)))
 
 
 def output_path(out_dir: str, dance_path: str, variant: str) -> str:
     return os.path.join(out_dir, f"{Path(dance_path).stem}_{variant}.mp4")
 
 
-def original_sound(inp: Inputs) -> np.ndarray:
-    """The class recording's own sound at the song's rate, (channels, n); sample k at dance time
-    ``inp.dance.audio_origin_s + k / inp.song_sr``."""
-    orig = media.decode_audio(inp.dance_path, sr=inp.song_sr, mono=False, info=inp.dance)
-    return orig[None, :] if orig.ndim == 1 else orig
+def original_blocks(inp: Inputs, start_s: float) -> Iterator[np.ndarray]:
+    """The class recording's own sound at the song's rate, (channels, k) blocks, sample 0 at dance
+    time ``start_s``: decoded as the blocks are taken (a pipe from ffmpeg), never all at once."""
+    k0 = int(round((start_s - inp.dance.audio_origin_s) * inp.song_sr))
+    if k0 < 0:  # the sound starts after start_s: silence until it does
+        yield np.zeros((inp.dance.audio.channels, -k0), np.float32)
+    skip = max(0, k0)
+    with contextlib.closing(media.stream_audio(inp.dance_path, sr=inp.song_sr, mono=False, info=inp.dance)) as blocks:
+        for block in blocks:
+            if skip >= block.shape[1]:
+                skip -= block.shape[1]
+                continue
+            yield block[:, skip:]
+            skip = 0
 
 
 def cut_plan(inp: Inputs, trim: Trim) -> media.CutPlan:
-    """How the picture is cut for ``trim`` (the same for every variant: they share the trim)."""
+    """How the picture is cut for ``trim``."""
     return media.plan_cut(inp.dance, start_s=trim.start_s, end_s=trim.end_s)
 
 
+class CutPlans:
+    """The cut plans of one job, each made once per (start, end) however many variants ask (from
+    any thread); the keyframes are demuxed once for all of them."""
+
+    def __init__(self, inp: Inputs):
+        self.inp = inp
+        self._plans: dict[tuple[float, float], media.CutPlan] = {}
+        self._keyframes: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, trim: Trim) -> media.CutPlan:
+        key = (trim.start_s, trim.end_s)
+        with self._lock:  # held while planning: a second asker waits instead of planning again
+            if key not in self._plans:
+                video = media.require_video(self.inp.dance)
+                kf = None
+                if video.codec in media.OUTPUT_COPY_CODECS:  # plan_cut reads keyframes only to copy
+                    if self._keyframes is None:
+                        self._keyframes = media.keyframe_times(self.inp.dance_path, video_index=video.index)
+                    kf = self._keyframes
+                self._plans[key] = media.plan_cut(self.inp.dance, start_s=trim.start_s, end_s=trim.end_s,
+                                                  keyframes=kf)
+            return self._plans[key]
+
+
+class Aborted(Exception):
+    """A variant's pipeline stopped because another one failed (the job fails with that error)."""
+
+
+def _abortable(blocks: Iterable[np.ndarray], abort: threading.Event | None) -> Iterator[np.ndarray]:
+    with contextlib.closing(iter(blocks)) as it:  # closing: the blocks' own decoders stop too
+        for block in it:
+            if abort is not None and abort.is_set():
+                raise Aborted()
+            yield block
+
+
 def render_variant(inp: Inputs, alignment: Alignment, plan: media.CutPlan, *, out_path: str, opts: Options,
-                   original: np.ndarray | None = None, on_progress: Callable[[float], None] | None = None) -> dict:
+                   on_progress: Callable[[float], None] | None = None,
+                   abort: threading.Event | None = None) -> dict:
     """Render the class video cut as ``plan`` (`cut_plan`) with the song laid out along ``alignment``
     (dance-timeline times).
 
-    ``original`` (from `original_sound`) saves decoding it again when several variants are
-    rendered with ``fill="original"``.
+    The sound track is made a block at a time (`track_blocks`) while ffmpeg takes it, with
+    ``fill="original"`` the recording's own sound decoded alongside in the same blocks: memory does
+    not grow with the video's length. Setting ``abort`` stops the render (`Aborted`) at the next block.
     """
-    fill = None
-    if opts.fill == "original":
-        orig = original if original is not None else original_sound(inp)
-        # original sample k is at dance time origin + k / sr; we need sample 0 at plan.start_s
-        k0 = int(round((plan.start_s - inp.dance.audio_origin_s) * inp.song_sr))
-        fill = orig[:, max(0, k0):] if k0 >= 0 else np.pad(orig, ((0, 0), (-k0, 0)))
-    audio = build_track(inp.song, sr=inp.song_sr, segments=alignment.segments, start_s=plan.start_s,
-                        end_s=plan.end_s, fill=fill)
-    return media.mux(video_path=inp.dance_path, info=inp.dance, plan=plan, audio=audio, sr=inp.song_sr,
-                     out_path=out_path, bitrate=opts.audio_bitrate, on_progress=on_progress)
+    fill = original_blocks(inp, plan.start_s) if opts.fill == "original" else None
+    blocks = track_blocks(inp.song, sr=inp.song_sr, segments=alignment.segments, start_s=plan.start_s,
+                          end_s=plan.end_s, fill=fill)
+    return media.mux(video_path=inp.dance_path, info=inp.dance, plan=plan, audio=_abortable(blocks, abort),
+                     channels=inp.song.shape[0], sr=inp.song_sr, out_path=out_path, bitrate=opts.audio_bitrate,
+                     on_progress=on_progress)
+
+
+def link_or_copy(src: str, dst: str) -> str:
+    """Make ``dst`` the same file as ``src``: a hard link (no copy, no extra disk), or a copy where
+    links are not possible; written under a temporary name and renamed, like every output.
+    Returns ``"link"`` or ``"copy"``."""
+    folder, name = os.path.split(os.path.abspath(dst))
+    tmp = os.path.join(folder, f".{os.path.splitext(name)[0]}.partial.mp4")
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(tmp)
+    try:
+        try:
+            os.link(src, tmp)
+            how = "link"
+        except OSError:
+            shutil.copyfile(src, tmp)
+            how = "copy"
+        os.replace(tmp, dst)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        reason = exc.strerror or str(exc)
+        raise MediaError("write_failed", f"could not write {name}: {reason}", name=name, reason=reason) from exc
+    return how
 
 
 # ----------------------------------------------------------------------------- the job
@@ -322,9 +464,214 @@ def agreement(a: Alignment | None, b: Alignment | None) -> dict | None:
             "tempo_difference": round(dr, 6)}
 
 
+def _stage_text(stage: str) -> str:
+    return STAGES.get(stage, (stage,))[0]
+
+
+#: the share of a variant's pipeline given to aligning (the engines report no progress of their own);
+#: trimming and rendering take the rest
+ALIGN_SHARE = 0.55
+
+
+class _Tracker:
+    """The progress of the variants' pipelines running at once, as one: the mean of their fractions
+    mapped onto ``lo .. hi``, and the stage of the pipeline furthest behind (the one shown stays
+    until it is done or another falls `SWITCH` behind it, so that two pipelines running neck and
+    neck do not make the stage flicker)."""
+
+    SWITCH = 0.05
+
+    def __init__(self, progress: Progress, engines: tuple[str, ...], *, lo: float, hi: float):
+        self.progress, self.engines, self.lo, self.hi = progress, engines, lo, hi
+        self.frac = dict.fromkeys(engines, 0.0)
+        self.stage = {e: "align_" + e for e in engines}
+        self.shown = engines[0]
+        self._lock = threading.Lock()
+
+    def __call__(self, engine: str, frac: float, stage: str | None = None) -> None:
+        with self._lock:
+            self.frac[engine] = max(self.frac[engine], min(1.0, max(0.0, frac)))
+            if stage is not None:
+                self.stage[engine] = stage
+            running = [e for e in self.engines if self.frac[e] < 1.0]
+            if running:
+                behind = min(running, key=self.frac.__getitem__)
+                if self.shown not in running or self.frac[behind] < self.frac[self.shown] - self.SWITCH:
+                    self.shown = behind
+            pct = self.lo + (self.hi - self.lo) * sum(self.frac.values()) / len(self.frac)
+            stage = self.stage[self.shown]
+            self.progress(pct, stage, _stage_text(stage))
+
+
+@dataclass
+class _Render:
+    """One video being written, and the variants that will get it too (same result)."""
+
+    engine: str
+    alignment: Alignment
+    trim: Trim
+    path: str
+    followers: list
+    done: threading.Event
+    info: dict | None = None
+    failed: bool = False
+
+
+class _Variants:
+    """Each variant's pipeline (align -> trim -> render) in a thread of its own, sharing the inputs,
+    the `Signals` (features already computed), the cut plans, and a video when two results are the
+    same (`same_result`, `same_trim`): the first to get there renders it, the other waits and links it."""
+
+    def __init__(self, inp: Inputs, opts: Options, signals: Signals, *, out_dir: str, progress: Progress,
+                 t0: float):
+        self.inp, self.opts, self.signals, self.out_dir, self.t0 = inp, opts, signals, out_dir, t0
+        self.engines = tuple(opts.engines)
+        self.track = _Tracker(progress, self.engines, lo=20.0, hi=99.0)
+        self.plans = CutPlans(inp)
+        self.abort = threading.Event()
+        self._lock = threading.Lock()
+        self._aligning = len(self.engines)
+        self._renders: list[_Render] = []
+        self.alignments: dict[str, Alignment] = {}
+        self.failures: dict[str, AlignmentError] = {}
+        self.variants: dict[str, dict] = {}
+        self.trims: dict[str, Trim] = {}
+        self.errors: dict[str, BaseException] = {}
+        self.timings: dict[str, list[float]] = {}
+
+    def _now(self) -> float:
+        return round(time.perf_counter() - self.t0, 3)
+
+    def _timed(self, name: str, t_start: float) -> None:
+        with self._lock:
+            self.timings[name] = [t_start, self._now()]
+
+    def run(self, *, beatgrid: Callable[[Signals], None] | None = None) -> None:
+        """Run the pipelines; with ``beatgrid``, call it (with the signals) in this thread meanwhile.
+        Raises the first failure that is not an engine's `AlignmentError` (after stopping the others)."""
+        signals = self.signals  # (dropped by the pipelines once both have aligned)
+        threads = [threading.Thread(target=self._pipeline, args=(e,), name=f"beatsync-{e}") for e in self.engines]
+        for t in threads:
+            t.start()
+        try:
+            if beatgrid is not None:
+                beatgrid(signals)
+            del signals
+            for t in threads:
+                t.join()
+        except BaseException:  # the beat grid failed, or an interrupt: stop the renders, then go
+            self.abort.set()
+            for t in threads:
+                t.join()
+            raise
+        for e in self.engines:
+            if e in self.errors:
+                raise self.errors[e]
+
+    def _pipeline(self, eng: str) -> None:
+        try:
+            self._variant(eng)
+        except Aborted:
+            pass
+        except BaseException as e:  # noqa: BLE001 - raised by run() in the calling thread
+            with self._lock:
+                self.errors[eng] = e
+            self.abort.set()
+        finally:
+            self.track(eng, 1.0)
+
+    def _aligned(self) -> None:
+        with self._lock:
+            self._aligning -= 1
+            last = self._aligning == 0
+            if last:  # both engines are done with the analysis and the analysis-rate sound
+                self.signals = None
+                self.inp.dance_y = self.inp.bgm_y = np.zeros(0, np.float32)
+        if last:
+            release_memory()
+
+    def _variant(self, eng: str) -> None:
+        inp, opts = self.inp, self.opts
+        t = self._now()
+        try:
+            al = align_inputs(inp, engine=eng, signals=self.signals)
+        except AlignmentError as e:
+            with self._lock:
+                self.failures[eng] = e
+            return
+        finally:
+            self._timed("align_" + eng, t)
+            self._aligned()
+        if self.abort.is_set():
+            raise Aborted()
+        self.track(eng, ALIGN_SHARE, "trim")
+        t = self._now()
+        trim = plan_trim(inp, [al], opts)
+        self._timed("trim_" + eng, t)
+        path = output_path(self.out_dir, inp.dance_path, eng)
+        with self._lock:
+            self.alignments[eng] = al
+            leader = next((r for r in self._renders if same_result(r.alignment, al) and same_trim(r.trim, trim)),
+                          None)
+            if leader is None:
+                job = _Render(eng, al, trim, path, [], threading.Event())
+                self._renders.append(job)
+            else:
+                leader.followers.append(eng)
+        self.track(eng, ALIGN_SHARE + 0.02, "render_" + eng)
+        if leader is not None:
+            self._follow(eng, al, leader, path)
+            return
+        t = self._now()
+        try:
+            plan = self.plans(trim)
+            os.makedirs(self.out_dir, exist_ok=True)
+
+            def on_render(frac: float) -> None:
+                with self._lock:
+                    who = [eng, *job.followers]
+                for e in who:
+                    self.track(e, ALIGN_SHARE + 0.02 + (0.98 - ALIGN_SHARE) * frac)
+
+            job.info = render_variant(inp, al, plan, out_path=path, opts=opts, on_progress=on_render, abort=self.abort)
+        except BaseException:
+            job.failed = True
+            raise
+        finally:
+            job.done.set()
+            self._timed("render_" + eng, t)
+        with self._lock:
+            self.trims[eng] = trim
+            self.variants[eng] = {"alignment": al.to_dict(), "render": job.info, "output": path,
+                                  "trim": trim.to_dict()}
+        release_memory()
+
+    def _follow(self, eng: str, al: Alignment, leader: _Render, path: str) -> None:
+        """The same video as ``leader``'s: wait for it, then link it (a copy if links fail)."""
+        t = self._now()
+        while not leader.done.wait(0.1):
+            if self.abort.is_set():
+                raise Aborted()
+        if leader.failed:
+            raise Aborted()  # the leader's error is the job's
+        how = link_or_copy(leader.path, path)
+        self._timed("link_" + eng, t)
+        with self._lock:
+            self.trims[eng] = leader.trim
+            self.variants[eng] = {"alignment": al.to_dict(), "render": dict(leader.info), "output": path,
+                                  "trim": leader.trim.to_dict(), "same_as": leader.engine, "file": how}
+
+
 def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | dict | None = None,
             on_progress: ProgressFn | None = None, beatgrid_path: str | None = None) -> dict:
     """Run the whole job; returns the final status object (DESIGN.md contract) with details.
+
+    Decoding and the analysis shared by the engines come first; then each engine's variant runs
+    its own pipeline (align -> trim -> render) in a thread, both at once (`_Variants`). Each variant
+    has its own trim (``variants[eng]["trim"]``); the top-level ``trim`` is their union. When two
+    results are the same (`same_result`), the video is rendered once and the other output is a hard
+    link to it (``variants[eng]["same_as"]``, notice ``same_result``). One engine failing
+    (`AlignmentError`) still leaves the other's video.
 
     With ``beatgrid_path``, the data of the beat-grid plots (`beat_grid`) is written there as JSON.
     Raises `BeatSyncError` (with a one-line message) when nothing can be produced.
@@ -333,54 +680,47 @@ def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | 
     t0 = time.perf_counter()
     progress = Progress(on_progress)
     inp = load_inputs(dance_path, bgm_path, progress)
+    t_inputs = round(time.perf_counter() - t0, 3)
     progress(14, "analyse", "Analysing rhythm and harmony")
     signals = Signals(inp.dance_y, inp.bgm_y, sr=ANALYSIS_SR)  # shared by both engines
-    signals.features()
-    if beatgrid_path:
-        write_json(beatgrid_path, beat_grid(signals, dance_origin_s=inp.dance.audio_origin_s))
-    alignments: dict[str, Alignment] = {}
-    failures: dict[str, BeatSyncError] = {}
-    span = 40.0 / len(opts.engines)
-    for i, eng in enumerate(opts.engines):
-        progress(20 + i * span, "align_" + eng, f"Finding the song in the video ({eng})")
-        try:
-            alignments[eng] = align_inputs(inp, engine=eng, signals=signals)
-        except AlignmentError as e:
-            failures[eng] = e
+    signals.features()  # once, before the engines' threads start
+    t_analysis = round(time.perf_counter() - t0, 3)
+    progress(20, "align_" + opts.engines[0], _stage_text("align_" + opts.engines[0]))
+    job = _Variants(inp, opts, signals, out_dir=out_dir, progress=progress, t0=t0)
     del signals
+
+    def write_beatgrid(sig: Signals) -> None:
+        write_json(beatgrid_path, beat_grid(sig, dance_origin_s=inp.dance.audio_origin_s))
+
+    job.run(beatgrid=write_beatgrid if beatgrid_path else None)
     release_memory()
-    if not alignments:
-        raise next(iter(failures.values()))
-    progress(60, "trim", "Finding where the music plays")
-    trim = plan_trim(inp, list(alignments.values()), opts)
-    plan = cut_plan(inp, trim)
-    os.makedirs(out_dir, exist_ok=True)
-    outputs: dict[str, str] = {}
-    variants: dict[str, dict] = {}
-    rspan = 38.0 / len(alignments)
-    original = original_sound(inp) if opts.fill == "original" else None  # decoded once for all variants
-    for i, (eng, al) in enumerate(alignments.items()):
-        lo = 61 + i * rspan
-        progress(lo, "render_" + eng, f"Writing the {eng} video")
-        path = output_path(out_dir, dance_path, eng)
-        rinfo = render_variant(inp, al, plan, out_path=path, opts=opts, original=original,
-                               on_progress=progress.span(lo, lo + rspan, "render_" + eng, f"Writing the {eng} video"))
-        outputs[eng] = path
-        variants[eng] = {"alignment": al.to_dict(), "render": rinfo, "output": path}
-        release_memory()
-    for eng, err in failures.items():
-        variants[eng] = {"error": err.message, "error_code": err.code}
+    if not job.variants:
+        raise next(iter(job.failures[e] for e in opts.engines if e in job.failures))
+    alignments = {e: job.alignments[e] for e in opts.engines if e in job.variants}
+    variants = {e: job.variants[e] for e in opts.engines if e in job.variants}
+    outputs = {e: v["output"] for e, v in variants.items()}
+    for eng in opts.engines:
+        if eng in job.failures:
+            err = job.failures[eng]
+            variants[eng] = {"error": err.message, "error_code": err.code}
     warnings, notices = [], []  # English text, and {"code", "params"} for other languages
     agree = agreement(alignments.get("modular"), alignments.get("v2"))
     if agree is not None and not agree["agree"]:
         warnings.append(f"The two engines disagree by {agree['offset_difference_ms']:.0f} ms: compare both results.")
         notices.append({"code": "engines_disagree", "params": {"ms": round(agree["offset_difference_ms"])}})
+    for eng, v in variants.items():
+        if "same_as" in v:
+            warnings.append(f"{eng}: the same result as {v['same_as']} (within 1 ms): both videos are the same file.")
+            notices.append({"code": "same_result", "params": {"engine": eng, "same_as": v["same_as"]}})
     for eng, al in alignments.items():
         warnings += [f"{eng}: {w}" for w in al.warnings]
         notices += engine_notices(al, eng)
-    for eng, err in failures.items():
-        warnings.append(f"{eng}: {err.message}")
-        notices.append({"code": "engine_failed", "params": {"engine": eng, "error_code": err.code}})
+    for eng in opts.engines:
+        if eng in job.failures:
+            err = job.failures[eng]
+            warnings.append(f"{eng}: {err.message}")
+            notices.append({"code": "engine_failed", "params": {"engine": eng, "error_code": err.code}})
+    timings = {"inputs": [0.0, t_inputs], "analysis": [t_inputs, t_analysis], **job.timings}
     result = {
         "status": "success",
         "message": "Done",
@@ -389,11 +729,12 @@ def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | 
         "modular_output": outputs.get("modular"),
         "v2_output": outputs.get("v2"),
         "variants": variants,
-        "trim": trim.to_dict(),
+        "trim": union_trim(job.trims[e] for e in outputs).to_dict(),
         "agreement": agree,
         "warnings": warnings,
         "notices": notices,
         "options": opts.to_dict(),
+        "timings": dict(sorted(timings.items(), key=lambda kv: kv[1][0])),
         "seconds": round(time.perf_counter() - t0, 3),
     }
     progress(100, "done", "Done")

@@ -8,7 +8,11 @@ relative to the output's first picture frame.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
+import threading
+import time
 from pathlib import Path
 
 import av
@@ -18,7 +22,8 @@ import songgen as sg
 from mediagen import parabolic_offset
 from songgen import ClassMedia
 
-from beatsync import media, pipeline
+from beatsync import media, messages, pipeline
+from beatsync.align.result import Alignment, Segment
 from beatsync.pipeline import Options
 
 SONG_SR = 44100
@@ -283,3 +288,203 @@ def test_bad_options_are_refused(bad):
     with pytest.raises(BeatSyncError) as ei:
         Options.from_dict(bad)
     assert ei.value.code == "bad_option"
+
+
+# ----------------------------------------------------------------------------- the variants' pipelines at once
+
+
+class Recorder:
+    """An ``on_progress`` that notes each call's thread and whether two calls ever overlapped."""
+
+    def __init__(self):
+        self.calls: list[tuple[float, str, str]] = []
+        self.threads: set[str] = set()
+        self.overlaps = 0
+        self._inside = 0
+
+    def __call__(self, pct: float, stage: str, message: str) -> None:
+        self._inside += 1
+        if self._inside > 1:
+            self.overlaps += 1
+        time.sleep(0.0005)  # give another thread the chance to come in
+        self.calls.append((pct, stage, message))
+        self.threads.add(threading.current_thread().name)
+        self._inside -= 1
+
+
+def substitute_engines(monkeypatch, make):
+    """Each engine's result is ``make(engine, the modular engine's real result)``: the modular engine
+    runs once on the real sound (under a lock, whichever thread asks first) and its result stands in
+    for both, so that the test decides how far the two results agree."""
+    real = pipeline.run_engine
+    lock, box = threading.Lock(), {}
+
+    def engine(dance, bgm, *, sr, engine, signals=None):
+        with lock:
+            if "al" not in box:
+                box["al"] = real(dance, bgm, sr=sr, engine="modular", signals=signals)
+        return make(engine, copy.deepcopy(box["al"]))
+
+    monkeypatch.setattr(pipeline, "run_engine", engine)
+
+
+def test_same_result_is_rendered_once_and_linked(main_media, tmp_path, monkeypatch):
+    """When both engines give the same segments (and so the same trim), the video is written once
+    and the second output is a hard link to it, marked ``same_as``, with a notice saying so."""
+    def same(engine, al):
+        al.engine = engine
+        return al
+
+    substitute_engines(monkeypatch, same)
+    out = tmp_path / "out"
+    rec = Recorder()
+    status = pipeline.process(str(main_media.video_path), str(main_media.song_path), str(out), on_progress=rec)
+    variants = status["variants"]
+    leader = next(e for e in ("modular", "v2") if "same_as" not in variants[e])
+    follower = "v2" if leader == "modular" else "modular"
+    assert variants[follower]["same_as"] == leader
+    a, b = (Path(status[f"{e}_output"]) for e in (leader, follower))
+    assert a.stat().st_ino == b.stat().st_ino or a.read_bytes() == b.read_bytes()
+    assert sorted(os.listdir(out)) == sorted([a.name, b.name])  # no temporary files left
+    assert variants[follower]["render"] == variants[leader]["render"]
+    assert variants[follower]["trim"] == variants[leader]["trim"] == status["trim"]
+    assert f"render_{leader}" in status["timings"] and f"render_{follower}" not in status["timings"]
+    notice = {"code": "same_result", "params": {"engine": follower, "same_as": leader}}
+    assert notice in status["notices"]
+    assert any(w.startswith(f"{follower}: the same result as {leader}") for w in status["warnings"])
+    assert follower in messages.notice_message(notice, "en") and "同一个文件" in messages.notice_message(notice, "zh")
+    for eng in ("modular", "v2"):
+        check_sync(status, main_media, eng)
+    assert rec.overlaps == 0
+    pcts = [p for p, _, _ in rec.calls]
+    assert pcts == sorted(pcts) and rec.calls[-1][:2] == (100, "done")
+
+
+def test_each_variant_has_its_own_trim(main_media, tmp_path, monkeypatch):
+    """Results that differ are each rendered and trimmed to their own music; the job's trim is
+    their union (earliest start, latest end)."""
+    def v2_hears_less(engine, al):
+        al.engine = engine
+        if engine == "v2":  # v2 "finds" only the first 9 s of the 15
+            al.segments = [dataclasses.replace(s, dance_end_s=s.dance_start_s + 9.0) for s in al.segments]
+        return al
+
+    substitute_engines(monkeypatch, v2_hears_less)
+    status = pipeline.process(str(main_media.video_path), str(main_media.song_path), str(tmp_path / "out"))
+    trims = {e: status["variants"][e]["trim"] for e in ("modular", "v2")}
+    assert not any("same_as" in v for v in status["variants"].values())
+    assert trims["modular"]["music_end_s"] == pytest.approx(MUSIC_AT_S + MUSIC_LEN_S, abs=0.2)
+    assert trims["v2"]["music_end_s"] == pytest.approx(MUSIC_AT_S + 9.0, abs=0.01)
+    for eng, trim in trims.items():
+        assert trim["end_s"] == pytest.approx(trim["music_end_s"] + 1.0, abs=1e-3)
+        render = status["variants"][eng]["render"]
+        assert render["end_s"] == pytest.approx(trim["end_s"], abs=1e-3)
+        assert media.probe(status[f"{eng}_output"]).video_duration_s == pytest.approx(
+            render["end_s"] - render["start_s"], abs=0.1)
+    top = status["trim"]
+    assert top["start_s"] == min(t["start_s"] for t in trims.values())
+    assert top["end_s"] == max(t["end_s"] for t in trims.values())
+    assert top["music_start_s"] == min(t["music_start_s"] for t in trims.values())
+    assert top["music_end_s"] == max(t["music_end_s"] for t in trims.values())
+    assert not any(n["code"] == "same_result" for n in status["notices"])
+
+
+def test_progress_of_the_concurrent_pipelines(main_run):
+    """Both pipelines report from their own threads; the calls come one at a time, only go up,
+    name a stage of the pipeline furthest behind, and follow align -> render -> done."""
+    status, calls, _ = main_run
+    assert {"align_modular", "align_v2"} & {s for _, s, _ in calls}
+    stages = [s for _, s, _ in calls]
+    first_render = next(i for i, s in enumerate(stages) if s.startswith("render_"))
+    assert all(not s.startswith("render_") or i >= first_render for i, s in enumerate(stages))
+    assert all(s.startswith(("render_", "trim", "done")) for s in stages[first_render:])
+    assert all(not s.startswith("align_") for s in stages[first_render:])
+    assert set(status["timings"]) >= {"inputs", "analysis", "align_modular", "align_v2", "render_modular",
+                                      "render_v2"}
+    # the two pipelines ran at the same time (the alignments overlap)
+    (a0, a1), (b0, b1) = status["timings"]["align_modular"], status["timings"]["align_v2"]
+    assert max(a0, b0) < min(a1, b1)
+
+
+def test_threads_report_one_at_a_time(main_media, tmp_path):
+    rec = Recorder()
+    pipeline.process(str(main_media.video_path), str(main_media.song_path), str(tmp_path / "out"), on_progress=rec)
+    assert rec.overlaps == 0
+    assert {"beatsync-modular", "beatsync-v2"} <= rec.threads
+    pcts = [p for p, _, _ in rec.calls]
+    assert pcts == sorted(pcts)
+
+
+def test_a_failure_stops_the_other_pipeline(main_media, tmp_path):
+    """A failure that is not an engine's (here: the beat-grid file cannot be written) ends the job
+    with that error, stops the pipelines before they write anything, and leaves no thread or
+    ffmpeg running."""
+    with pytest.raises(FileNotFoundError):
+        pipeline.process(str(main_media.video_path), str(main_media.song_path), str(tmp_path / "out"),
+                         beatgrid_path=str(tmp_path / "missing" / "beatgrid.json"))
+    assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("beatsync-")]
+    assert not media.ffmpeg._running
+
+
+def head_sound(path, *, a: float, b: float, offset_s: float = 0.0) -> np.ndarray:
+    """Mono sound of ``path`` from its time ``a - offset_s`` to ``b - offset_s``."""
+    y, origin, _ = decoded(path, SONG_SR)
+    return y[int((a - offset_s - origin) * SONG_SR):int((b - offset_s - origin) * SONG_SR)]
+
+
+def similar(x: np.ndarray, y: np.ndarray) -> float:
+    n = min(len(x), len(y))
+    x, y = x[:n], y[:n]
+    return float(x @ y) / float(np.linalg.norm(x) * np.linalg.norm(y) + 1e-12)
+
+
+def test_original_fill_with_trim_keeps_the_room_sound_in_place(main_run, main_media, tmp_path):
+    """fill="original" on a trimmed output (its first sample is dance time start_s > 0): the kept
+    margin before the music is the class's own sound at the same dance time, in both outputs."""
+    status, _ = run(main_media, tmp_path / "out", fill="original")
+    for eng in ("modular", "v2"):
+        start = status["variants"][eng]["render"]["start_s"]
+        assert start > 3.0
+        check_sync(status, main_media, eng)
+        out_head = head_sound(status[f"{eng}_output"], a=start + 0.1, b=MUSIC_AT_S - 0.1, offset_s=start)
+        src_head = head_sound(main_media.video_path, a=start + 0.1, b=MUSIC_AT_S - 0.1)
+        assert similar(out_head, src_head) > 0.9
+        rms_out, rms_src = (float(np.sqrt(np.mean(x**2))) for x in (out_head, src_head))
+        assert 0.7 <= rms_out / rms_src <= 1.4
+
+
+def test_original_blocks_are_the_decoded_sound_from_the_start(main_media, tmp_path):
+    """The streamed original sound is the decoded sound at the song's rate, sample for sample, from
+    the output's first sample on; when the recording's sound starts after the picture, silence first."""
+    inp = pipeline.load_inputs(str(main_media.video_path), str(main_media.song_path), pipeline.Progress(None))
+    whole = media.decode_audio(inp.dance_path, sr=inp.song_sr, mono=False, info=inp.dance)
+    got = np.concatenate(list(pipeline.original_blocks(inp, 4.0)), axis=1)
+    k0 = int(round((4.0 - inp.dance.audio_origin_s) * inp.song_sr))
+    assert np.array_equal(got, whole[:, k0:])
+    late = make_media(tmp_path, delay_s=0.3, seed=7)
+    inp = pipeline.load_inputs(str(late.video_path), str(late.song_path), pipeline.Progress(None))
+    assert inp.dance.audio_origin_s > 0.2  # (0.3 s, less the AAC encoder's own delay)
+    whole = media.decode_audio(inp.dance_path, sr=inp.song_sr, mono=False, info=inp.dance)
+    got = np.concatenate(list(pipeline.original_blocks(inp, 0.0)), axis=1)
+    lead = int(round(inp.dance.audio_origin_s * inp.song_sr))
+    assert not got[:, :lead].any() and np.array_equal(got[:, lead:], whole)
+
+
+def test_same_result_rules():
+    seg = Segment(dance_start_s=5.0, dance_end_s=20.0, bgm_start_s=0.0, rate=1.0)
+    a = Alignment(engine="modular", offset_s=5.0, tempo_ratio=1.0, confidence=1.0, segments=[seg])
+
+    def b(**change):
+        return Alignment(engine="v2", offset_s=5.0, tempo_ratio=1.0, confidence=0.9,
+                         segments=[dataclasses.replace(seg, **change)])
+
+    assert pipeline.same_result(a, b())
+    assert pipeline.same_result(a, b(dance_start_s=5.0009, bgm_start_s=0.0009))  # the same line, 0.9 ms on
+    assert not pipeline.same_result(a, b(dance_end_s=20.002))
+    assert not pipeline.same_result(a, b(bgm_start_s=0.0015))
+    assert not pipeline.same_result(a, b(rate=1.00001))  # 0.15 ms at 15 s, but another rate
+    assert not pipeline.same_result(a, b(mode="stretch"))
+    two = b()
+    two.segments.append(Segment(dance_start_s=25.0, dance_end_s=30.0, bgm_start_s=0.0, rate=1.0))
+    assert not pipeline.same_result(a, two)
