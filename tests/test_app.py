@@ -501,6 +501,56 @@ def test_correction_creates_a_follow_up_task_shown_on_the_same_page(svc, done_ta
 # --------------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def record_changed(svc, task_id: str, change) -> Iterator[None]:
+    """The task's stored record changed by ``change(record)`` for a while (restored afterwards)."""
+    import copy
+
+    saved = copy.deepcopy(svc.store.get(task_id))
+    svc.store.update(task_id, change)
+    try:
+        yield
+    finally:
+        svc.store.update(task_id, lambda rec: rec.update(saved))
+
+
+def test_each_variant_shows_the_part_it_kept(svc, done_task):
+    """Variants trimmed differently each show their own kept part (and the beat grid draws the chosen
+    variant's); the same trims are shown once for the job; a same_result notice is news, not a warning."""
+    def trim(a, b, m0, m1):
+        return {"start_s": a, "end_s": b, "music_start_s": m0, "music_end_s": m1, "black_head_s": 0.0,
+                "black_tail_s": 12.0}
+
+    own = {"modular": trim(1.5, 11.5, 2.5, 10.5), "v2": trim(1.5, 9.0, 2.5, 8.0)}
+
+    def differ(rec):
+        for v, tr in own.items():
+            rec["variants"][v]["trim"] = tr
+        rec["trim"] = trim(1.5, 11.5, 2.5, 10.5)
+
+    with record_changed(svc, done_task, differ):
+        captions = texts(open_task(done_task).caption)
+        for tr in own.values():
+            kept = en("task.kept", a=tr["start_s"], b=tr["end_s"], m0=tr["music_start_s"], m1=tr["music_end_s"])
+            assert captions.count(kept) == 1, captions
+
+    def same(rec):
+        for v in own:
+            rec["variants"][v]["trim"] = own["modular"]
+        rec["trim"] = own["modular"]
+        rec["variants"]["v2"]["same_as"] = "modular"
+        rec["notices"] = [*rec.get("notices", []), {"code": "same_result",
+                                                     "params": {"engine": "v2", "same_as": "modular"}}]
+
+    with record_changed(svc, done_task, same):
+        at = open_task(done_task)
+        kept = en("task.kept", a=1.5, b=11.5, m0=2.5, m1=10.5)
+        assert texts(at.caption).count(kept) == 1, texts(at.caption)
+        notice = messages.notice_message({"code": "same_result", "params": {"engine": "v2", "same_as": "modular"}},
+                                         "en")
+        assert notice in texts(at.info) and notice not in texts(at.warning)
+
+
 def test_tasks_page_lists_this_sessions_jobs(svc, done_task, failed_task):
     at = ok(new_app().run())
     ok(at.switch_page(f"{PAGES}/tasks.py").run())

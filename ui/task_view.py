@@ -135,7 +135,23 @@ def _player_and_download(svc: BeatSync, s: dict, variant: str) -> None:
                            key=f"dl-{s['task_id']}-{variant}", on_click="ignore")
 
 
-def variant_column(svc: BeatSync, s: dict, variant: str) -> None:
+def variant_trim(s: dict, variant: str) -> dict | None:
+    """The part of the video a variant kept: its own trim, or (older results) the job's."""
+    return ((s.get("variants") or {}).get(variant) or {}).get("trim") or s.get("trim")
+
+
+def trims_differ(s: dict) -> bool:
+    """Whether the variants kept different parts of the video (each is then shown with its own)."""
+    trims = [v["trim"] for v in (s.get("variants") or {}).values() if v.get("trim")]
+    return any(tr != trims[0] for tr in trims[1:])
+
+
+def kept_caption(trim: dict | None) -> None:
+    if trim:
+        st.caption(t("task.kept", a=trim["start_s"], b=trim["end_s"], m0=trim["music_start_s"], m1=trim["music_end_s"]))
+
+
+def variant_column(svc: BeatSync, s: dict, variant: str, *, show_trim: bool = False) -> None:
     st.subheader(variant)
     v = (s.get("variants") or {}).get(variant) or {}
     if "error" in v:
@@ -144,6 +160,8 @@ def variant_column(svc: BeatSync, s: dict, variant: str) -> None:
     if not s.get(f"{variant}_output"):
         return
     _player_and_download(svc, s, variant)
+    if show_trim:
+        kept_caption(variant_trim(s, variant))
     al = v.get("alignment") or {}
     if al:
         with st.container(horizontal=True):  # side by side, wrapping on a phone
@@ -161,7 +179,9 @@ def variant_column(svc: BeatSync, s: dict, variant: str) -> None:
 
 def success(svc: BeatSync, s: dict) -> None:
     for n in s.get("notices") or []:
-        if n.get("code") != "engines_disagree":
+        if n.get("code") == "same_result":  # good news, not a warning: both downloads are one video
+            st.info(i18n.notice(n))
+        elif n.get("code") != "engines_disagree":
             st.warning(i18n.notice(n))
     agree = s.get("agreement")
     if agree is not None:
@@ -169,14 +189,14 @@ def success(svc: BeatSync, s: dict) -> None:
             st.success(t("task.agree", ms=max(1, round(agree["offset_difference_ms"]))))
         else:
             st.warning(t("task.disagree", ms=round(agree["offset_difference_ms"])))
-    trim = s.get("trim")
-    if trim:
-        st.caption(t("task.kept", a=trim["start_s"], b=trim["end_s"], m0=trim["music_start_s"], m1=trim["music_end_s"]))
+    own = trims_differ(s)  # each variant kept its own part of the video: shown in its column
+    if not own:
+        kept_caption(s.get("trim"))
     variants = [v for v in VARIANTS if v in (s.get("variants") or {})]
     cols = st.columns(len(variants)) if variants else []
     for col, v in zip(cols, variants, strict=True):
         with col:
-            variant_column(svc, s, v)
+            variant_column(svc, s, v, show_trim=own)
 
 
 def beat_grid_section(svc: BeatSync, s: dict) -> None:
@@ -210,8 +230,8 @@ def beat_grid_section(svc: BeatSync, s: dict) -> None:
                 remember(sub["task_id"])
                 st.rerun()
     duration = (s.get("inputs") or {}).get("dance", {}).get("duration_s")
-    fig = beat_grid_figure(grid, shown, variant=variant, trim=s.get("trim"), video_duration_s=duration, nudge_ms=nudge,
-                           touch=on_phone())
+    fig = beat_grid_figure(grid, shown, variant=variant, trim=variant_trim(s, variant), video_duration_s=duration,
+                           nudge_ms=nudge, touch=on_phone())
     st.plotly_chart(fig, key=f"grid-{s['task_id']}", config=PLOT_CONFIG)
     alt_fig = alternatives_figure(al)
     if alt_fig is not None:
