@@ -26,6 +26,9 @@ __all__ = [
     "beat_track",
     "features",
     "power_spectrogram",
+    "project_spectrogram",
+    "spectrogram_blocks",
+    "tempo_candidates",
 ]
 
 #: Sample rate (Hz) at which both recordings are analysed.
@@ -41,11 +44,9 @@ def _check(y: np.ndarray, sr: int) -> np.ndarray:
     return y
 
 
-def power_spectrogram(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
-    """Power STFT ``|X|**2``, shape ``(1 + n_fft // 2, n_frames)``, float32.
-
-    Frames are centred (the signal is zero-padded by ``n_fft // 2`` on both sides), Hann window.
-    """
+def spectrogram_blocks(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512, block: int = 4096):
+    """The power STFT ``|X|**2`` of `power_spectrogram`, yielded as ``(first_frame, S_block)`` pieces of at
+    most ``block`` frames, so that a long recording's spectrogram never has to be held whole."""
     y = np.asarray(y, dtype=np.float32)
     pad = n_fft // 2
     yp = np.pad(y, (pad, pad))
@@ -53,12 +54,36 @@ def power_spectrogram(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512
         yp = np.pad(yp, (0, n_fft - len(yp)))
     frames = np.lib.stride_tricks.sliding_window_view(yp, n_fft)[::hop_length]
     win = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)  # periodic Hann
-    out = np.empty((n_fft // 2 + 1, len(frames)), dtype=np.float32)
-    step = 4096  # frames per block: bounded temporary memory
-    for a in range(0, len(frames), step):
-        spec = scipy.fft.rfft(frames[a:a + step] * win, axis=1, workers=-1)
-        out[:, a:a + step] = (spec.real**2 + spec.imag**2).T
+    for a in range(0, len(frames), block):
+        spec = scipy.fft.rfft(frames[a:a + block] * win, axis=1, workers=-1)
+        yield a, (spec.real**2 + spec.imag**2).T.astype(np.float32)
+
+
+def n_frames(n_samples: int, *, n_fft: int = 2048, hop_length: int = 512) -> int:
+    """Number of centred frames `spectrogram_blocks` gives for a signal of ``n_samples``."""
+    return (max(n_samples + 2 * (n_fft // 2), n_fft) - n_fft) // hop_length + 1
+
+
+def power_spectrogram(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
+    """Power STFT ``|X|**2``, shape ``(1 + n_fft // 2, n_frames)``, float32.
+
+    Frames are centred (the signal is zero-padded by ``n_fft // 2`` on both sides), Hann window.
+    """
+    out = np.empty((n_fft // 2 + 1, n_frames(len(y), n_fft=n_fft, hop_length=hop_length)), dtype=np.float32)
+    for a, S in spectrogram_blocks(y, n_fft=n_fft, hop_length=hop_length):
+        out[:, a:a + S.shape[1]] = S
     return out
+
+
+def project_spectrogram(y: np.ndarray, bank: np.ndarray, *, n_fft: int, hop_length: int) -> tuple[np.ndarray, float]:
+    """``bank @ |X|**2`` over the whole recording, computed block by block (memory: the result, not the
+    spectrogram), and the largest value of the spectrogram itself."""
+    out = np.empty((bank.shape[0], n_frames(len(y), n_fft=n_fft, hop_length=hop_length)), dtype=np.float32)
+    peak = 0.0
+    for a, S in spectrogram_blocks(y, n_fft=n_fft, hop_length=hop_length):
+        out[:, a:a + S.shape[1]] = bank @ S
+        peak = max(peak, float(S.max()))
+    return out, peak
 
 
 def _hz_to_mel(f):
@@ -128,6 +153,7 @@ class Features:
     chroma : (12, n) pitch-class energy (log-compressed).
     mfcc : (n_mfcc, n) cepstral coefficients 1..n_mfcc (timbre), c0 dropped.
     frame_rate : frames per second (``sr / hop_length``).
+    logmel : (n_mels, n) log-mel spectrogram in dB re its maximum (the spectrum frame by frame).
     """
 
     onset: np.ndarray
@@ -135,15 +161,11 @@ class Features:
     chroma: np.ndarray
     mfcc: np.ndarray
     frame_rate: float
+    logmel: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:
         return len(self.onset)
-
-
-def _log_mel(S: np.ndarray, *, sr: int, n_fft: int, n_mels: int) -> np.ndarray:
-    mel = _mel_fb(sr, n_fft, n_mels) @ S
-    return 10.0 * np.log10(np.maximum(mel, 1e-10) / max(float(mel.max()), 1e-10) + 1e-8)
 
 
 def _flux(logmel: np.ndarray, lag: int = 1) -> np.ndarray:
@@ -170,16 +192,18 @@ def features(
     n_mfcc : number of cepstral coefficients kept (c1..c_n_mfcc).
     """
     y = _check(y, sr)
-    S = power_spectrogram(y, n_fft=n_fft, hop_length=hop_length)
-    logmel = _log_mel(S, sr=sr, n_fft=n_fft, n_mels=n_mels)
+    mel_fb, chroma_fb = _mel_fb(sr, n_fft, n_mels), _chroma_fb(sr, n_fft)
+    proj, s_max = project_spectrogram(y, np.vstack([mel_fb, chroma_fb]), n_fft=n_fft, hop_length=hop_length)
+    mel, chroma_raw = proj[:n_mels], proj[n_mels:]
+    logmel = 10.0 * np.log10(np.maximum(mel, 1e-10) / max(float(mel.max()), 1e-10) + 1e-8)
     fl = _flux(logmel)
     onset = fl.mean(axis=0)
     bands = np.array_split(np.arange(n_mels), n_bands)
     flux = np.stack([fl[b].mean(axis=0) for b in bands])
-    chroma = np.log1p(100.0 * (_chroma_fb(sr, n_fft) @ S) / max(float(S.max()), 1e-10))
+    chroma = np.log1p(100.0 * chroma_raw / max(s_max, 1e-10))
     mfcc = scipy.fft.dct(logmel, axis=0, type=2, norm="ortho")[1:n_mfcc + 1]
     return Features(onset=onset.astype(np.float32), flux=flux.astype(np.float32), chroma=chroma.astype(np.float32),
-                    mfcc=mfcc.astype(np.float32), frame_rate=sr / hop_length)
+                    mfcc=mfcc.astype(np.float32), frame_rate=sr / hop_length, logmel=logmel.astype(np.float32))
 
 
 def local_normalize(x: np.ndarray, *, width: int) -> np.ndarray:
@@ -192,6 +216,16 @@ def local_normalize(x: np.ndarray, *, width: int) -> np.ndarray:
     hp = x - moving_average(x, width)
     rms = np.sqrt(np.mean(hp**2, axis=-1, keepdims=True)) + 1e-9
     return (hp / rms).astype(np.float32)
+
+
+def _beat_envelope(onset: np.ndarray, *, frame_rate: float) -> np.ndarray | None:
+    """The onset envelope as the beat tracker sees it: its slow trend removed, rectified, unit spread;
+    None when there is nothing to track."""
+    onset = np.asarray(onset, dtype=np.float64)
+    if len(onset) < 8 or not np.any(onset > 0):
+        return None
+    env = np.maximum(onset - moving_average(onset, max(3, int(frame_rate))), 0.0)
+    return env / (env.std() + 1e-12)
 
 
 def beat_track(
@@ -213,11 +247,9 @@ def beat_track(
     """
     onset = np.asarray(onset, dtype=np.float64)
     n = len(onset)
-    if n < 8 or not np.any(onset > 0):
+    env = _beat_envelope(onset, frame_rate=frame_rate)
+    if env is None:
         return 0.0, np.zeros(0)
-    env = onset - moving_average(onset, max(3, int(frame_rate)))
-    env = np.maximum(env, 0.0)
-    env /= env.std() + 1e-12
     period = _estimate_period(env, frame_rate=frame_rate, tempo_min=tempo_min, tempo_max=tempo_max)
     if period <= 0:
         return 0.0, np.zeros(0)
@@ -275,8 +307,11 @@ def _parabolic(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     return k + np.clip(d, -0.5, 0.5)
 
 
-def _estimate_period(env: np.ndarray, *, frame_rate: float, tempo_min: float, tempo_max: float) -> float:
-    """Beat period in frames from the autocorrelation of the onset envelope, weighted toward 120 BPM."""
+def _period_strength(env: np.ndarray, *, frame_rate: float, tempo_min: float,
+                     tempo_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate beat periods (lags in frames) and how strongly the onset envelope repeats at each: its
+    autocorrelation there and at twice the lag (a real pulse repeats at 2x its lag), weighted toward
+    120 BPM. Empty when the tempo range holds fewer than three lags."""
     n = len(env)
     nfft = scipy.fft.next_fast_len(2 * n)
     spec = scipy.fft.rfft(env - env.mean(), nfft)
@@ -285,14 +320,35 @@ def _estimate_period(env: np.ndarray, *, frame_rate: float, tempo_min: float, te
     lag_min = int(np.floor(60.0 * frame_rate / tempo_max))
     lag_max = min(n - 1, int(np.ceil(60.0 * frame_rate / tempo_min)))
     if lag_max <= lag_min + 2:
-        return 0.0
+        return np.zeros(0), np.zeros(0)
     lags = np.arange(lag_min, lag_max + 1)
     bpm = 60.0 * frame_rate / lags
     prior = np.exp(-0.5 * (np.log2(bpm / 120.0) / 1.0) ** 2)
-    # also reward the double period (a real pulse repeats at 2x its lag)
     ac2 = np.interp(2 * lags, np.arange(n), ac, right=0.0)
-    strength = (np.maximum(ac[lags], 0) + 0.5 * np.maximum(ac2, 0)) * prior
+    return lags, (np.maximum(ac[lags], 0) + 0.5 * np.maximum(ac2, 0)) * prior
+
+
+def _estimate_period(env: np.ndarray, *, frame_rate: float, tempo_min: float, tempo_max: float) -> float:
+    """Beat period in frames: the strongest of `_period_strength` (refined by parabolic interpolation)."""
+    lags, strength = _period_strength(env, frame_rate=frame_rate, tempo_min=tempo_min, tempo_max=tempo_max)
+    if len(lags) == 0:
+        return 0.0
     k = int(np.argmax(strength))
     if 0 < k < len(lags) - 1:
-        return float(_parabolic(strength, np.array([k]))[0] + lag_min)
+        return float(_parabolic(strength, np.array([k]))[0] + lags[0])
     return float(lags[k])
+
+
+def tempo_candidates(onset: np.ndarray, *, frame_rate: float, tempo_min: float = 60.0, tempo_max: float = 200.0,
+                     k: int = 3) -> list[float]:
+    """The ``k`` most likely tempos (BPM, best first) of an onset envelope: the strongest local maxima of
+    its periodicity (`beat_track` follows the first; a noisy recording's true tempo may be another)."""
+    env = _beat_envelope(onset, frame_rate=frame_rate)
+    if env is None:
+        return []
+    lags, strength = _period_strength(env, frame_rate=frame_rate, tempo_min=tempo_min, tempo_max=tempo_max)
+    if len(lags) < 3:
+        return []
+    peak = np.flatnonzero((strength[1:-1] >= strength[:-2]) & (strength[1:-1] > strength[2:])) + 1
+    best = peak[np.argsort(strength[peak])[::-1][:k]]
+    return [float(60.0 * frame_rate / (_parabolic(strength, np.array([i]))[0] + lags[0])) for i in best]

@@ -21,6 +21,7 @@ import songgen as sg
 from songgen import Truth
 
 from beatsync.align import ENGINES, Alignment, Segment, align
+from beatsync.align.segments import AMBIGUOUS_SCORE
 from beatsync.errors import AlignmentError, ParameterError
 
 SR = 22050
@@ -342,11 +343,12 @@ def test_confident_when_unambiguous(lab, name, engine):
 @pytest.mark.parametrize(("name", "engine"), cases_x_engines(
     SINGLE))
 def test_no_false_alternatives(lab, name, engine):
-    """Alternatives are for repeated sections: a song that never repeats has none that scores
-    above 0.5 (the level at which the engines warn "ambiguous")."""
+    """Alternatives are for repeated sections: a song that never repeats has none that scores at
+    AMBIGUOUS_SCORE (the level at which the engines warn "ambiguous"; these songs do reuse their drum
+    sounds bar after bar, so lesser alternatives are fine)."""
     al = lab.aligned(name, engine)
     (truth,) = lab.case(name).truths
-    strong = [a.to_dict() for a in al.alternatives if a.score > 0.5]
+    strong = [a.to_dict() for a in al.alternatives if a.score >= AMBIGUOUS_SCORE]
     assert not strong, f"truth offset {truth.offset_s:.3f}: {strong}"
     assert not any(w.startswith("ambiguous") for w in al.warnings), al.warnings
 

@@ -1,36 +1,43 @@
-"""What both engines share: a candidate *line* (rate + offset), its refinement by windowed
-cross-correlation, and the step from refined lines to segments, confidence and alternatives.
+"""What the engines share: the recordings with their cached analyses (`Signals`), a candidate
+*line* (rate + offset), and its measurement by windowed cross-correlation.
 
 A line maps dance time ``t`` to BGM time ``tau = (t - offset) * rate``. Once the BGM is resampled
-onto the dance time scale (by ``1 / rate``), the line becomes a pure delay, so every refinement is
-a set of windowed delay estimates ``delta(t)`` followed by a robust straight-line fit.
+onto the dance time scale (by ``1 / rate``), the line becomes a pure delay, so every measurement
+is a set of windowed delay estimates ``delta(t)`` followed by a robust straight-line fit.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.fft
+import scipy.stats
 import soxr
 
-from beatsync.align.result import Alternative, Segment
-from beatsync.analysis import Features, features, local_normalize, power_spectrogram, track_pair
+from beatsync.analysis import Features, features, local_normalize, project_spectrogram, track_pair
 
-#: frame hop (samples at the analysis rate) of the fine onset envelopes used for beat-level refinement
+#: frame hop (samples at the analysis rate) of the fine onset envelopes used for beat-level work
 FINE_HOP = 128
 #: number of frequency bands of the fine onset envelopes
 ENV_BANDS = 6
+#: lowest and highest playback rates considered (class speed / file speed)
+RATE_MIN, RATE_MAX = 0.74, 1.07
+#: sample rate of the cheap waveform comparisons (detection, not precision)
+LOW_SR = 8000
 
 
-@dataclass
+@dataclass(frozen=True)
 class Line:
     """A hypothesis: dance time t hears BGM time (t - offset) * rate."""
 
     offset: float
     rate: float
-    mode: str = "speed"  # or "stretch"
-    score: float = 0.0  # coarse evidence (sum of chunk correlations), engine-specific scale
+    mode: str = "speed"  # or "stretch" (tempo changed, pitch kept)
+    score: float = 0.0  # evidence from the step that proposed it, step-specific scale
+    #: where it came from ("votes", "envelope", "beats", "wave"); a "wave" line is already sample-exact
+    source: str = ""
 
     def bgm_time(self, t):
         return (np.asarray(t) - self.offset) * self.rate
@@ -38,25 +45,40 @@ class Line:
     def dance_time(self, tau):
         return self.offset + np.asarray(tau) / self.rate
 
+    def same_as(self, other: Line, *, at: float, tol_s: float = 0.02) -> bool:
+        """Whether ``other`` plays the song the same way around dance time ``at``: at the same place
+        (within ``tol_s``), rate and (away from normal speed) pitch mode."""
+        return (abs(float(self.bgm_time(at) - other.bgm_time(at))) <= tol_s * self.rate
+                and abs(self.rate / other.rate - 1) <= 0.001
+                and (self.mode == other.mode or abs(self.rate - 1.0) <= 0.01))
 
-@dataclass
-class Fit:
-    """A refined line with the per-window evidence behind it."""
 
-    line: Line
-    centers: np.ndarray  # window centres, dance seconds
-    strength: np.ndarray  # plain normalised correlation at the peak per window (how alike, -1..1)
-    inlier: np.ndarray  # bool per window
-    valid: np.ndarray  # bool per window: the window maps inside the BGM
-    win_s: float
+def top_peaks(x: np.ndarray, k: int, sep: int) -> np.ndarray:
+    """Indices of the ``k`` highest values of ``x`` along its last axis, at least ``sep`` + 1 apart
+    (the best first; greedy: each pick blanks ``sep`` samples either side). Non-finite values are
+    never picked; a row with fewer than ``k`` finite peaks gets ``-1`` in the remaining places.
 
-    @property
-    def n_inliers(self) -> int:
-        return int(np.count_nonzero(self.inlier & self.valid))
+    ``x`` is 1-D (returns ``(k,)``) or 2-D (one search per row, returns ``(rows, k)``).
+    """
+    flat = np.atleast_2d(np.asarray(x, dtype=np.float64)).copy()
+    rows, n = flat.shape
+    out = np.full((rows, k), -1, dtype=np.int64)
+    r = np.arange(rows)
+    offs = np.arange(-sep, sep + 1)
+    for j in range(k):
+        p = np.argmax(flat, axis=1)
+        ok = np.isfinite(flat[r, p])
+        out[ok, j] = p[ok]
+        if not ok.any():
+            break
+        idx = np.clip(p[:, None] + offs[None, :], 0, n - 1)
+        flat[r[:, None], idx] = -np.inf
+    return out[0] if np.ndim(x) == 1 else out
 
 
 class Signals:
-    """Both recordings at the analysis rate, with what refinement needs cached per rate."""
+    """Both recordings at the analysis rate, with what the engines need cached (safe to share between
+    threads: each cached item is computed once, by whichever thread asks first)."""
 
     def __init__(self, dance: np.ndarray, bgm: np.ndarray, *, sr: int):
         self.sr = sr
@@ -64,35 +86,62 @@ class Signals:
         self.bgm = np.asarray(bgm, dtype=np.float32)
         self.dance_dur = len(self.dance) / sr
         self.bgm_dur = len(self.bgm) / sr
-        self._bgm_r: dict[float, np.ndarray] = {}
-        self._env: dict[str, np.ndarray] = {}
-        self._feats: tuple[Features, Features] | None = None
-        self._beats: tuple[float, np.ndarray, float, np.ndarray] | None = None
+        self._cache: dict = {}
+        self._locks: dict = {}
+        self._lock = threading.Lock()
+        self._bgm_r: dict[tuple, np.ndarray] = {}  # song signals per (kind, rate), least recently used first
+
+    def _cached(self, key, compute):
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._cache:
+                value = compute()
+                with self._lock:
+                    self._cache[key] = value
+        return self._cache[key]
 
     def features(self) -> tuple[Features, Features]:
         """Frame features of (dance, bgm), computed once and shared by every engine."""
-        if self._feats is None:
-            self._feats = (features(self.dance, sr=self.sr), features(self.bgm, sr=self.sr))
-        return self._feats
+        return self._cached("features", lambda: (features(self.dance, sr=self.sr), features(self.bgm, sr=self.sr)))
+
+    def votes(self):
+        """`beatsync.align.candidates.chunk_votes` of the features (or None), computed once: every engine
+        that searches the rates over chunks shares them."""
+        from beatsync.align.candidates import chunk_votes
+
+        return self._cached("votes", lambda: chunk_votes(*self.features()))
 
     def beats(self) -> tuple[float, np.ndarray, float, np.ndarray]:
         """`track_pair` of the features (dance tempo, beats, song tempo, beats), computed once: v2 and the
         beat-grid data both use it."""
-        if self._beats is None:
-            self._beats = track_pair(*self.features())
-        return self._beats
+        return self._cached("beats", lambda: track_pair(*self.features()))
+
+    def _per_rate(self, kind: str, rate: float, compute) -> np.ndarray:
+        """A song signal prepared for ``rate``: the last few of each kind are kept (each is a copy of
+        the song)."""
+        key = (kind, round(rate, 7))
+        with self._lock:
+            got = self._bgm_r.pop(key, None)
+            if got is not None:
+                self._bgm_r[key] = got  # most recently used last
+                return got
+        y = compute()
+        with self._lock:
+            mine = [k for k in self._bgm_r if k[0] == kind]
+            for k in mine[: max(0, len(mine) - 3)]:
+                del self._bgm_r[k]
+            self._bgm_r[key] = y
+        return y
 
     def bgm_resampled(self, rate: float) -> np.ndarray:
         """The BGM played at ``rate`` (resampled by 1/rate), so one sample = 1/sr dance seconds."""
-        key = round(rate, 7)
-        if key not in self._bgm_r:
-            if abs(rate - 1.0) < 1e-7:
-                self._bgm_r[key] = self.bgm
-            else:
-                if len(self._bgm_r) > 2:
-                    self._bgm_r.pop(next(iter(self._bgm_r)))
-                self._bgm_r[key] = soxr.resample(self.bgm, self.sr, self.sr / rate, quality="HQ").astype(np.float32)
-        return self._bgm_r[key]
+        if abs(rate - 1.0) < 1e-7:
+            return self.bgm
+        return self._per_rate("wave", rate, lambda: soxr.resample(self.bgm, self.sr, self.sr / rate, quality="HQ")
+                              .astype(np.float32))
 
     def envelope(self, which: str) -> np.ndarray:
         """Fine onset envelopes (hop FINE_HOP) of "dance" or "bgm": (ENV_BANDS, n), locally normalised.
@@ -100,30 +149,87 @@ class Signals:
         Several bands rather than one sum: a repeated bar with the same drums but another melody
         still differs in the upper bands.
         """
-        if which not in self._env:
+        def compute():
             y = self.dance if which == "dance" else self.bgm
-            S = power_spectrogram(y, n_fft=1024, hop_length=FINE_HOP)
-            nb = S.shape[0]
+            n_fft = 1024
+            nb = n_fft // 2 + 1
             edges = np.unique(np.geomspace(4, nb - 1, 25).astype(int))
-            bands = np.add.reduceat(S, edges[:-1], axis=0)
+            bank = np.zeros((len(edges) - 1, nb), np.float32)
+            for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+                bank[i, a:b] = 1.0
+            bank[-1, edges[-1]:] = 1.0
+            bands, _ = project_spectrogram(y, bank, n_fft=n_fft, hop_length=FINE_HOP)
             lb = np.log1p(1e4 * bands / max(float(bands.max()), 1e-12))
             fl = np.zeros_like(lb)
             fl[:, 1:] = np.maximum(lb[:, 1:] - lb[:, :-1], 0)
             groups = np.array_split(np.arange(fl.shape[0]), ENV_BANDS)
             env = np.stack([fl[g].mean(axis=0) for g in groups])
-            self._env[which] = local_normalize(env, width=int(0.5 * self.sr / FINE_HOP))
-        return self._env[which]
+            return local_normalize(env, width=int(0.5 * self.sr / FINE_HOP))
+
+        return self._cached(("envelope", which), compute)
 
     def envelope_warped(self, rate: float) -> np.ndarray:
         """The BGM's envelopes moved onto the dance time scale for ``rate`` (frame k <- BGM time k * rate / fs)."""
         eb = self.envelope("bgm")
-        k = np.arange(int(eb.shape[1] / rate) + 1) * rate
-        x = np.arange(eb.shape[1])
-        return np.stack([np.interp(k, x, row, right=0.0) for row in eb]).astype(np.float32)
+        if abs(rate - 1.0) < 1e-9:
+            return eb
+        return self._per_rate("onset", rate, lambda: _warp_frames(eb, rate))
+
+    def song_loudness(self) -> tuple[np.ndarray, float]:
+        """RMS of the song per 0.25 s (frames at 4 Hz), and its median over the frames that are not silent:
+        where the song itself is quiet, nothing can tell whether it plays."""
+        def compute():
+            n = self.sr // 4
+            m = len(self.bgm) // n
+            rms = np.sqrt(np.mean(self.bgm[: m * n].reshape(m, n).astype(np.float64) ** 2, axis=1))
+            loud = rms[rms > 1e-4]
+            return rms, float(np.median(loud)) if len(loud) else 0.0
+
+        return self._cached("loudness", compute)
+
+    def song_is_quiet(self, tau: np.ndarray, *, level: float = 0.1) -> np.ndarray:
+        """Per BGM time: the song around it is below ``level`` times its typical loudness."""
+        rms, typical = self.song_loudness()
+        i = np.clip((np.asarray(tau) * 4).astype(int), 0, max(0, len(rms) - 1))
+        return rms[i] < level * typical if len(rms) else np.ones(np.shape(tau), bool)
 
     @property
     def env_rate(self) -> float:
         return self.sr / FINE_HOP
+
+    def low(self, which: str) -> np.ndarray:
+        """The waveform of "dance" or "bgm" at LOW_SR (the band that carries most music, for cheap
+        waveform comparisons)."""
+        return self._cached(("low", which), lambda: soxr.resample(
+            self.dance if which == "dance" else self.bgm, self.sr, LOW_SR, quality="LQ").astype(np.float32))
+
+    def compared(self, kind: str, rate: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """What a `Method` of ``kind`` compares for a line at ``rate``: (dance signal, song signal on
+        the dance time scale, their sample rate)."""
+        if kind == "wave":
+            return self.dance, self.bgm_resampled(rate), self.sr
+        if kind == "spectrum":
+            fd, fb = self.features()
+            a = self._cached("spectrum", lambda: local_normalize(fd.logmel, width=int(fd.frame_rate)))
+            b = self._cached("spectrum_bgm", lambda: local_normalize(fb.logmel, width=int(fb.frame_rate)))
+            if abs(rate - 1.0) > 1e-9:
+                b = self._per_rate("spectrum", rate, lambda: _warp_frames(b, rate))
+            return a, b, fd.frame_rate
+        if kind == "wave_low":
+            b = self.low("bgm")
+            if abs(rate - 1.0) > 1e-7:
+                b = self._per_rate("wave_low", rate, lambda: soxr.resample(b, LOW_SR, LOW_SR / rate, quality="LQ")
+                                   .astype(np.float32))
+            return self.low("dance"), b, LOW_SR
+        return self.envelope("dance"), self.envelope_warped(rate), self.env_rate
+
+
+def _warp_frames(x: np.ndarray, rate: float) -> np.ndarray:
+    """A (channels, n) frame sequence of the song moved onto the dance time scale for ``rate`` (frame k <-
+    song frame k * rate), linearly interpolated, zero past the end."""
+    k = np.arange(int(x.shape[1] / rate) + 1) * rate
+    i = np.arange(x.shape[1])
+    return np.stack([np.interp(k, i, row, right=0.0) for row in x]).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- whole-recording correlation
@@ -133,10 +239,10 @@ def envelope_lines(sig: Signals, rate: float, *, mode: str = "speed", k: int = 6
                    min_overlap_s: float = 8.0, exclude: list[tuple[float, float]] = ()) -> list[Line]:
     """The ``k`` best constant offsets at ``rate`` from one FFT cross-correlation of the whole fine
     onset envelopes (5.8 ms resolution): sharp enough to tell apart bars that repeat, which the
-    coarse chunk features cannot."""
+    coarse chunk features cannot. ``exclude`` blanks stretches of the recording (already explained)."""
     fs = sig.env_rate
     a = sig.envelope("dance")
-    if exclude:  # look only at the parts of the recording nobody explains yet
+    if exclude:
         a = a.copy()
         for t0, t1 in exclude:
             a[:, max(0, int(t0 * fs)):max(0, int(t1 * fs))] = 0.0
@@ -155,30 +261,32 @@ def envelope_lines(sig: Signals, rate: float, *, mode: str = "speed", k: int = 6
         overlap = np.minimum(na, lags + nb) - np.maximum(0, lags)
     ok = overlap >= min(min_overlap_s * fs, 0.5 * min(na, nb))
     vals = np.where(ok, vals / np.sqrt(np.maximum(overlap, 1)), -np.inf)
-    out = []
-    sep = int(sep_s * fs)
-    for _ in range(k):
-        p = int(np.argmax(vals))
-        if not np.isfinite(vals[p]):
-            break
-        out.append(Line(offset=float(lags[p] / fs), rate=rate, mode=mode, score=float(vals[p])))
-        vals[max(0, p - sep): p + sep + 1] = -np.inf
-    return out
+    return [Line(offset=float(lags[p] / fs), rate=rate, mode=mode, score=float(vals[p]), source="envelope")
+            for p in top_peaks(vals, k, int(sep_s * fs)) if p >= 0]
 
 
 # ----------------------------------------------------------------------------- windowed delays
 
 
-def _windowed_delays(a: np.ndarray, b: np.ndarray, shift: float | np.ndarray, starts: np.ndarray, *, n: int,
-                     max_lag: int, phat: bool, band: tuple[int, int] | None = None,
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+@dataclass
+class Delays:
+    """Per-window results of `windowed_delays` (all in samples of the signals compared)."""
+
+    delta: np.ndarray  # a[:, i] ~ b[:, i - shift - delta]: the delay at the correlation peak (fractional)
+    quality: np.ndarray  # peak height over the RMS of the correlation over the search range
+    ncc: np.ndarray  # plain normalised correlation of the two windows at the peak (how alike, -1..1)
+    curve: np.ndarray | None  # (windows, 2 * max_lag + 1): the correlation at every lag searched
+
+
+def windowed_delays(a: np.ndarray, b: np.ndarray, shift: float | np.ndarray, starts: np.ndarray, *, n: int,
+                    max_lag: int, phat: bool, band: tuple[int, int] | None = None,
+                    keep_curves: bool = False, beta: float = 1.0) -> Delays:
     """Delay of ``a[:, s:s+n]`` against ``b`` around the predicted position ``s - shift`` for each start s.
 
     ``a`` and ``b`` are (channels, samples); channels are correlated separately and summed.
-    ``shift`` may be one number or one per window.
-    Returns (delta, quality, ncc): ``a[:, i] ~ b[:, i - shift - delta]`` in samples (fractional), a
-    peak-to-sidelobe quality (peak height over the RMS of the search range), and the plain
-    normalised correlation of the two windows at the peak (how alike they are, -1..1).
+    ``shift`` may be one number or one per window. ``phat`` whitens the cross-spectrum (GCC-PHAT:
+    a sharp peak for a copy of the same waveform), restricted to FFT bins ``band`` if given; ``beta``
+    below 1 whitens only partly (magnitude ** (1 - beta) kept: timing and spectral shape both count).
     """
     a = np.atleast_2d(a)
     b = np.atleast_2d(b)
@@ -187,16 +295,18 @@ def _windowed_delays(a: np.ndarray, b: np.ndarray, shift: float | np.ndarray, st
     Ss = np.floor(shifts).astype(np.int64)
     fs_ = shifts - Ss
     m = n + 2 * max_lag
+    L = 2 * max_lag + 1
     nfft = scipy.fft.next_fast_len(n + m)
-    deltas = np.full(len(starts), np.nan)
-    qual = np.zeros(len(starts))
-    ncc = np.zeros(len(starts))
+    out = Delays(np.full(len(starts), np.nan), np.zeros(len(starts)), np.zeros(len(starts)),
+                 np.zeros((len(starts), L), np.float32) if keep_curves else None)
+    # lag index p <-> delay max_lag - p (minus the fractional part of the shift)
     taper = np.hanning(n).astype(np.float32) if phat else np.ones(n, np.float32)
     batch = max(1, int(2**21 // (nfft * C)))  # ~16 MB per complex block: bounded memory
     for k0 in range(0, len(starts), batch):
         st = starts[k0:k0 + batch]
-        A = np.zeros((len(st), C, n), np.float32)
-        B = np.zeros((len(st), C, m), np.float32)
+        nb_ = len(st)
+        A = np.zeros((nb_, C, n), np.float32)
+        B = np.zeros((nb_, C, m), np.float32)
         for j, s in enumerate(st):
             A[j] = a[:, s:s + n] * taper
             lo = s - Ss[k0 + j] - max_lag
@@ -206,8 +316,10 @@ def _windowed_delays(a: np.ndarray, b: np.ndarray, shift: float | np.ndarray, st
         FA = scipy.fft.rfft(A, nfft, axis=2, workers=-1)
         FB = scipy.fft.rfft(B, nfft, axis=2, workers=-1)
         G = np.conj(FA) * FB
+        del FA, FB
         if phat:
-            G /= np.abs(G) + 1e-3 * (np.abs(G).mean(axis=2, keepdims=True) + 1e-20)
+            mag = np.abs(G) + 1e-3 * (np.abs(G).mean(axis=2, keepdims=True) + 1e-20)
+            G /= mag if beta == 1.0 else mag**beta
             if band is not None:
                 G[:, :, :band[0]] = 0
                 G[:, :, band[1]:] = 0
@@ -216,65 +328,132 @@ def _windowed_delays(a: np.ndarray, b: np.ndarray, shift: float | np.ndarray, st
             na = np.sqrt((A**2).sum(axis=(1, 2))) + 1e-9
             nb = np.sqrt((B**2).sum(axis=(1, 2)) / m * n) + 1e-9
             G = G.sum(axis=1) / (na * nb)[:, None]
-        c = scipy.fft.irfft(G, nfft, axis=1, workers=-1)[:, :2 * max_lag + 1]
-        for j in range(len(st)):
-            cj = c[j]
-            p = int(np.argmax(cj))
-            rms = float(np.sqrt(np.mean(cj**2))) + 1e-12
-            qual[k0 + j] = cj[p] / rms
-            d = 0.0
-            if 0 < p < len(cj) - 1:
-                y0, y1, y2 = cj[p - 1], cj[p], cj[p + 1]
-                den = y0 - 2 * y1 + y2
-                if den < 0:
-                    d = float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5))
-            deltas[k0 + j] = max_lag - fs_[k0 + j] - (p + d)
-            if phat:
-                aw, bw = A[j].ravel(), B[j, :, p:p + n].ravel()
-                ncc[k0 + j] = float(aw @ bw) / (float(np.sqrt((aw @ aw) * (bw @ bw))) + 1e-12)
-            else:
-                ncc[k0 + j] = cj[p]
-    return deltas, qual, ncc
+        c = scipy.fft.irfft(G, nfft, axis=1, workers=-1)[:, :L]
+        del G
+        rows = np.arange(nb_)
+        p = np.argmax(c, axis=1)
+        pk = c[rows, p]
+        sl = slice(k0, k0 + nb_)
+        out.quality[sl] = pk / (np.sqrt(np.mean(c**2, axis=1)) + 1e-12)
+        inner = (p > 0) & (p < L - 1)
+        pc = np.clip(p, 1, L - 2)
+        y0, y1, y2 = c[rows, pc - 1], c[rows, pc], c[rows, pc + 1]
+        den = y0 - 2 * y1 + y2
+        d = np.where(inner & (den < 0), np.clip(0.5 * (y0 - y2) / np.where(den < 0, den, -1.0), -0.5, 0.5), 0.0)
+        out.delta[sl] = max_lag - fs_[sl] - (p + d)
+        if keep_curves:
+            out.curve[sl] = c
+        if phat:  # how alike the two windows are at the found delay (plain correlation)
+            win = np.lib.stride_tricks.sliding_window_view(B, n, axis=2)  # (batch, C, L, n)
+            bw = win[rows, :, p, :]  # (batch, C, n)
+            num = np.einsum("jcn,jcn->j", A, bw)
+            den_ = np.sqrt(np.einsum("jcn,jcn->j", A, A) * np.einsum("jcn,jcn->j", bw, bw)) + 1e-12
+            out.ncc[sl] = num / den_
+        else:
+            out.ncc[sl] = pk
+    return out
 
 
-def measure(sig: Signals, line: Line, *, method: str, t_lo: float, t_hi: float, win_s: float, hop_s: float,
-            max_lag_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Windowed delays of the dance against the BGM predicted by ``line`` over dance time [t_lo, t_hi].
+@dataclass
+class Fit:
+    """A line measured window by window over a span of the recording."""
 
-    ``method`` "wave": GCC-PHAT on the waveforms (sample precision; needs the pitch to follow the
-    tempo, i.e. mode "speed"); "onset": normalised correlation of fine onset envelopes (works for
-    both modes, precision of a few ms).
+    line: Line
+    centers: np.ndarray  # window centres, dance seconds
+    resid: np.ndarray  # measured delay minus the line's, seconds (NaN where not measured)
+    strength: np.ndarray  # plain normalised correlation at the peak per window (how alike, -1..1)
+    z: np.ndarray  # correlation at the line's delay as a z-score over the window's lags (evidence)
+    inlier: np.ndarray  # bool per window: the measured delay lies on the line
+    valid: np.ndarray  # bool per window: its centre maps inside the BGM
+    win_s: float
+    method: str
+    tol_s: float
+    #: (windows, lags) correlation around the measured line, sampled at ``fs``, centre ``max_lag`` (for
+    #: envelopes and spectra: normalised, -1..1)
+    curves: np.ndarray | None = None
+    fs: float = 0.0
+    max_lag: int = 0
 
-    Returns (centers_s, delays_s, quality, ncc, valid) with valid = the window maps inside the BGM.
-    """
-    if method == "wave":
-        fs = sig.sr
-        a = sig.dance
-        b = sig.bgm_resampled(line.rate)
-    else:
-        fs = sig.env_rate
-        a = sig.envelope("dance")
-        b = sig.envelope_warped(line.rate)
-    n = max(8, int(round(win_s * fs)))
-    hop = max(1, int(round(hop_s * fs)))
-    lo = max(0, int(round(t_lo * fs)))
-    hi = min(a.shape[-1] - n, int(round(t_hi * fs)) - n)
-    if hi < lo:
-        return np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, bool)
-    starts = np.arange(lo, hi + 1, hop)
-    shift = line.offset * fs
-    max_lag = max(2, int(round(max_lag_s * fs)))
+    @property
+    def n_inliers(self) -> int:
+        return int(np.count_nonzero(self.inlier & self.valid))
+
+    def select(self, keep: np.ndarray) -> Fit:
+        return replace(self, centers=self.centers[keep], resid=self.resid[keep], strength=self.strength[keep],
+                       z=self.z[keep], inlier=self.inlier[keep], valid=self.valid[keep],
+                       curves=None if self.curves is None else self.curves[keep])
+
+
+@dataclass(frozen=True)
+class Method:
+    """How windows are compared: ``kind`` "wave" (GCC-PHAT on the waveforms: sample precision; needs
+    the pitch to follow the tempo, mode "speed"), "wave_low" (the same on the waveforms at LOW_SR: a
+    cheap detector), "onset" (normalised correlation of fine onset envelopes: both modes, a few ms) or
+    "spectrum" (of log-mel spectrograms frame by frame: where the pitch was kept, the spectrum of every
+    moment is the song's, so it tells sections apart that share a beat); window length, hop, lag search
+    and inlier tolerance in seconds."""
+
+    kind: str
+    win_s: float
+    hop_s: float
+    max_lag_s: float
+    tol_s: float
+
+
+def valid_span(sig: Signals, line: Line, *, margin_s: float = 0.0) -> tuple[float, float]:
+    """Dance times over which ``line`` maps inside the song (and the recording)."""
+    lo = max(0.0, float(line.dance_time(0.0)) - margin_s)
+    hi = min(sig.dance_dur, float(line.dance_time(sig.bgm_dur)) + margin_s)
+    return lo, hi
+
+
+def measure(sig: Signals, line: Line, method: Method, *, span: tuple[float, float] | None = None,
+            max_windows: int | None = None, centers: np.ndarray | None = None) -> Fit:
+    """Windowed delays of the dance against the BGM predicted by ``line`` over dance times ``span``
+    (default: wherever the line maps inside the song). Window *centres* lie on a grid of
+    ``method.hop_s`` (at ``(k + 1/2) * hop_s``), so that fits of different lines and methods compare
+    window by window. With ``max_windows``, a long span is sampled evenly by at most that many windows.
+    ``centers`` measures just the windows centred there instead. ``inlier`` is relative to ``line`` itself
+    (see `refit`)."""
+    a, b, fs = sig.compared(method.kind, line.rate)
+    lo_s, hi_s = span if span is not None else valid_span(sig, line, margin_s=method.win_s / 2)
+    n = max(8, int(round(method.win_s * fs)))
+    hop = method.hop_s
+    first = int(np.ceil(max(lo_s, method.win_s / 2) / hop - 0.5 - 1e-9))
+    last = int(np.floor(min(hi_s, sig.dance_dur - method.win_s / 2) / hop - 0.5 + 1e-9))
+    k = np.arange(max(first, 0), last + 1)
+    mids = (k + 0.5) * hop if centers is None else np.asarray(centers, dtype=np.float64)
+    starts = np.round((mids - method.win_s / 2) * fs).astype(np.int64)
+    starts = starts[(starts >= 0) & (starts + n <= a.shape[-1])]
+    if max_windows is not None and len(starts) > max_windows:
+        starts = starts[np.unique(np.linspace(0, len(starts) - 1, max_windows).round().astype(int))]
+    empty = np.zeros(0)
+    if len(starts) == 0:
+        return Fit(line, empty, empty, empty, empty, np.zeros(0, bool), np.zeros(0, bool), method.win_s,
+                   method.kind, method.tol_s)
+    max_lag = max(2, int(round(method.max_lag_s * fs)))
     band = None
-    if method == "wave":
+    phat = method.kind in ("wave", "wave_low")
+    if phat:
         nfft = scipy.fft.next_fast_len(n + n + 2 * max_lag)
-        band = (int(100 * nfft / fs), int(5000 * nfft / fs))
-    deltas, qual, ncc = _windowed_delays(a, b, shift, starts, n=n, max_lag=max_lag, phat=(method == "wave"),
-                                         band=band)
+        band = (int(100 * nfft / fs), int(min(5000, 0.45 * fs) * nfft / fs))
+    dl = windowed_delays(a, b, line.offset * fs, starts, n=n, max_lag=max_lag, phat=phat, band=band,
+                         keep_curves=True)
     centers = (starts + n / 2) / fs
+    resid = dl.delta / fs
     tau = line.bgm_time(centers)
-    half = win_s / 2 * line.rate
-    valid = (tau - half >= 0) & (tau + half <= sig.bgm_dur)
-    return centers, deltas / fs, qual, ncc, valid
+    valid = (tau >= 0) & (tau <= sig.bgm_dur)  # at least half the window hears the song
+    zt = max(1, int(round(method.tol_s * fs)))
+    z = standardised(dl.curve)[:, max_lag - zt:max_lag + zt + 1].max(axis=1)
+    inlier = np.isfinite(resid) & (np.abs(resid) < method.tol_s)
+    return Fit(line, centers, resid, dl.ncc, z, inlier, valid, method.win_s, method.kind, method.tol_s,
+               curves=None if phat else dl.curve, fs=fs, max_lag=max_lag)
+
+
+def standardised(curves: np.ndarray) -> np.ndarray:
+    """Correlation curves as z-scores over their lags (row by row)."""
+    c = np.asarray(curves, dtype=np.float64)
+    return (c - c.mean(axis=1, keepdims=True)) / (c.std(axis=1, keepdims=True) + 1e-12)
 
 
 def robust_line(t: np.ndarray, d: np.ndarray, w: np.ndarray, *, tol: float, min_span: float = 4.0,
@@ -301,10 +480,11 @@ def robust_line(t: np.ndarray, d: np.ndarray, w: np.ndarray, *, tol: float, min_
             k = int(np.argmax(score))
             best = (float(score[k]), float(a[k]), float(b[k]))
     # constant-delay hypotheses (rate already right): robust when few windows agree
-    for k in range(n):
-        s = float(((np.abs(d - d[k]) < tol) * w).sum())
-        if s > best[0] + 1e-9:
-            best = (s, float(d[k]), 0.0)
+    close = np.abs(d[:, None] - d[None, :]) < tol
+    s = (close * w[None, :]).sum(axis=1)
+    k = int(np.argmax(s))
+    if s[k] > best[0] + 1e-9:
+        best = (float(s[k]), float(d[k]), 0.0)
     _, a, b = best
     inl = np.abs(d - (a + b * t)) < tol
     for _ in range(3):
@@ -319,156 +499,84 @@ def robust_line(t: np.ndarray, d: np.ndarray, w: np.ndarray, *, tol: float, min_
     return a, b, inl
 
 
-def screen_and_refine(sig: Signals, lines: list[Line], *, refine_one, keep: int) -> list[Fit]:
-    """Screen every candidate line cheaply, refine the ``keep`` best finely; return all fits
-    (the refined ones first, duplicates of a better fit dropped).
-
-    ``refine_one(line, fine: bool) -> Fit`` is the engine's refinement.
-    """
-    screened = dedupe([refine_one(ln, False) for ln in lines])
-    screened.sort(key=lambda f: -fit_score(f, sig=sig))
-    return dedupe([refine_one(f.line, True) for f in screened[:keep]]) + screened[keep:]
-
-
-def refine(sig: Signals, line: Line, *, method: str, params: tuple[float, float, float, float]) -> Fit:
-    """Refine ``line`` by windowed delays over the whole recording; ``params`` = (win_s, hop_s,
-    max_lag_s, tol_s)."""
-    win_s, hop_s, max_lag_s, tol_s = params
-    c, d, q, ncc, valid = measure(sig, line, method=method, t_lo=0.0, t_hi=sig.dance_dur, win_s=win_s, hop_s=hop_s,
-                                  max_lag_s=max_lag_s)
-    if len(c) == 0:
-        return Fit(line, c, ncc, np.zeros(0, bool), valid, win_s)
-    use = valid & np.isfinite(d)
-    w = np.clip(q - 2.0, 0.05, None)
-    a, b, inl_use = robust_line(c[use], d[use], w[use], tol=tol_s)
-    inl = np.zeros(len(c), bool)
-    inl[np.flatnonzero(use)] = inl_use
-    if inl.sum() >= 2:
-        # delay a + b t: dance at t hears the predicted BGM at t - a - b t
-        line = Line(offset=(line.offset + a) / (1 - b), rate=line.rate * (1 - b), mode=line.mode, score=line.score)
-    return Fit(line, c, ncc, inl, valid, win_s)
-
-
-# ----------------------------------------------------------------------------- verification
-
-#: short-window waveform check: window length, lag search, null shifts (s)
-VERIFY_WIN_S = 0.25
-VERIFY_LAG_S = 0.025
-VERIFY_NULL_SHIFTS_S = (0.31, -0.43, 0.57)
-#: share of windows that must be clearly alike (beyond the null's 90th percentile)
-VERIFY_MIN_STRONG = 0.2
-
-
-def _short_ncc(sig: Signals, fit: Fit, t: np.ndarray, dt: float = 0.0) -> np.ndarray:
-    """Best waveform correlation (within a few ms of lag) of short windows centred at dance times
-    ``t`` with the song where ``fit``'s line (moved by ``dt`` s) puts it; NaN where out of range."""
-    sr = sig.sr
-    n = int(VERIFY_WIN_S * sr)
-    lag = int(VERIFY_LAG_S * sr)
-    starts = np.round((t - VERIFY_WIN_S / 2) * sr).astype(np.int64)
-    ok = (starts >= 0) & (starts + n <= len(sig.dance))
-    out = np.full(len(t), np.nan)
-    if not ok.any():
-        return out
-    if fit.line.mode == "stretch":
-        b = sig.bgm
-        # window start s (dance) <-> song sample at the line's song time of the window centre
-        shift = starts[ok] - (fit.line.bgm_time(t[ok] + dt) * sr - n / 2)
+def refit(fit: Fit, *, keep_rate: bool = False) -> Fit:
+    """The straight line through the windows of ``fit`` that agree (robust), with every window's
+    residual, inlier flag and z-score recomputed for that line. ``keep_rate`` fits the offset only."""
+    use = fit.valid & np.isfinite(fit.resid)
+    if use.sum() < 2:
+        return fit
+    t, d = fit.centers[use], fit.resid[use]
+    w = np.clip(np.nan_to_num(fit.z[use], nan=0.0) - 2.0, 0.05, None)  # clearer peaks weigh more
+    if keep_rate:
+        close = np.abs(d[:, None] - d[None, :]) < fit.tol_s
+        k = int(np.argmax((close * w[None, :]).sum(axis=1)))
+        inl = np.abs(d - d[k]) < fit.tol_s
+        a, b = float(np.average(d[inl], weights=w[inl])), 0.0
     else:
-        b = sig.bgm_resampled(fit.line.rate)
-        shift = np.full(int(ok.sum()), (fit.line.offset + dt) * sr)
-    _, _, ncc = _windowed_delays(sig.dance, b, shift, starts[ok], n=n, max_lag=lag, phat=True)
-    out[ok] = ncc
-    return out
+        a, b, inl = robust_line(t, d, w, tol=fit.tol_s)
+    if inl.sum() < 2:
+        return fit
+    old = fit.line
+    # delay a + b t: dance at t hears the predicted BGM at t - a - b t
+    line = replace(old, offset=(old.offset + a) / (1 - b), rate=old.rate * (1 - b))
+    shift = a + b * fit.centers  # the new line's delay relative to the old, per window
+    resid = fit.resid - shift
+    return replace(fit, line=line, resid=resid, z=z_at(fit, shift),
+                   inlier=np.isfinite(resid) & (np.abs(resid) < fit.tol_s))
 
 
-def _sub_windows(fit: Fit, centers: np.ndarray) -> np.ndarray:
-    """Three short windows inside each analysis window, away from its centre (independent-ish)."""
-    return (centers[:, None] + np.array([-0.5, 0.0, 0.5])[None, :] * fit.win_s * 0.6).ravel()
+def delay_between(old: Line, new: Line, t: np.ndarray) -> np.ndarray:
+    """The delay (s) that ``new`` predicts at dance times ``t``, measured as `Fit.resid` of ``old``."""
+    return np.asarray(t) - old.dance_time(new.bgm_time(t))
 
 
-def verify(sig: Signals, fit: Fit, *, max_windows: int = 40) -> dict:
-    """Is the song's *waveform* really in the recording along this line?
-
-    Rhythm alone can line up two different songs at a similar tempo; waveforms cannot. Short
-    windows of the recording are compared with the song where the line puts it (resampled for
-    "speed", untouched for "stretch", whose pitch-kept splicing only preserves the waveform
-    locally), searching a few ms of lag; the same is done at deliberately wrong places (the null).
-    Returns {"true", "null", "strong", "strong_null", "ok"}: median best correlations, the share
-    of windows above the null's 90th percentile (at least 0.15), and whether the line stands out.
-    """
-    idx = np.flatnonzero(fit.inlier & fit.valid)
-    if len(idx) < 3:
-        return {"true": 0.0, "null": 0.0, "ok": False}
-    centers = fit.centers[idx]
-    if len(centers) > max_windows:
-        centers = centers[np.linspace(0, len(centers) - 1, max_windows).astype(int)]
-    t = _sub_windows(fit, centers)
-    on = _short_ncc(sig, fit, t)
-    off = np.concatenate([_short_ncc(sig, fit, t, dt) for dt in VERIFY_NULL_SHIFTS_S])
-    on, off = on[np.isfinite(on)], off[np.isfinite(off)]
-    if len(on) < 3 or len(off) < 3:
-        return {"true": 0.0, "null": 0.0, "ok": False}
-    # a real match has many windows that are clearly alike; a chance one (same tempo, similar
-    # drums) only nudges the typical window: count the windows above what chance reaches
-    strong = max(0.15, float(np.percentile(off, 90)))
-    frac_on, frac_off = float(np.mean(on > strong)), float(np.mean(off > strong))
-    true, null = float(np.median(on)), float(np.median(off))
-    ok = frac_on >= max(VERIFY_MIN_STRONG, 2.5 * frac_off) and true > null
-    return {"true": round(true, 4), "null": round(null, 4), "strong": round(frac_on, 3),
-            "strong_null": round(frac_off, 3), "ok": bool(ok)}
+#: a waveform window agrees with a line only if the two waveforms are also alike there (plain normalised
+#: correlation at the found delay): whitened correlation alone lines up any sharp sounds on the same beat
+#: grid (claps, a metronome) with the song's drums; unrelated sounds reach about 0.01
+WAVE_ALIKE = 0.03
 
 
-def wave_strength(sig: Signals, fit: Fit) -> np.ndarray:
-    """Per analysis window: how alike the waveforms are on the line (0 where it does not agree).
-
-    One scale for every fit, whatever its method, so that lines can be compared window by window.
-    """
-    out = np.zeros(len(fit.centers))
-    idx = np.flatnonzero(fit.inlier & fit.valid)
-    if len(idx):
-        v = _short_ncc(sig, fit, _sub_windows(fit, fit.centers[idx])).reshape(len(idx), 3)
-        out[idx] = np.nan_to_num(np.nanmedian(np.where(np.isfinite(v), v, np.nan), axis=1), nan=0.0) \
-            if np.isfinite(v).any() else 0.0
-    return np.clip(out, 0.0, None)
+def agreeing(fit: Fit) -> np.ndarray:
+    """The windows of ``fit`` that agree with its line: on the line, and for waveforms also alike."""
+    ok = fit.inlier & fit.valid
+    if fit.method in ("wave", "wave_low"):
+        ok &= fit.strength >= WAVE_ALIKE
+    return ok
 
 
-# ----------------------------------------------------------------------------- segments
+def significance(fit: Fit, *, trials: float) -> float:
+    """-log10 of the chance that as many windows of ``fit`` agree with its line (`agreeing`) by accident:
+    where nothing matches, a window's delay falls within the tolerance with probability tolerance / lag
+    range; the line was fitted through two of the windows and chosen among ``trials`` tries."""
+    use = fit.valid & np.isfinite(fit.resid)
+    n = int(use.sum())
+    k = int(np.count_nonzero(agreeing(fit) & use))
+    if n == 0 or k <= 2 or fit.max_lag <= 0:
+        return 0.0
+    p0 = min(1.0, (2 * fit.tol_s * fit.fs + 1) / (2 * fit.max_lag + 1))
+    logp = scipy.stats.binom.logsf(k - 3, n - 2, p0) / np.log(10)  # P(X >= k - 2)
+    return float(max(0.0, -logp - np.log10(max(1.0, trials * n * n))))
 
 
-def runs_of(fit: Fit, *, max_gap_s: float = 4.0, min_inliers: int = 3) -> list[tuple[float, float, float]]:
-    """Contiguous stretches where the fit's windows agree: [(start_s, end_s, match_fraction)]."""
-    idx = np.flatnonzero(fit.inlier & fit.valid)
-    if len(idx) == 0:
-        return []
-    out = []
-    group = [idx[0]]
-    for k in idx[1:]:
-        if fit.centers[k] - fit.centers[group[-1]] <= max_gap_s:
-            group.append(k)
-        else:
-            out.append(group)
-            group = [k]
-    out.append(group)
-    res = []
-    half = fit.win_s / 2
-    for g in out:
-        if len(g) < min_inliers:
-            continue
-        a, b = fit.centers[g[0]] - half, fit.centers[g[-1]] + half
-        inside = fit.valid & (fit.centers >= fit.centers[g[0]]) & (fit.centers <= fit.centers[g[-1]])
-        res.append((float(a), float(b), len(g) / max(1, int(inside.sum()))))
-    return res
+def _at(fit: Fit, curves: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    tol = max(1, int(round(fit.tol_s * fit.fs)))
+    centre = fit.max_lag - np.round(np.asarray(shift) * fit.fs).astype(int)  # lag index p <-> delay max_lag - p
+    idx = np.clip(centre[:, None] + np.arange(-tol, tol + 1)[None, :], 0, curves.shape[1] - 1)
+    v = np.take_along_axis(curves, idx, axis=1).max(axis=1).astype(np.float64)
+    v[(centre < 0) | (centre >= curves.shape[1])] = 0.0
+    return v
 
 
-def to_segment(line: Line, start: float, end: float, match: float, *, dance_dur: float, bgm_dur: float) -> Segment | None:
-    """A Segment for dance [start, end] on ``line``, clipped to the video and to the BGM file."""
-    lo = max(start, 0.0, float(line.dance_time(0.0)))
-    hi = min(end, dance_dur, float(line.dance_time(bgm_dur)))
-    if hi - lo < 0.5:
-        return None
-    return Segment(dance_start_s=lo, dance_end_s=hi, bgm_start_s=float(line.bgm_time(lo)), rate=line.rate,
-                   mode=line.mode, match=float(match))
+def z_at(fit: Fit, shift: np.ndarray) -> np.ndarray:
+    """Each window's correlation z-score at the delay ``shift`` (seconds, per window) from the measured
+    line, best within the inlier tolerance; 0 outside the measured lags."""
+    return fit.z if fit.curves is None else _at(fit, standardised(fit.curves), shift)
+
+
+def corr_at(fit: Fit, shift: np.ndarray) -> np.ndarray:
+    """Each window's correlation itself (normalised, for envelopes and spectra) at the delay ``shift``
+    from the measured line, best within the inlier tolerance; 0 outside the measured lags."""
+    return fit.strength if fit.curves is None else _at(fit, fit.curves, shift)
 
 
 def subtract(ranges: list[tuple[float, float]], a: float, b: float) -> list[tuple[float, float]]:
@@ -486,295 +594,3 @@ def subtract(ranges: list[tuple[float, float]], a: float, b: float) -> list[tupl
                 nxt.append((r1, x1))
         out = nxt
     return out
-
-
-def boundary_evidence(fit: Fit, sig: Signals) -> int:
-    """How many of the line's music edges fall where the song file itself begins or ends (0..2).
-
-    With a song whose sections repeat exactly, several lines explain the middle equally well;
-    the one on which the music starts at the song's start (or stops at its end) inside the video
-    is the natural reading.
-    """
-    runs = runs_of(fit)
-    if not runs:
-        return 0
-    n = 0
-    song_start = float(fit.line.dance_time(0.0))
-    song_end = float(fit.line.dance_time(sig.bgm_dur))
-    if song_start > 1.0 and abs(runs[0][0] - song_start) < 1.5 + fit.win_s / 2:
-        n += 1
-    if song_end < sig.dance_dur - 1.0 and abs(runs[-1][1] - song_end) < 1.5 + fit.win_s / 2:
-        n += 1
-    return n
-
-
-#: how far (s) an edge may move outward when the waveforms keep matching beyond a run
-EDGE_EXTEND_S = 30.0
-
-
-def refine_edges(sig: Signals, fit: Fit, start: float, end: float, *, lo_limit: float = 0.0,
-                 hi_limit: float = np.inf) -> tuple[float, float]:
-    """Sharpen where the song starts and stops around [start, end] (edges of window-level runs).
-
-    Short windows around each edge measure how alike the two waveforms are on the fitted line;
-    the edge is where that stays below 30 % of the way from the chance level to the level just
-    inside, for several windows in a row (talk over the first bars must not push the edge later).
-    An edge may move outward as far as the waveforms keep matching (a noisy stretch where the
-    coarser windows lost the song), up to EDGE_EXTEND_S and never past ``lo_limit``/``hi_limit``
-    (another segment) or the song's own ends.
-    """
-    short, hop = VERIFY_WIN_S, 0.1
-    reach = fit.win_s
-    bgm_rms = float(np.sqrt(np.mean(sig.bgm**2))) + 1e-9
-
-    def level(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
-        """Window centres and waveform likeness on the line (inf where the song is too quiet to tell)."""
-        c = np.arange(lo + short / 2, hi - short / 2 + 1e-9, hop)
-        v = np.nan_to_num(_short_ncc(sig, fit, c), nan=0.0)
-        tau = fit.line.bgm_time(c)
-        inside = (tau - short / 2 >= 0) & (tau + short / 2 <= sig.bgm_dur)
-        # where the song itself is quiet (a soft intro) nothing can be told: count it as playing
-        i0 = np.clip(((tau - short / 2) * sig.sr).astype(int), 0, len(sig.bgm))
-        i1 = np.clip(((tau + short / 2) * sig.sr).astype(int), 0, len(sig.bgm))
-        quiet = np.array([np.sqrt(np.mean(sig.bgm[a:b] ** 2)) if b > a else 0.0 for a, b in zip(i0, i1, strict=True)])
-        return c, np.where(inside & (quiet < 0.1 * bgm_rms), np.inf, np.where(inside, v, 0.0))
-
-    def last_quiet(v: np.ndarray, thr: float, run: int = 6) -> int | None:
-        """Index of the innermost window of the innermost run of ``run`` windows below thr (v ordered outward->inward)."""
-        below = v < thr
-        for k in range(len(v) - run, -1, -1):
-            if below[k:k + run].all():
-                return k + run - 1
-        return None
-
-    song_start = float(fit.line.dance_time(0.0))
-    song_end = float(fit.line.dance_time(sig.bgm_dur))
-    # reference: how alike the waveforms are across the run, and by chance
-    probe = np.linspace(start + short, end - short, 40) if end - start > 2 * short else np.array([])
-    on = np.nan_to_num(_short_ncc(sig, fit, probe), nan=0.0) if len(probe) else np.zeros(0)
-    off = np.nan_to_num(_short_ncc(sig, fit, probe, VERIFY_NULL_SHIFTS_S[0]), nan=0.0) if len(probe) else on
-    if len(on) < 5 or np.median(on) <= np.median(off):
-        return start, end
-    null = float(np.median(off))
-    thr = null + 0.3 * (float(np.median(on)) - null)
-    # start: scan from a little inside the run outward (earlier)
-    lo, hi = max(0.0, lo_limit, song_start, start - max(reach, EDGE_EXTEND_S)), min(end, start + 2 * reach)
-    c, v = level(lo, hi)
-    if len(c):
-        k = last_quiet(v, thr)
-        start = float(c[k] + short / 2) if k is not None else lo
-    # end: scan from a little inside the run outward (later)
-    lo, hi = max(start, end - 2 * reach), min(sig.dance_dur, hi_limit, song_end, end + max(reach, EDGE_EXTEND_S))
-    c, v = level(lo, hi)
-    if len(c):
-        k = last_quiet(v[::-1], thr)
-        end = float(c[::-1][k] - short / 2) if k is not None else hi
-    # the song's own first and last samples are natural edges: snap to them when close
-    if song_start > 0.0 and abs(start - song_start) <= reach:
-        start = song_start
-    if song_end < sig.dance_dur and abs(end - song_end) <= reach:
-        end = song_end
-    return start, end
-
-
-@dataclass
-class Assembled:
-    segments: list[Segment]
-    alternatives: list[Alternative]
-    confidence: float
-    evidence: dict
-
-
-def claimed_mask(centers: np.ndarray, claimed: list[tuple[float, float]]) -> np.ndarray:
-    m = np.zeros(len(centers), bool)
-    for a, b in claimed:
-        m |= (centers >= a) & (centers <= b)
-    return m
-
-
-def fit_score(fit: Fit, claimed: list[tuple[float, float]] = (), sig: Signals | None = None) -> float:
-    """Evidence for a line on the time nobody has claimed yet.
-
-    Each agreeing window adds how alike the two recordings are there (plain correlation at the
-    found delay); each window where the line says the song should be heard but nothing agrees
-    subtracts half of a typical agreeing window. A line through a repeated section that is only
-    partly alike, or that predicts music where the class was silent, loses to the true one.
-    """
-    if len(fit.centers) == 0:
-        return 0.0
-    free = fit.valid & ~claimed_mask(fit.centers, list(claimed))
-    inl = fit.inlier & free
-    if not inl.any():
-        return 0.0
-    st = np.clip(fit.strength, 0.0, None)
-    typical = float(np.median(st[inl]))
-    score = float(st[inl].sum()) - 0.5 * typical * int(np.count_nonzero(free & ~fit.inlier))
-    if sig is not None:
-        score *= 1.0 + 0.1 * boundary_evidence(fit, sig)
-    return score
-
-
-def verdicts_true(verdicts: list[dict]) -> float:
-    """Waveform similarity of the best verified line so far."""
-    return max((v["true"] for v in verdicts if v.get("ok")), default=0.0)
-
-
-#: candidate lines examined by `assemble` (the best by evidence)
-MAX_LINES = 8
-
-
-def verify_mode(sig: Signals, fit: Fit) -> tuple[Fit, dict]:
-    """`verify`, and at practice speed also with the other pitch mode: keep whichever matches."""
-    check = verify(sig, fit)
-    if abs(fit.line.rate - 1.0) > 0.01:
-        other = replace(fit, line=replace(fit.line, mode="stretch" if fit.line.mode == "speed" else "speed"))
-        check2 = verify(sig, other)
-        if check2["ok"] and (not check["ok"] or check2["true"] > check["true"]):
-            return other, check2
-    return fit, check
-
-
-def dedupe(fits: list[Fit], *, tol_s: float = 0.02) -> list[Fit]:
-    """Drop fits that converged onto the same line as a better one (same placement within tol_s)."""
-    order = sorted(fits, key=lambda f: -f.n_inliers)
-    out: list[Fit] = []
-    for f in order:
-        mid = float(np.median(f.centers)) if len(f.centers) else 0.0
-        if all(abs(float(f.line.bgm_time(mid) - g.line.bgm_time(mid))) > tol_s * f.line.rate
-               or abs(f.line.rate / g.line.rate - 1) > 0.001 for g in out):
-            out.append(f)
-    return out
-
-
-def _smooth_evidence(sig: Signals, f: Fit, span_s: float = 2.5) -> np.ndarray:
-    e = wave_strength(sig, f)
-    hop = float(np.median(np.diff(f.centers))) if len(f.centers) > 1 else 1.0
-    width = max(1, int(round(span_s / hop)))
-    if len(e) < width:
-        return e
-    return np.convolve(e, np.ones(width) / width, mode="same")
-
-
-def exclusive(sig: Signals, fits: list[Fit], *, ratio: float = 0.8) -> list[Fit]:
-    """Each window belongs to the line(s) that explain it best.
-
-    A line keeps an agreeing window only where its (smoothed) waveform similarity is at least
-    ``ratio`` of the best other line's there: a repeated section that half-matches under another run-through
-    is left to that run-through, while two placements that match equally well both keep it (and
-    the choice between them shows up as an alternative).
-    """
-    ev = [_smooth_evidence(sig, f) if runs_of(f) else np.zeros(len(f.centers)) for f in fits]
-    out = []
-    for i, f in enumerate(fits):
-        if len(f.centers) == 0:
-            out.append(f)
-            continue
-        best_other = np.zeros(len(f.centers))
-        for j, g in enumerate(fits):
-            if j == i or len(g.centers) == 0:
-                continue
-            best_other = np.maximum(best_other, np.interp(f.centers, g.centers, ev[j], left=0.0, right=0.0))
-        keep = ev[i] >= ratio * best_other
-        out.append(replace(f, inlier=f.inlier & keep))
-    return out
-
-
-def assemble(sig: Signals, fits: list[Fit], *, min_match: float = 0.3, min_inliers: int = 5) -> Assembled:
-    """Turn refined candidate lines into segments, alternatives and a calibrated confidence.
-
-    Each window first belongs to the line(s) whose waveform matches best there (`exclusive`).
-    Then, greedily, the line with the most evidence on unclaimed time, if its waveform really
-    matches (verified against a null), claims the stretches where it agrees; the next line gets
-    what is left (another run-through). Verified lines that claim nothing but explain the main
-    segment's stretch nearly as well become ``alternatives``.
-
-    Confidence = agreement inside the main segment (share of its windows that match, and how
-    many) times how clearly it beats the best alternative placement of the same stretch.
-    """
-    # the pitch mode decides how waveforms compare: settle it first (practice speed only)
-    settled = [verify_mode(sig, f)[0] if runs_of(f) and abs(f.line.rate - 1.0) > 0.01 else f
-               for f in dedupe(fits)]
-    fits = exclusive(sig, settled)
-    claimed: list[tuple[float, float]] = []
-    segments: list[Segment] = []
-    seg_fit: list[Fit] = []
-    verdicts: list[dict] = []
-    verified: list[Fit] = []
-    remaining = list(fits)
-    while remaining and len(verdicts) < MAX_LINES:
-        scores = [fit_score(f, claimed, sig) for f in remaining]
-        k = int(np.argmax(scores))
-        f = remaining.pop(k)
-        if not any(r[2] >= min_match for r in runs_of(f)):
-            continue
-        check = verify(sig, f)
-        if verified and check["true"] < 0.35 * verdicts_true(verdicts):
-            # far less alike than the line already found: a chance rhythmic match, not another
-            # run-through of the same recording conditions
-            check = dict(check, ok=False, weak=True)
-        verdicts.append({"offset_s": round(f.line.offset, 4), "rate": round(f.line.rate, 6), "mode": f.line.mode,
-                         **check})
-        if not check["ok"]:
-            continue
-        verified.append(f)
-        for a, b, match in runs_of(f):
-            if match < min_match:
-                continue
-            for x0, x1 in subtract(claimed, a, b):
-                cnt = int(np.count_nonzero(f.inlier & f.valid & (f.centers >= x0) & (f.centers <= x1)))
-                if cnt < min_inliers or x1 - x0 < 3.0:
-                    continue
-                if segments and any(min(abs(x0 - c1), abs(x1 - c0)) < 1.0 for c0, c1 in claimed):
-                    # glued to a run-through with no pause: a repeated section of a song that goes
-                    # on past the file's end (or began before it), not a restart of the music
-                    continue
-                left = max((c1 for c0, c1 in claimed if c1 <= x0 + 1e-6), default=0.0)
-                right = min((c0 for c0, c1 in claimed if c0 >= x1 - 1e-6), default=sig.dance_dur)
-                e0, e1 = refine_edges(sig, f, x0, x1, lo_limit=left, hi_limit=right)
-                e0, e1 = max(e0, left), min(e1, right)
-                seg = to_segment(f.line, e0, e1, match, dance_dur=sig.dance_dur, bgm_dur=sig.bgm_dur)
-                if seg is not None:
-                    segments.append(seg)
-                    seg_fit.append(f)
-                    claimed.append((seg.dance_start_s, seg.dance_end_s))
-    segments_sorted = sorted(zip(segments, seg_fit, strict=True), key=lambda x: x[0].dance_start_s)
-    if not segments_sorted:
-        best = max((f.n_inliers for f in fits), default=0)
-        return Assembled([], [], 0.0, {"best_inliers": best, "verification": verdicts})
-    main_seg, main = max(segments_sorted, key=lambda x: x[0].dance_end_s - x[0].dance_start_s)
-    span = (main_seg.dance_start_s, main_seg.dance_end_s)
-
-    def evidence_on_span(f: Fit) -> float:
-        m = f.inlier & f.valid & (f.centers >= span[0]) & (f.centers <= span[1])
-        return float(np.clip(f.strength[m], 0, None).sum())
-
-    main_ev = evidence_on_span(main) + 1e-9
-    in_main = main.valid & (main.centers >= span[0]) & (main.centers <= span[1])
-    main_inl = int(np.count_nonzero(main.inlier & in_main))
-    used = {id(f) for f in seg_fit}
-    alts: list[tuple[Alternative, int]] = []
-    for f in verified:
-        if id(f) in used:
-            continue
-        if abs(f.line.offset - main.line.offset) < 0.3 and abs(f.line.rate / main.line.rate - 1) < 0.005:
-            continue
-        rho = evidence_on_span(f) / main_ev
-        if rho >= 0.3:
-            alts.append((Alternative(offset_s=float(f.line.offset), tempo_ratio=float(f.line.rate),
-                                     score=float(min(rho, 1.0))), boundary_evidence(f, sig)))
-    alts.sort(key=lambda x: -x[0].score)
-    uniq: list[tuple[Alternative, int]] = []
-    for a, be in alts:
-        if all(abs(a.offset_s - u.offset_s) > 0.3 for u, _ in uniq):
-            uniq.append((a, be))
-    match = main_seg.match
-    c_fit = float(np.clip((match - 0.15) / 0.45, 0.0, 1.0)) * float(np.clip(main_inl / 8.0, 0.0, 1.0))
-    top = uniq[0][0].score if uniq else 0.0
-    c_amb = float(np.clip((1.0 - top) / 0.3, 0.0, 1.0))
-    if uniq and boundary_evidence(main, sig) > uniq[0][1]:
-        c_amb = max(c_amb, 0.45)  # the song's own start/end inside the video decides between them
-    evidence = {"main_inliers": main_inl, "main_match": round(match, 4), "top_alternative": round(top, 4),
-                "c_fit": round(c_fit, 4), "c_ambiguity": round(c_amb, 4), "verification": verdicts,
-                "main_strength": round(float(np.median(main.strength[main.inlier & in_main])), 4)
-                if main_inl else 0.0}
-    return Assembled([s for s, _ in segments_sorted], [a for a, _ in uniq[:5]], c_fit * c_amb, evidence)

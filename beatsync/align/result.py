@@ -41,10 +41,8 @@ class Segment:
 
 
 def reference_segment(segments: list[Segment]) -> Segment:
-    """The first run-through: the earliest segment at least a quarter as long as the longest."""
-    longest = max(s.dance_end_s - s.dance_start_s for s in segments)
-    return next(s for s in sorted(segments, key=lambda s: s.dance_start_s)
-                if s.dance_end_s - s.dance_start_s >= 0.25 * longest)
+    """The segment ``offset_s`` and ``tempo_ratio`` describe: the first in video time."""
+    return min(segments, key=lambda s: s.dance_start_s)
 
 
 @dataclass
@@ -65,7 +63,7 @@ class Alignment:
     """What an engine found.
 
     ``segments`` are ordered by dance time; ``offset_s`` and ``tempo_ratio`` describe the
-    `reference_segment` (the first run-through, unless that is a small fragment).
+    `reference_segment` (the first in video time).
     ``diagnostics`` holds plain numbers for plots and debugging.
     """
 

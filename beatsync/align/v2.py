@@ -5,34 +5,25 @@
    in beats makes the comparison independent of the playback speed, so no rate search is needed.
 3. Cross-correlate the two beat sequences over the beat index (one FFT): each strong peak pairs
    dance beats with song beats; a robust line through the paired beat *times* gives offset and
-   rate (so practice speed comes out of the beat grid itself).
-4. Refine each candidate with fine onset-envelope correlation (a few ms), then pick and segment
-   exactly as the modular engine does.
+   rate (so practice speed comes out of the beat grid itself). Whole-recording onset-envelope
+   correlations at those rates add the sharpest offsets.
+4. The same global choice of structure as the modular engine (structure.py), then every segment is
+   refined on fine onset envelopes (a few ms) and verified (segments.py).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import scipy.fft
 
-from beatsync.align.lines import (
-    Line,
-    Signals,
-    assemble,
-    envelope_lines,
-    refine,
-    robust_line,
-    screen_and_refine,
-    subtract,
-)
+from beatsync.align.candidates import vote_lines, wave_lines
+from beatsync.align.lines import Line, Signals, envelope_lines, robust_line, top_peaks
 from beatsync.align.result import Alignment
-from beatsync.analysis import Features, local_normalize
-
-SCREEN = (4.0, 2.0, 0.3, 0.015)
-FINE = (4.0, 1.0, 0.25, 0.008)
-MAX_REFINED = 3
+from beatsync.align.segments import REFINE_ONSET, solve
+from beatsync.analysis import Features, beat_track, local_normalize, tempo_candidates
 
 
 def beat_sync(f: Features, beats_s: np.ndarray) -> np.ndarray:
@@ -53,9 +44,19 @@ def _adjust(beats: np.ndarray, factor: int) -> np.ndarray:
     return beats
 
 
-def beat_lines(sig: Signals, *, k: int = 8) -> tuple[list[Line], dict]:
+def beat_lines(sig: Signals, *, k: int = 8, span: tuple[float, float] | None = None,
+               tempo: float | None = None) -> tuple[list[Line], dict]:
+    """Lines from the beat grids: both recordings' beat-synchronous features cross-correlated over the beat
+    index, each strong peak's paired beat times fitted by a line. With ``span``, only that stretch of the
+    recording is beat-tracked (its own tempo: a slow run-through next to a full-speed one), at ``tempo``
+    (BPM, within 3 %) if given."""
     fd, fb = sig.features()
     td, bd, tg, bg = sig.beats()
+    if span is not None and tg > 0:
+        a, b = (int(round(x * fd.frame_rate)) for x in span)
+        lo, hi = (0.97 * tempo, 1.03 * tempo) if tempo else (0.74 * tg, 1.06 * tg)
+        td, bd = beat_track(fd.onset[a:b], frame_rate=fd.frame_rate, tempo_min=lo, tempo_max=hi)
+        bd = bd + a / fd.frame_rate
     info = {"tempo_dance": round(td, 2), "tempo_bgm": round(tg, 2), "beats_dance": len(bd), "beats_bgm": len(bg)}
     if len(bd) < 8 or len(bg) < 8 or td <= 0 or tg <= 0:
         return [], info
@@ -78,20 +79,58 @@ def beat_lines(sig: Signals, *, k: int = 8) -> tuple[list[Line], dict]:
     overlap = np.minimum(nd, ng - shifts) - np.maximum(0, -shifts)
     vals = np.where(overlap >= min(16, min(nd, ng) // 2), vals / np.sqrt(np.maximum(overlap, 1)), -np.inf)
     lines = []
-    for _ in range(k):
-        p = int(np.argmax(vals))
-        if not np.isfinite(vals[p]):
+    for p in top_peaks(vals, k, 2):
+        if p < 0:
             break
         s = int(shifts[p])
-        vals[max(0, p - 2): p + 3] = -np.inf
         i = np.arange(max(0, -s), min(nd, ng - s))
         t, tau = bd[i], bg[i + s]
         a, r, inl = robust_line(t, tau, np.ones(len(t)), tol=0.06, min_span=8.0)
         if inl.sum() < 6 or not 0.7 < r < 1.1:
             continue
-        lines.append(Line(offset=float(-a / r), rate=float(r), score=float(inl.sum())))
+        lines.append(Line(offset=float(-a / r), rate=float(r), score=float(inl.sum()), source="beats"))
     info["candidates"] = len(lines)
     return lines, info
+
+
+def rates_for(lines: list[Line], info: dict) -> list[float]:
+    """Rates at which to correlate the whole envelopes: the best beat line's, the tempo ratio, normal
+    speed, and a little around the tempo ratio (a beat grid tracked at another metrical level gives a
+    rate a few percent off)."""
+    rates: list[float] = []
+    r0 = info.get("tempo_ratio")
+    scan = [r0 * (1 + 0.005 * k) for k in range(-4, 5)] if r0 and abs(r0 - 1) > 0.01 else []
+    for r in [ln.rate for ln in lines[:1]] + ([r0] if r0 else []) + [1.0] + scan:
+        if 0.7 < r < 1.1 and all(abs(r / q - 1) > 0.002 for q in rates):
+            rates.append(r)
+    return rates
+
+
+def propose(sig: Signals, *, span: tuple[float, float] | None = None,
+            explained: list[tuple[float, float]] = ()) -> tuple[list[Line], dict]:
+    """Candidate lines: from the beat grids (of ``span`` of the recording only, if given: at each of its
+    likeliest tempos) and from whole-recording envelope correlations at their rates (blanking what is
+    ``explained``)."""
+    if span is None:
+        lines, info = beat_lines(sig)
+    else:
+        fd, _ = sig.features()
+        tg = sig.beats()[2]
+        a, b = (int(round(x * fd.frame_rate)) for x in span)
+        lines, info = [], {}
+        for tempo in tempo_candidates(fd.onset[a:b], frame_rate=fd.frame_rate, tempo_min=0.74 * tg,
+                                      tempo_max=1.06 * tg) if tg > 0 else []:
+            more, got = beat_lines(sig, span=span, tempo=tempo, k=4)
+            lines += more
+            info = info or got
+    # a song whose bars repeat gives every bar's offset nearly the same onset correlation: keep more of
+    # them when looking at a part of the recording (the waveform check ranks them)
+    k, keep = (3, 10) if span is None else (6, 16)
+    extra = sorted((e for r in rates_for(lines, info) for e in envelope_lines(sig, r, k=k, exclude=list(explained))),
+                   key=lambda e: -e.score)
+    out = lines + extra[:keep]
+    # beats do not say whether the pitch moved with the tempo: away from normal speed, try both
+    return out + [replace(ln, mode="stretch") for ln in out if abs(ln.rate - 1.0) > 0.03], info
 
 
 def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, signals: Signals | None = None) -> Alignment:
@@ -100,36 +139,14 @@ def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, signals: Signals | Non
 
     t0 = time.perf_counter()
     sig = signals if signals is not None else Signals(dance, bgm, sr=sr)
-    fd, fb = sig.features()
-    lines, info = beat_lines(sig)
-    # the whole-recording envelope correlation at the beat-derived rate adds the sharpest offsets
-    # ... at the beat-derived rate, the tempo ratio, and normal speed (the common case, and the
-    # fallback when a noisy recording's beat grid is off)
-    # (a beat grid tracked at another metrical level, e.g. 2/3 of the tempo, gives a rate a few
-    # percent off: scan a little around the tempo ratio too)
-    rates: list[float] = []
-    r0 = info.get("tempo_ratio")
-    scan = [r0 * (1 + 0.005 * k) for k in range(-4, 5)] if r0 and abs(r0 - 1) > 0.01 else []
-    for r in [ln.rate for ln in lines[:1]] + ([r0] if r0 else []) + [1.0] + scan:
-        if 0.7 < r < 1.1 and all(abs(r / q - 1) > 0.002 for q in rates):
-            rates.append(r)
-    extra = sorted((e for r in rates for e in envelope_lines(sig, r, k=3)), key=lambda e: -e.score)
-    for e in extra[:10]:
-        if all(abs(e.offset - ln.offset) > 0.05 or abs(e.rate / ln.rate - 1) > 0.002 for ln in lines):
-            lines.append(e)
-    # the beat-rate lines are refined on fine onset envelopes, which do not care about pitch
-    fits = screen_and_refine(sig, lines, keep=MAX_REFINED,
-                             refine_one=lambda ln, fine: refine(sig, ln, method="onset", params=FINE if fine else SCREEN))
-    result = assemble(sig, fits)
-    # another run-through hides behind the strongest one in every correlation over the whole
-    # recording: look again at what no segment explains
-    claimed = [(s.dance_start_s, s.dance_end_s) for s in result.segments]
-    free = sum(b - a for a, b in subtract(claimed, 0.0, sig.dance_dur))
-    if result.segments and free >= 8.0:
-        more = [e for r in {round(s.rate, 6) for s in result.segments}
-                for e in envelope_lines(sig, r, k=3, exclude=claimed, min_overlap_s=4.0)]
-        extra = [refine(sig, ln, method="onset", params=FINE) for ln in more]
-        if extra:
-            result = assemble(sig, fits + extra)
-            lines = lines + more
-    return decide("v2", result, lines, info, t0)
+    lines, info = propose(sig)
+
+    def more_lines(free, explained):
+        # another run-through, at another speed: its own beat grid, and the chunk search over the rates
+        # (a noisy beat grid, e.g. a teacher counting at another tempo, misses it)
+        return ([ln for a, b in free for ln in propose(sig, span=(a, b), explained=explained)[0]]
+                + vote_lines(sig, within=free, explained=explained))
+
+    result = solve(sig, lines + wave_lines(sig), method_for=lambda ln: REFINE_ONSET, more_lines=more_lines)
+    info["path"] = result.path
+    return decide("v2", result, result.lines, info, t0)
