@@ -18,6 +18,7 @@ change can be checked on recordings it was not tuned on:
 * negatives: an unrelated song, two other songs, talk with applause and footsteps, talk only.
 
     /tmp/venv-corpus/bin/python benchmarks/structures_corpus.py --out /tmp/corpus-struct [--jobs 2]
+    /tmp/venv-corpus/bin/python benchmarks/structures_corpus.py --random 40 --seed 7 --out /tmp/corpus-random
     python ../shared/corpus/score.py --corpus /tmp/corpus-struct --cmd 'python -m beatsync align {dance} {bgm}'
 
 Needs what ../shared/corpus/setup.sh installs (run that first). Not a target to tune to: the
@@ -130,13 +131,101 @@ STRUCTURES = {
 }
 
 
+def random_set(n: int, seed: int) -> dict:
+    """``n`` cases drawn at random (seeded): a structure, a song, and recording conditions each, so that a
+    change is measured on recordings nobody looked at while making it."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    names = sorted(TRACKS)
+    lengths = {"Castle": 354, "City": 298, "Compost": 304, "Desert": 285, "EarthRise": 176, "Freeway": 225,
+               "Fruit": 208, "Golf": 246, "Halloween": 208, "Jungle": 219, "Nature": 125, "Olympics": 282,
+               "Rock": 274, "Sheep": 250, "bath": 200, "hell": 113, "oriental": 207, "pirate": 260, "snow": 149,
+               "underwater": 174}
+    kinds = ["take", "take", "two_runs", "slow_full", "slow_full", "cut", "repeat", "two_edits", "buried", "other_song",
+             "short", "negative_song", "negative_none"]
+    cases = []
+    for i in range(n):
+        track = names[rng.integers(len(names))]
+        song = lengths[track]
+        kind = kinds[rng.integers(len(kinds))]
+        r = lambda a, b: round(float(rng.uniform(a, b)), 2)  # noqa: E731
+        start = r(0.0, 6.0)
+        spec = dict(id=f"r{i + 1:02d}", track=track)
+        if kind == "take":
+            b0 = r(0.0, song * 0.4)
+            spec.update(dur=round(min(song - b0, r(40, 150)) + start), segs=[dict(at=start, bgm=b0,
+                                                                                   rate=float(rng.choice([1.0, 1.0, 1.0001])))])
+        elif kind == "two_runs":
+            l1 = r(20, 40)
+            gap = r(4, 15)
+            spec.update(dur=round(start + l1 + gap + 45), segs=[dict(at=start, bgm=0.0, len=l1),
+                                                                 dict(at=round(start + l1 + gap, 2), bgm=r(0, 20))])
+        elif kind == "slow_full":
+            rate = r(0.75, 0.92)
+            mode = str(rng.choice(["speed", "stretch"]))
+            l1 = r(25, 45)
+            gap = r(3, 12)
+            spec.update(dur=round(start + l1 + gap + 45), segs=[dict(at=start, bgm=0.0, len=l1, rate=rate, mode=mode),
+                                                                 dict(at=round(start + l1 + gap, 2), bgm=0.0)])
+        elif kind in ("cut", "repeat"):
+            b0 = r(0, song * 0.3)
+            l1 = r(20, 40)
+            jump = r(8, 30) * (1 if kind == "cut" else -1)
+            b1 = max(0.0, round(b0 + l1 + jump, 2))
+            spec.update(dur=round(start + l1 + 40), segs=[dict(at=start, bgm=b0, len=l1),
+                                                           dict(at=round(start + l1, 2), bgm=b1)])
+        elif kind == "two_edits":
+            l1, l2 = r(15, 30), r(15, 30)
+            b1 = round(l1 + r(5, 20), 2)
+            b2 = max(0.0, round(b1 + l2 - r(5, 15), 2))
+            spec.update(dur=round(start + l1 + l2 + 35), segs=[dict(at=start, bgm=0.0, len=l1),
+                                                                dict(at=round(start + l1, 2), bgm=b1, len=l2),
+                                                                dict(at=round(start + l1 + l2, 2), bgm=b2)])
+        elif kind == "buried":
+            at = r(10, 40)
+            spec.update(dur=round(at + r(25, 40)), segs=[dict(at=at, bgm=r(0, song * 0.5), len=r(14, 20))],
+                        noise=dict(snr=r(-9, -4), crowd=int(rng.integers(1, 4))))
+        elif kind == "other_song":
+            other = names[rng.integers(len(names))]
+            if other == track:
+                other = names[(names.index(track) + 1) % len(names)]
+            spec.update(dur=100, segs=[dict(at=45.0, bgm=r(0, 30))],
+                        interference=dict(track=other, wall=False, level=0.0, at=2.0, len=38.0, bgm=r(0, 30)))
+        elif kind == "short":
+            spec.update(dur=round(r(12, 20)), segs=[dict(at=0.0, bgm=r(0, song * 0.5))])
+        elif kind == "negative_song":
+            other = names[(names.index(track) + 1 + int(rng.integers(len(names) - 1))) % len(names)]
+            spec.update(dur=round(r(40, 70)), segs=[dict(at=start, bgm=r(0, 40))], bgm_track=other, negative=True)
+        else:
+            spec.update(dur=round(r(30, 60)), segs=[], negative=True,
+                        teacher=dict(talk=True, count=True, level=0.0),
+                        interference=dict(track=None, claps=int(rng.integers(0, 5)), thumps=bool(rng.integers(2))))
+        if kind != "buried" and rng.random() < 0.7:
+            spec["noise"] = dict(snr=r(0, 20), crowd=int(rng.integers(0, 4)))
+        if rng.random() < 0.6:
+            spec["room"] = dict(rt60=r(0.2, 1.5), drr=r(-4, 8))
+        if rng.random() < 0.5:
+            spec.setdefault("teacher", dict(talk=True, count=bool(rng.integers(2)), level=r(-6, 4)))
+        if rng.random() < 0.25:
+            spec["speaker"] = dict(band=True, drive=r(0, 2.5))
+        if rng.random() < 0.2:
+            spec["agc"] = True
+        spec["audio"] = dict(kbps=int(rng.choice([48, 64, 96, 128])), sr=int(rng.choice([44100, 48000])))
+        spec["bgm"] = dict(fmt=str(rng.choice(["mp3", "m4a", "ogg", "flac", "wav"])))
+        cases.append(spec)
+    return {"seed": seed, "tracks": TRACKS, "cases": cases}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="/tmp/corpus-struct")
     ap.add_argument("--jobs", default="2")
     ap.add_argument("--only", default="")
+    ap.add_argument("--random", type=int, default=0, help="instead of the fixed set, this many random cases")
+    ap.add_argument("--seed", type=int, default=1, help="seed of --random")
     args = ap.parse_args()
-    mc.SETS["structures"] = STRUCTURES
+    mc.SETS["structures"] = random_set(args.random, args.seed) if args.random else STRUCTURES
     sys.argv = ["make_corpus.py", "--set", "structures", "--out", args.out, "--jobs", args.jobs]
     if args.only:
         sys.argv += ["--only", args.only]
