@@ -453,8 +453,12 @@ def run_process(dance: str, song: str, out_dir: Path, *, quiet: bool = True) -> 
                     "tempo_ratio": al.get("tempo_ratio"), "confidence": al.get("confidence"),
                     "video": rd.get("video"), "start_s": rd.get("start_s"), "end_s": rd.get("end_s"),
                     "error": v.get("error")}
+        if v.get("same_as"):
+            row[eng]["same_as"] = v["same_as"]
     if result.get("agreement") is not None:
         row["agreement"] = result["agreement"]
+    if result.get("timings"):
+        row["timings"] = result["timings"]
     if not quiet:
         row["stages"] = _stages(lines, wall, poller.series)
         row["rss_series"] = {"columns": ["s", "python_kb", "tree_kb"], "rows": poller.series}
@@ -630,13 +634,17 @@ def print_report(inputs: dict, runs: dict, summary: dict, stage_runs: dict) -> l
         print(f"  {res} every run (s): process {each} | floor {each_f}; process reports "
               f"{f(s['process_reported_s'], '.2f')} s inside Python")
         last = next((r for r in reversed(runs[res]["process"]) if "error" not in r), None)
+        if last and last.get("timings"):
+            print(f"  {res} timeline of the last run (s from the job's start, the pipeline's own timings): "
+                  + "  ".join(f"{k} {a:.2f}-{b:.2f}" for k, (a, b) in last["timings"].items()))
         if last:
             for eng in ("modular", "v2"):
                 v = last.get(eng)
                 if v and v.get("offset_s") is not None:
                     print(f"  {res} {eng}: offset {v['offset_s']:.4f} s (expected ~{inputs['expected_offset_s']}), "
                           f"tempo {v['tempo_ratio']:.5f}, confidence {v['confidence']:.3f}, video {v['video']}, "
-                          f"rendered {v['start_s']:.2f}-{v['end_s']:.2f} s")
+                          f"rendered {v['start_s']:.2f}-{v['end_s']:.2f} s"
+                          + (f", the same file as {v['same_as']}" if v.get("same_as") else ""))
     for res, row in stage_runs.items():
         print()
         print(f"{res}: stages of one extra run without --quiet ({row['wall_s']:.2f} s wall; from the progress "
@@ -645,6 +653,9 @@ def print_report(inputs: dict, runs: dict, summary: dict, stage_runs: dict) -> l
         for st in row.get("stages", []):
             print(f"  {st['seconds']:8.2f} {f(st['peak_python_mb'], '10.0f')} {f(st['peak_tree_mb'], '8.0f')}  "
                   f"{st['stage']}")
+        if row.get("timings"):  # the variants run at once: the progress message names only one of them
+            print("  timeline (s from the job's start): "
+                  + "  ".join(f"{k} {a:.2f}-{b:.2f}" for k, (a, b) in row["timings"].items()))
     print()
     results = checks(summary)
     for ok, msg in results:
