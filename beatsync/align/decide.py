@@ -69,5 +69,8 @@ def decide(engine: str, res: Assembled, lines: list[Line], info: dict, t0: float
     elif res.confidence < WARN_CONFIDENCE:
         al.warn("low_confidence", "low confidence: only part of the recording matches the song; check the result",
                 confidence=round(res.confidence, 2))
+    for part in res.evidence.get("left_out", []):
+        al.warn("ambiguous_part", f"the music at {_clock(part['start_s'])}-{_clock(part['end_s'])} matches more "
+                "than one place in the song: no song is laid there", start_s=part["start_s"], end_s=part["end_s"])
     describe_structure(al)
     return al

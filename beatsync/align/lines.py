@@ -26,6 +26,8 @@ ENV_BANDS = 6
 RATE_MIN, RATE_MAX = 0.74, 1.07
 #: sample rate of the cheap waveform comparisons (detection, not precision)
 LOW_SR = 8000
+#: song signals are prepared for rates in steps of this (a 2-s window at 22 kHz then drifts < 1 sample)
+RATE_STEP = 2e-5
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,28 @@ class Signals:
             return self.low("dance"), b, LOW_SR
         return self.envelope("dance"), self.envelope_warped(rate), self.env_rate
 
+    def dance_samples(self, kind: str) -> int:
+        """Length of the dance signal that a `Method` of ``kind`` compares (samples or frames)."""
+        return self.compared(kind, 1.0)[0].shape[-1]
+
+    def placed(self, kind: str, line: Line, starts: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, float,
+                                                                                  np.ndarray, float]:
+        """Windows of ``n`` samples at ``starts`` of the dance signal of ``kind``, and where ``line`` puts
+        the song for each: (dance signal, song signal, sample rate, per-window shift for `windowed_delays`,
+        dance seconds per song-signal second).
+
+        The song signal is prepared for a rate rounded to RATE_STEP, so that lines a hair apart share it
+        (within a window the difference is a fraction of a sample), and each window is placed where the
+        line puts its centre. A pitch-kept line keeps the song's waveform only locally: its waveform
+        windows are compared with the song itself, not resampled.
+        """
+        local = kind in ("wave", "wave_low") and line.mode == "stretch"
+        r_b = 1.0 if local else round(line.rate / RATE_STEP) * RATE_STEP
+        a, b, fs = self.compared(kind, r_b)
+        centre = (np.asarray(starts) + n / 2) / fs
+        shift = np.asarray(starts) + n / 2 - line.bgm_time(centre) * fs / r_b
+        return a, b, fs, shift, r_b / line.rate
+
 
 def _warp_frames(x: np.ndarray, rate: float) -> np.ndarray:
     """A (channels, n) frame sequence of the song moved onto the dance time scale for ``rate`` (frame k <-
@@ -369,10 +393,11 @@ class Fit:
     method: str
     tol_s: float
     #: (windows, lags) correlation around the measured line, sampled at ``fs``, centre ``max_lag`` (for
-    #: envelopes and spectra: normalised, -1..1)
+    #: envelopes and spectra: normalised, -1..1; for waveforms whitened)
     curves: np.ndarray | None = None
     fs: float = 0.0
     max_lag: int = 0
+    measured: Line | None = None  # the line the windows were placed on (``line`` is the fitted one)
 
     @property
     def n_inliers(self) -> int:
@@ -415,7 +440,7 @@ def measure(sig: Signals, line: Line, method: Method, *, span: tuple[float, floa
     window by window. With ``max_windows``, a long span is sampled evenly by at most that many windows.
     ``centers`` measures just the windows centred there instead. ``inlier`` is relative to ``line`` itself
     (see `refit`)."""
-    a, b, fs = sig.compared(method.kind, line.rate)
+    fs = sig.compared(method.kind, 1.0)[2]
     lo_s, hi_s = span if span is not None else valid_span(sig, line, margin_s=method.win_s / 2)
     n = max(8, int(round(method.win_s * fs)))
     hop = method.hop_s
@@ -424,7 +449,7 @@ def measure(sig: Signals, line: Line, method: Method, *, span: tuple[float, floa
     k = np.arange(max(first, 0), last + 1)
     mids = (k + 0.5) * hop if centers is None else np.asarray(centers, dtype=np.float64)
     starts = np.round((mids - method.win_s / 2) * fs).astype(np.int64)
-    starts = starts[(starts >= 0) & (starts + n <= a.shape[-1])]
+    starts = starts[(starts >= 0) & (starts + n <= sig.dance_samples(method.kind))]
     if max_windows is not None and len(starts) > max_windows:
         starts = starts[np.unique(np.linspace(0, len(starts) - 1, max_windows).round().astype(int))]
     empty = np.zeros(0)
@@ -437,17 +462,17 @@ def measure(sig: Signals, line: Line, method: Method, *, span: tuple[float, floa
     if phat:
         nfft = scipy.fft.next_fast_len(n + n + 2 * max_lag)
         band = (int(100 * nfft / fs), int(min(5000, 0.45 * fs) * nfft / fs))
-    dl = windowed_delays(a, b, line.offset * fs, starts, n=n, max_lag=max_lag, phat=phat, band=band,
-                         keep_curves=True)
+    a, b, fs, shift, scale = sig.placed(method.kind, line, starts, n)
+    dl = windowed_delays(a, b, shift, starts, n=n, max_lag=max_lag, phat=phat, band=band, keep_curves=True)
     centers = (starts + n / 2) / fs
-    resid = dl.delta / fs
+    resid = dl.delta / fs * scale
     tau = line.bgm_time(centers)
     valid = (tau >= 0) & (tau <= sig.bgm_dur)  # at least half the window hears the song
     zt = max(1, int(round(method.tol_s * fs)))
     z = standardised(dl.curve)[:, max_lag - zt:max_lag + zt + 1].max(axis=1)
     inlier = np.isfinite(resid) & (np.abs(resid) < method.tol_s)
     return Fit(line, centers, resid, dl.ncc, z, inlier, valid, method.win_s, method.kind, method.tol_s,
-               curves=None if phat else dl.curve, fs=fs, max_lag=max_lag)
+               curves=dl.curve, fs=fs, max_lag=max_lag, measured=line)
 
 
 def standardised(curves: np.ndarray) -> np.ndarray:
@@ -521,7 +546,7 @@ def refit(fit: Fit, *, keep_rate: bool = False) -> Fit:
     line = replace(old, offset=(old.offset + a) / (1 - b), rate=old.rate * (1 - b))
     shift = a + b * fit.centers  # the new line's delay relative to the old, per window
     resid = fit.resid - shift
-    return replace(fit, line=line, resid=resid, z=z_at(fit, shift),
+    return replace(fit, line=line, resid=resid, z=z_at(fit, line),
                    inlier=np.isfinite(resid) & (np.abs(resid) < fit.tol_s))
 
 
@@ -550,33 +575,56 @@ def significance(fit: Fit, *, trials: float) -> float:
     range; the line was fitted through two of the windows and chosen among ``trials`` tries."""
     use = fit.valid & np.isfinite(fit.resid)
     n = int(use.sum())
-    k = int(np.count_nonzero(agreeing(fit) & use))
+    agree = agreeing(fit) & use
+    k = int(np.count_nonzero(agree))
     if n == 0 or k <= 2 or fit.max_lag <= 0:
         return 0.0
     p0 = min(1.0, (2 * fit.tol_s * fit.fs + 1) / (2 * fit.max_lag + 1))
     logp = scipy.stats.binom.logsf(k - 3, n - 2, p0) / np.log(10)  # P(X >= k - 2)
-    return float(max(0.0, -logp - np.log10(max(1.0, trials * n * n))))
+    spread = -logp - np.log10(max(1.0, trials * n * n))
+    # a short run-through on a line that maps into the song over a long stretch: its agreeing windows
+    # come in one run, which chance makes only as often as n * p0 ** (run - 2)
+    run = longest_run(agree[use])
+    packed = -(run - 2) * np.log10(p0) - np.log10(max(1.0, trials * n)) if run > 2 else 0.0
+    return float(max(0.0, spread, packed))
 
 
-def _at(fit: Fit, curves: np.ndarray, shift: np.ndarray) -> np.ndarray:
+def longest_run(flags: np.ndarray) -> int:
+    """The most True values in a stretch of ``flags`` with no two False in a row."""
+    best = cur = 0
+    miss = 0
+    for f in flags:
+        if f:
+            cur += 1
+            miss = 0
+        else:
+            miss += 1
+            if miss >= 2:
+                cur = 0
+        best = max(best, cur)
+    return best
+
+
+def _at(fit: Fit, curves: np.ndarray, line: Line) -> np.ndarray:
     tol = max(1, int(round(fit.tol_s * fit.fs)))
-    centre = fit.max_lag - np.round(np.asarray(shift) * fit.fs).astype(int)  # lag index p <-> delay max_lag - p
+    shift = delay_between(fit.measured, line, fit.centers)
+    centre = fit.max_lag - np.round(shift * fit.fs).astype(int)  # lag index p <-> delay max_lag - p
     idx = np.clip(centre[:, None] + np.arange(-tol, tol + 1)[None, :], 0, curves.shape[1] - 1)
     v = np.take_along_axis(curves, idx, axis=1).max(axis=1).astype(np.float64)
     v[(centre < 0) | (centre >= curves.shape[1])] = 0.0
     return v
 
 
-def z_at(fit: Fit, shift: np.ndarray) -> np.ndarray:
-    """Each window's correlation z-score at the delay ``shift`` (seconds, per window) from the measured
-    line, best within the inlier tolerance; 0 outside the measured lags."""
-    return fit.z if fit.curves is None else _at(fit, standardised(fit.curves), shift)
+def z_at(fit: Fit, line: Line) -> np.ndarray:
+    """Each window's correlation z-score where ``line`` puts the song (best within the inlier tolerance;
+    0 outside the lags measured)."""
+    return fit.z if fit.curves is None or fit.measured is None else _at(fit, standardised(fit.curves), line)
 
 
-def corr_at(fit: Fit, shift: np.ndarray) -> np.ndarray:
-    """Each window's correlation itself (normalised, for envelopes and spectra) at the delay ``shift``
-    from the measured line, best within the inlier tolerance; 0 outside the measured lags."""
-    return fit.strength if fit.curves is None else _at(fit, fit.curves, shift)
+def corr_at(fit: Fit, line: Line) -> np.ndarray:
+    """Each window's correlation itself (normalised, for envelopes and spectra) where ``line`` puts the
+    song (best within the inlier tolerance; 0 outside the lags measured)."""
+    return fit.strength if fit.curves is None or fit.measured is None else _at(fit, fit.curves, line)
 
 
 def subtract(ranges: list[tuple[float, float]], a: float, b: float) -> list[tuple[float, float]]:

@@ -21,10 +21,10 @@ from beatsync.align.lines import (
     Signals,
     measure,
     refit,
-    significance,
     standardised,
     subtract,
     windowed_delays,
+    z_at,
 )
 from beatsync.align.result import Alternative, Segment, reference_segment
 from beatsync.align.structure import GRID_S, Candidate, Run, grid_centres
@@ -46,9 +46,6 @@ SHORT_LAG_S = 0.025
 NULL_SHIFTS_S = (0.31, -0.43, 0.57)
 #: share of short windows that must be clearly alike (beyond the null's 90th percentile)
 MIN_STRONG = 0.2
-#: -log10 of the chance (binomial, after trying every line) that so many refinement windows agree
-#: with a line by accident, above which the waveform itself proves the match
-MIN_SIGNIFICANCE = 8.0
 
 
 @dataclass
@@ -90,17 +87,12 @@ def short_likeness(sig: Signals, line: Line, t: np.ndarray, *, dt: float = 0.0, 
     out = np.full(len(t), np.nan)
     if not ok.any():
         return out
-    if line.mode == "stretch":
-        b = sig.bgm
-        shift = starts[ok] - (line.bgm_time(t[ok] + dt) * sr - n / 2)
-    else:
-        b = sig.bgm_resampled(line.rate)
-        shift = np.full(int(ok.sum()), (line.offset + dt) * sr)
-    tau = line.bgm_time(t[ok] + dt)
+    moved = replace(line, offset=line.offset + dt)
+    a, b, _, shift, _ = sig.placed("wave", moved, starts[ok], n)
+    tau = moved.bgm_time(t[ok])
     inside = (tau - win_s / 2 >= 0) & (tau + win_s / 2 <= sig.bgm_dur)
-    res = windowed_delays(sig.dance, b, shift, starts[ok], n=n, max_lag=lag, phat=True).ncc
-    vals = np.where(inside, res, np.nan)
-    out[ok] = vals
+    res = windowed_delays(a, b, shift, starts[ok], n=n, max_lag=lag, phat=True).ncc
+    out[ok] = np.where(inside, res, np.nan)
     return out
 
 
@@ -164,67 +156,77 @@ def settle_mode(sig: Signals, piece: Piece) -> Line:
 # ----------------------------------------------------------------------------- edges
 
 
-#: how far (s) an edge may move outward when the waveforms keep matching beyond a run
+#: how far (s) an edge may move outward when the waveforms keep matching beyond a run, and inward
 EDGE_EXTEND_S = 30.0
+EDGE_INWARD_S = 15.0
 
 
 def _change_point(d: np.ndarray) -> int:
     """The split of ``d`` (ordered outside -> inside) into a first part that scores below zero and a second
-    that scores above: the number of leading values to cut (the largest difference of running sums)."""
+    that scores above: the number of leading values to cut (the largest difference of running sums; of
+    equal splits the innermost, so that no music is claimed where nothing says it plays)."""
     if len(d) == 0:
         return 0
     cs = np.concatenate([[0.0], np.cumsum(d)])
-    return int(np.argmax(cs[-1] - 2 * cs))  # maximise -sum(d[:k]) + sum(d[k:])
+    gain = cs[-1] - 2 * cs  # -sum(d[:k]) + sum(d[k:])
+    return int(len(gain) - 1 - np.argmax(gain[::-1]))
 
 
 def music_edges(sig: Signals, line: Line, start: float, end: float, *, lo_limit: float, hi_limit: float,
                 move_start: bool = True, move_end: bool = True, tol_s: float = 0.002) -> tuple[float, float]:
     """Where the song starts and stops around [start, end] on ``line`` (the path's run, to a grid
-    window). Short windows measure how clearly the recording holds the song on the line (`short_match`),
-    each scored against a threshold between that by chance (the line moved off by a fraction of a beat)
+    window). Windows measure how clearly the recording holds the song on the line (`short_match`), each
+    scored against a threshold between the levels by chance (the line moved off by a fraction of a beat)
     and on the run; the edge is the change point between the windows outside (below) and inside (above),
-    so that a sparse moment of the music or talk over the first bars does not move it. An edge
-    may move outward as far as the song keeps matching, up to EDGE_EXTEND_S, never past
-    ``lo_limit``/``hi_limit`` or the song's own ends; close to the song's own first or last sample, it
-    snaps there. ``tol_s``: how precisely the line is known."""
+    so that a sparse moment of the music or talk over the first bars does not move it. Two window lengths
+    count: short ones place the edge sharply where the song is clear, long ones still hear it where it is
+    soft or far under the noise. An edge may move outward as far as the song keeps matching, up to
+    EDGE_EXTEND_S, never past ``lo_limit``/``hi_limit`` or the song's own ends; close to the song's own
+    first or last sample, it snaps there. ``tol_s``: how precisely the line is known."""
     hop = 0.05
     reach = GRID_S
     song_start = float(line.dance_time(0.0))
     song_end = float(line.dance_time(sig.bgm_dur))
-    # the shortest windows that tell the song from chance on this run (a pitch-kept line holds the waveform
-    # only between splices; far under the noise it takes longer windows to stand out)
+    # a pitch-kept line holds the waveform only between splices, and drifts off a window's centre through it:
+    # middling windows only
     base = SHORT_WIN_S if line.mode == "speed" else 2 * SHORT_WIN_S
-    on = off = np.zeros(0)
-    for win in (base, 2 * base, 4 * base):
+    scales = []
+    for win in (base, 4 * base) if line.mode == "speed" else (base,):
         probe = np.linspace(start + win, end - win, 60) if end - start > 2 * win else np.array([])
         if not len(probe):
-            break
+            continue
         on = np.nan_to_num(short_match(sig, line, probe, win_s=win, tol_s=tol_s))
         off = np.nan_to_num(short_match(sig, replace(line, offset=line.offset + NULL_SHIFTS_S[0]), probe, win_s=win,
                                         tol_s=tol_s))
-        if np.median(on) > np.median(off) + 1.0:
-            break
-    if len(on) >= 5 and np.median(on) > np.median(off) + 1.0:
         lo_level, hi_level = float(np.median(off)), float(np.median(on))
-        # a window holds the song when it clearly beats chance: halfway to the typical level inside, but
-        # never asking more than 3 standard deviations above chance (sparse bars of a song score lower)
-        thr = lo_level + min(0.5 * (hi_level - lo_level), 3.0)
+        if hi_level > lo_level + 1.0:
+            # a window holds the song when it clearly beats chance: halfway to the typical level inside, but
+            # never asking more than 3 standard deviations above chance (sparse bars of a song score lower)
+            scales.append((win, lo_level, hi_level, lo_level + min(0.5 * (hi_level - lo_level), 3.0)))
 
-        def score(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
-            c = np.arange(lo + win / 2, hi - win / 2 + 1e-9, hop)
+    def score(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+        """Window centres over [lo, hi] and their evidence, -1 (chance) .. +1 (as inside), summed over scales."""
+        c = np.arange(lo + base / 2, hi - base / 2 + 1e-9, hop)
+        total = np.zeros(len(c))
+        for win, lo_level, hi_level, thr in scales:
             z = short_match(sig, line, c, win_s=win, tol_s=tol_s)
             d = np.clip(np.nan_to_num(z, nan=thr), lo_level, hi_level) - thr  # no window there: no evidence
-            d[sig.song_is_quiet(line.bgm_time(c))] = 0.0  # a soft passage of the song tells nothing
-            return c, d
+            total += np.where(d > 0, d / (hi_level - thr), d / (thr - lo_level))
+        total[sig.song_is_quiet(line.bgm_time(c))] = 0.0  # a soft passage of the song tells nothing
+        return c, total
 
+    if scales:
+        # the path's run ends on its grid, and may run on a few windows past the music (talk just after it
+        # scores little either way): look well inside it too
+        inward = max(2 * reach, min(EDGE_INWARD_S, 0.5 * (end - start)))
         if move_start:
-            lo, hi = max(0.0, lo_limit, song_start, start - max(reach, EDGE_EXTEND_S)), min(end, start + 2 * reach)
+            lo, hi = max(0.0, lo_limit, song_start, start - max(reach, EDGE_EXTEND_S)), min(end, start + inward)
             c, d = score(lo, hi)
             if len(c):
                 k = _change_point(d)
                 start = lo if k == 0 else float(0.5 * (c[k - 1] + c[min(k, len(c) - 1)]))
         if move_end:
-            lo, hi = max(start, end - 2 * reach), min(sig.dance_dur, hi_limit, song_end, end + max(reach, EDGE_EXTEND_S))
+            lo, hi = max(start, end - inward), min(sig.dance_dur, hi_limit, song_end, end + max(reach, EDGE_EXTEND_S))
             c, d = score(lo, hi)
             if len(c):
                 k = _change_point(d[::-1])
@@ -239,10 +241,11 @@ def music_edges(sig: Signals, line: Line, start: float, end: float, *, lo_limit:
 
 def short_match(sig: Signals, line: Line, t: np.ndarray, *, win_s: float, beta: float = 1.0,
                 tol_s: float = 0.002) -> np.ndarray:
-    """How clearly short windows centred at dance times ``t`` hold the song where ``line`` puts it:
-    the GCC-PHAT correlation at the line's delay (within ``tol_s``: how precisely the line is known; at
-    least 12 ms for a pitch-kept line, whose splices jitter), in standard deviations of the window's correlation over +-20 ms. Whitened (``beta``,
-    see `windowed_delays`), so that bass and room reverberation do not decide; NaN where out of range."""
+    """How clearly short windows centred at dance times ``t`` hold the song where ``line`` puts it: the
+    GCC-PHAT correlation at the line's delay (within ``tol_s``: how precisely the line is known; at least
+    12 ms for a pitch-kept line, whose splices jitter), in standard deviations of the window's correlation
+    over +-20 ms or more. Whitened (``beta``, see `windowed_delays`), so that bass and room reverberation do
+    not decide; NaN where out of range."""
     sr = sig.sr
     n = int(win_s * sr)
     t = np.asarray(t, dtype=np.float64)
@@ -251,14 +254,10 @@ def short_match(sig: Signals, line: Line, t: np.ndarray, *, win_s: float, beta: 
     out = np.full(len(t), np.nan)
     if not ok.any():
         return out
-    if line.mode == "stretch":
-        b, tol = sig.bgm, max(1, int(max(tol_s, 0.012) * sr))
-        shift = starts[ok] - (line.bgm_time(t[ok]) * sr - n / 2)
-    else:
-        b, tol = sig.bgm_resampled(line.rate), max(1, int(tol_s * sr))
-        shift = np.full(int(ok.sum()), line.offset * sr)
+    tol = max(1, int((max(tol_s, 0.012) if line.mode == "stretch" else tol_s) * sr))
+    a, b, _, shift, _ = sig.placed("wave", line, starts[ok], n)
     max_lag = int(max(0.02, 4 * tol / sr) * sr)
-    dl = windowed_delays(sig.dance, b, shift, starts[ok], n=n, max_lag=max_lag, phat=True, keep_curves=True,
+    dl = windowed_delays(a, b, shift, starts[ok], n=n, max_lag=max_lag, phat=True, keep_curves=True,
                          beta=beta)
     z = standardised(dl.curve)[:, max_lag - tol:max_lag + tol + 1].max(axis=1)
     tau = line.bgm_time(t[ok])
@@ -394,28 +393,52 @@ def drop_ambiguous_edits(cands: list[Candidate], pieces: list[Piece]) -> tuple[l
     return keep, [p for p in pieces if p not in keep]
 
 
-def verify(sig: Signals, p: Piece, *, trials: float) -> dict:
+#: how many standard deviations more clearly, in the median, the recording's waveform windows hold the song
+#: on a piece's line than on the same line moved off by a beat or a fraction of one: far under the noise
+#: the song's own waveform still stands out by 2.7 or more in every recording made for this; a song that
+#: only shares drum sounds and tempo with this one stands out by less than 1.5
+MIN_WAVE_CONTRAST = 2.0
+
+
+def wave_contrast(sig: Signals, p: Piece, *, windows: int = 40) -> float:
+    """How much more clearly the piece's waveform windows hold the song on its line than off it (see
+    MIN_WAVE_CONTRAST): median GCC-PHAT z-score on the line minus the largest of those on the line moved
+    by +-1 beat of the song, +0.31 s and -0.43 s."""
+    line = p.exact()[0]  # the waveform's own line (a line refined on onsets is a few ms off)
+    on = z_at(p.wave, line)[p.wave.valid]
+    tempo = sig.beats()[2]
+    beat = 60.0 / tempo if tempo > 0 else 0.5
+    off = [measure(sig, replace(line, offset=line.offset + dt), REFINE_WAVE, span=(p.start, p.end),
+                   max_windows=windows) for dt in (beat, -beat, 0.31, -0.43)]
+    off_z = [np.median(f.z[f.valid]) for f in off if np.count_nonzero(f.valid) >= 3]
+    if len(on) < 3 or not off_z:
+        return 0.0
+    # against the likeliest of the wrong places: sounds that fall on the song's beats (drums a song shares with
+    # another, claps) line up just as well a beat off
+    return float(np.median(on) - max(off_z))
+
+
+def verify(sig: Signals, p: Piece) -> dict:
     """Is the song really there along the piece? Its short windows are clearly more alike on the line than
-    off it (`verify_waveform`); or, far under the noise, where few short windows stand out: where the
-    pitch follows the tempo, the piece's waveform windows line up on the line beyond chance (significance
-    over the windows of a GCC-PHAT measurement, `significance`) and short windows are still more alike on
-    it than off it (a song that only shares drum sounds or a beat with this one is not)."""
+    off it (`verify_waveform`); or, where the pitch follows the tempo, its waveform windows hold the song
+    clearly more on the line than off it (`wave_contrast`): the waveform's timing survives reverberation
+    and noise that blur the short windows' likeness, and a song that only shares a beat or drum sounds
+    with this one does not stand out."""
     check = verify_waveform(sig, p.line, (p.start, p.end))
-    sig_w = 0.0
+    contrast = 0.0
     if p.line.mode == "speed":
         p.wave = p.fit if p.fit is not None and p.fit.method == "wave" else refit(
             measure(sig, p.line, REFINE_WAVE, span=(p.start, p.end), max_windows=MAX_REFINE_WINDOWS))
-        sig_w = significance(p.wave, trials=trials)
-    check["significance"] = round(sig_w, 2)
-    check["ok"] = bool(check["ok"] or (sig_w >= MIN_SIGNIFICANCE and check["true"] >= 2.0 * max(check["null"], 0.01)))
+        contrast = wave_contrast(sig, p)
+    check["contrast"] = round(contrast, 2)
+    check["ok"] = bool(check["ok"] or contrast >= MIN_WAVE_CONTRAST)
     return check
 
 
-def assemble(sig: Signals, cands: list[Candidate], runs: list[Run], *, method_for, trials: float) -> Assembled:
+def assemble(sig: Signals, cands: list[Candidate], runs: list[Run], *, method_for) -> Assembled:
     """Refine, place and verify the path's runs; the verified ones become segments.
 
-    ``method_for(line) -> Method`` is the engine's refinement; ``trials`` the number of lines tried
-    (for the significance of each segment's agreement).
+    ``method_for(line) -> Method`` is the engine's refinement.
     """
     pieces = pieces_of(cands, runs)
     kept: list[Piece] = []
@@ -427,7 +450,7 @@ def assemble(sig: Signals, cands: list[Candidate], runs: list[Run], *, method_fo
         p.fit = refine_piece(sig, p, method=method_for(p.line))
         if p.fit.n_inliers >= 3:
             p.line = p.fit.line
-        p.check = verify(sig, p, trials=trials)
+        p.check = verify(sig, p)
         verdicts.append({"offset_s": round(p.line.offset, 4), "rate": round(p.line.rate, 6), "mode": p.line.mode,
                          "start_s": round(p.start, 2), "end_s": round(p.end, 2), **p.check})
         if p.check["ok"]:
@@ -455,16 +478,19 @@ def assemble(sig: Signals, cands: list[Candidate], runs: list[Run], *, method_fo
             continue
         if any(abs(c.line.offset - a.offset_s) < 0.3 for a in alts):
             continue
-        if not verify_waveform(sig, c.line, span)["ok"]:
-            continue
         alts.append(Alternative(offset_s=float(c.line.offset), tempo_ratio=float(c.line.rate), score=float(min(rho, 1.0))))
     ck = main.check
-    c_fit = max(float(np.clip((ck["significance"] - 4.0) / 8.0, 0.0, 1.0)),
+    c_fit = max(float(np.clip((ck["contrast"] - MIN_WAVE_CONTRAST) / 4.0, 0.0, 1.0)),
                 float(np.clip((ck["strong"] - 2.0 * ck["strong_null"]) / 0.4, 0.0, 1.0)))
     top = alts[0].score if alts else 0.0
     c_amb = float(np.clip((1.0 - top) / (1.0 - AMBIGUOUS_SCORE), 0.0, 1.0))
+    if any(p.start < span[0] for p in dropped):
+        # the music before the first segment could be more than one place of the song: the first
+        # segment found is not the first music heard, and which part that was cannot be told
+        c_amb = min(c_amb, 0.3)
     evidence = {"main_match": round(main_seg.match, 4), "top_alternative": round(top, 4), "c_fit": round(c_fit, 4),
-                "c_ambiguity": round(c_amb, 4), "verification": verdicts}
+                "c_ambiguity": round(c_amb, 4), "verification": verdicts,
+                "left_out": [{"start_s": round(p.start, 3), "end_s": round(p.end, 3)} for p in dropped]}
     return Assembled([s for s, _ in segs], alts, c_fit * c_amb, evidence)
 
 
@@ -482,7 +508,7 @@ def solve(sig: Signals, lines: list[Line], *, method_for, more_lines=None) -> As
     """
     cands = structure.candidates(sig, lines)
     runs = structure.choose(cands)
-    res = assemble(sig, cands, runs, method_for=method_for, trials=max(1, len(cands)))
+    res = assemble(sig, cands, runs, method_for=method_for)
     if more_lines is not None and (runs or res.segments):
         explained = [(s.dance_start_s, s.dance_end_s) for s in res.segments]
         free = [(a, b) for a, b in subtract(explained, 0.0, sig.dance_dur) if b - a >= MIN_UNEXPLAINED_S]
@@ -490,7 +516,7 @@ def solve(sig: Signals, lines: list[Line], *, method_for, more_lines=None) -> As
         if more:
             cands += more
             runs = structure.choose(cands)
-            res = assemble(sig, cands, runs, method_for=method_for, trials=max(1, len(cands)))
+            res = assemble(sig, cands, runs, method_for=method_for)
     res.lines = [c.line for c in cands]
     res.path = [{"line": r.k, "start_s": r.span()[0], "end_s": r.span()[1]} for r in runs]
     return res

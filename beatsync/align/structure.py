@@ -19,10 +19,9 @@ loud or noisy moment): the song cannot have stopped and come back at the very sa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
-import scipy.stats
 
 from beatsync.align.lines import (
     WAVE_ALIKE,
@@ -32,7 +31,6 @@ from beatsync.align.lines import (
     Signals,
     agreeing,
     corr_at,
-    delay_between,
     measure,
     refit,
     significance,
@@ -67,7 +65,7 @@ E_MIN, E_KNEE = -2.0, 4.0
 #: stopping the music by one
 COST_JUMP = 8.0
 COST_ON = COST_OFF = 4.0
-#: a screened line is kept when this many of its windows agree beyond chance (-log10 p, see
+#: a screened line is kept when this many of its onset windows agree beyond chance (-log10 p, see
 #: `significance`) ...
 MIN_SCREEN_SIGNIFICANCE = 1.0
 #: ... or, for a whole-recording waveform line (already exact), when its correlation peak stands out so
@@ -87,7 +85,7 @@ class Candidate:
     line: Line  # the precise line
     evidence: np.ndarray  # per grid window, bounded (for the path); -inf where the line maps outside the song
     excess: np.ndarray  # per grid window: the z-score above chance, unbounded (for comparing lines); NaN outside
-    significance: float  # of its screening
+    score: float  # of its screening (`screen`)
     song_dur: float  # the song's length (s)
 
 
@@ -114,29 +112,30 @@ def _sharpen(sig: Signals, line: Line, method: Method) -> Fit:
 
 def screen(sig: Signals, lines: list[Line], *, known: list[Line] = ()) -> list[tuple[Line, Fit, float]]:
     """Measure every line over where it maps inside the song and fit it precisely (fine onset envelopes;
-    a whole-recording waveform line is exact already). Keep the ones whose agreement is beyond chance,
-    without lines that converge onto one kept before or onto a ``known`` one: (line, onset fit,
-    significance), the most significant first, at most MAX_CANDIDATES."""
+    a whole-recording waveform line is exact already). Keep the ones whose onsets agree beyond chance
+    (a whole-recording waveform line on its own evidence), without lines that converge onto one kept before
+    or onto a ``known`` one, and rank them by what a close look at their waveforms (pitch kept: spectra)
+    says: (line, onset fit, score), the best first, at most MAX_CANDIDATES, no more than PER_WINDOW of them
+    for any window."""
     trials = max(1, len(lines))
     out: list[tuple[Line, Fit, float]] = []
     for ln in lines:
-        if ln.source == "wave":  # exact already; kept on its own evidence, ranked with the others
+        if ln.source == "wave":
             if ln.score < MIN_WAVE_Z:
                 continue
-            f = measure(sig, ln, SCREEN)
-            line, sig_ = ln, significance(refit(f, keep_rate=True), trials=trials)
+            line, f = ln, measure(sig, ln, SCREEN)
         else:
             f = _sharpen(sig, ln, SCREEN)
-            line, sig_ = f.line, significance(f, trials=trials)
-            if sig_ < MIN_SCREEN_SIGNIFICANCE:
+            line = f.line
+            if significance(f, trials=trials) < MIN_SCREEN_SIGNIFICANCE:
                 continue
+        # onsets line up a song with a steady beat with itself every bar (and other songs of the same
+        # tempo): where the pitch follows the tempo the waveforms decide, where it was kept the spectra
+        line, score = (waveform_score if line.mode == "speed" else spectrum_score)(sig, line, f)
         mid = float(np.median(f.centers[f.valid])) if f.valid.any() else line.offset
         if any(line.same_as(g, at=mid) for g in [o[0] for o in out] + list(known)):
             continue
-        # onsets line up a song with a steady beat with itself every bar (and other songs of the same
-        # tempo): where the pitch follows the tempo the waveforms decide, where it was kept the spectra
-        sig_ = (waveform_check if line.mode == "speed" else spectrum_check)(sig, line, f)
-        out.append((line, f, sig_))
+        out.append((line, f, score))
     out.sort(key=lambda x: -x[2])
     chosen, load = [], np.zeros(grid_size(sig), int)
     for line, f, sig_ in out:
@@ -149,15 +148,8 @@ def screen(sig: Signals, lines: list[Line], *, known: list[Line] = ()) -> list[t
     return chosen
 
 
-#: a quick look at the waveforms: this many windows spread over the line ...
+#: a close look at a line: this many windows spread over where its onsets agree with it
 CHECK_WINDOWS = 16
-#: ... count those whose z-score reaches this (chance: well under 1 in 100)
-CHECK_Z = 7.0
-
-
-#: a spectrum window this alike (normalised correlation at the line's delay) holds the song: other passages of
-#: the same song, or other music, stay under it but about 1 time in 20
-CHECK_SPECTRUM = 0.7
 
 
 def _check_windows(onset: Fit) -> np.ndarray:
@@ -171,28 +163,32 @@ def _check_windows(onset: Fit) -> np.ndarray:
     return where
 
 
-def _binomial(k: int, n: int, p: float) -> float:
-    """-log10 of the chance of k or more successes in n trials of probability p."""
-    return float(-scipy.stats.binom.logsf(k - 1, n, p) / np.log(10)) if k > 0 else 0.0
+def waveform_score(sig: Signals, line: Line, onset: Fit) -> tuple[Line, float]:
+    """A close look at the song's own waveform where ``line`` puts it (`_check_windows`): the line fitted
+    again on those waveform windows (onsets leave a line a few ms off, or its rate a little: the waveforms
+    pin it), and how clearly they hold the song there: their z-scores above chance, summed, counting only
+    windows that are also alike (`WAVE_ALIKE`). Large for the song itself, much smaller for a section that
+    only resembles it, about 0 for a line that only matches the rhythm (a song with a steady beat lines up
+    with itself, by its onsets, every bar). For a line whose pitch follows the tempo."""
+    f = refit(measure(sig, line, WAVE_SCREEN, centers=_check_windows(onset)))
+    if f.n_inliers >= 4:
+        line = f.line
+    z = z_at(replace(f, tol_s=0.015), line)  # within 15 ms: a line fitted on onsets is that close
+    x = np.where(f.valid & (f.strength >= WAVE_ALIKE), z - Z_CHANCE["wave_low"], 0.0)
+    return line, float(np.clip(x, 0.0, None).sum())
 
 
-def waveform_check(sig: Signals, line: Line, onset: Fit) -> float:
-    """-log10 of the chance that as many of (at most) CHECK_WINDOWS waveform windows hold the song clearly
-    where ``line`` puts it (z >= CHECK_Z, and alike: `WAVE_ALIKE`) by accident (each 1 in 100), looked at
-    where the onsets agree with the line (``onset``): large when the song's own waveform is there, about 0
-    for a line that only matches the rhythm (a song with a steady beat lines up with itself, by its onsets,
-    every bar). For a line whose pitch follows the tempo."""
-    f = measure(sig, line, WAVE_SCREEN, centers=_check_windows(onset))
-    ok = f.valid & (f.z >= CHECK_Z) & (f.strength >= WAVE_ALIKE)
-    return _binomial(int(ok.sum()), int(f.valid.sum()), 0.01)
-
-
-def spectrum_check(sig: Signals, line: Line, onset: Fit) -> float:
-    """The same for a pitch-kept line, whose waveform cannot be compared: spectrum windows at least
-    CHECK_SPECTRUM alike where the line puts the song (each 1 in 20 by accident)."""
+def spectrum_score(sig: Signals, line: Line, onset: Fit) -> tuple[Line, float]:
+    """The same for a pitch-kept line, whose waveform cannot be compared: its spectrum windows' likeness
+    above chance (`spectrum_excess`), summed (the line as it is)."""
     f = measure(sig, line, SPECTRUM, centers=_check_windows(onset))
-    ok = f.valid & (corr_at(f, np.zeros(len(f.centers))) >= CHECK_SPECTRUM)
-    return _binomial(int(ok.sum()), int(f.valid.sum()), 0.05)
+    return line, float(np.clip(np.where(f.valid, spectrum_excess(f, line), 0.0), 0.0, None).sum())
+
+
+def spectrum_excess(f: Fit, line: Line) -> np.ndarray:
+    """How much more alike than two passages of music that are not the same, per spectrum window of ``f``
+    where ``line`` puts the song."""
+    return (corr_at(f, line) - SPECTRUM_CHANCE) / SPECTRUM_STEP
 
 
 def _put(e: np.ndarray, x: np.ndarray, f: Fit, score: np.ndarray, kind: str) -> None:
@@ -211,25 +207,26 @@ def bounded(x: np.ndarray) -> np.ndarray:
     return np.where(x > 0, E_KNEE * np.log2(1 + np.maximum(x, 0) / E_KNEE), np.maximum(x, E_MIN))
 
 
-def candidate(sig: Signals, line: Line, onset: Fit, significance_: float, n: int) -> Candidate:
+def candidate(sig: Signals, line: Line, onset: Fit, score: float, n: int) -> Candidate:
     """Score a screened line on the grid: onset agreement, and for a line whose pitch follows the tempo
-    also waveform agreement (the larger counts; the waveforms also sharpen the line when they agree);
+    also waveform agreement (the larger counts; the waveforms also fit the line anew over all of it when
+    they agree), for a pitch-kept line spectral agreement;
     0 where the song is quiet at that place; -inf where the line does not map inside the song."""
     e = np.full(n, -np.inf)
     x = np.full(n, np.nan)
     if line.mode == "speed":
-        w = measure(sig, line, WAVE_SCREEN) if line.source == "wave" else _sharpen(sig, line, WAVE_SCREEN)
-        if line.source != "wave" and w.n_inliers >= 3 and significance(w, trials=MAX_CANDIDATES) > 2.0:
+        w = refit(measure(sig, line, WAVE_SCREEN))
+        if w.n_inliers >= 4 and significance(w, trials=MAX_CANDIDATES) > 2.0:
             line = w.line
-        _put(e, x, w, z_at(w, delay_between(w.line, line, w.centers)), "wave_low")
-    _put(e, x, onset, z_at(onset, delay_between(onset.line, line, onset.centers)), "onset")
+        _put(e, x, w, z_at(w, line), "wave_low")
+    _put(e, x, onset, z_at(onset, line), "onset")
     if line.mode == "stretch":
         sp = measure(sig, line, SPECTRUM)
-        _put(e, x, sp, (corr_at(sp, np.zeros(len(sp.centers))) - SPECTRUM_CHANCE) / SPECTRUM_STEP, "spectrum")
+        _put(e, x, sp, spectrum_excess(sp, line), "spectrum")
     known = np.isfinite(e)
     quiet = known & sig.song_is_quiet(line.bgm_time(grid_centres(n)))
     e[quiet] = np.maximum(e[quiet], 0.0)
-    return Candidate(line, e, x, significance_, sig.bgm_dur)
+    return Candidate(line, e, x, score, sig.bgm_dur)
 
 
 def candidates(sig: Signals, lines: list[Line], *, known: list[Candidate] = ()) -> list[Candidate]:
