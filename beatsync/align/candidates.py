@@ -273,12 +273,13 @@ def whiten(y: np.ndarray, *, sr: int, n_fft: int = 512) -> np.ndarray:
     return out
 
 
-def wave_lines(sig: Signals, *, k: int = 6, block_s: float = 60.0, hop_s: float = 45.0) -> list[Line]:
+def wave_lines(sig: Signals, *, k: int = 6, block_s: float = 60.0, hop_s: float = 45.0,
+               within: list[tuple[float, float]] | None = None) -> list[Line]:
     """The ``k`` best constant offsets at normal speed from a whole-recording correlation of the
     waveforms, whitened frame by frame (`whiten`) at LOW_SR, computed over blocks of the recording
     (bounded memory; blocks overlap, so that a short stretch of music lies whole inside one; a block is
-    short enough that a playback clock off by 100 ppm stays coherent over it). Scores are z-scores
-    over the correlation's spread, the best block's.
+    short enough that a playback clock off by 100 ppm stays coherent over it), or over the stretches
+    ``within`` (dance seconds) only. Scores are z-scores over the correlation's spread, the best block's.
 
     A copy of the song's waveform adds up coherently over the whole overlap, so it stands out even
     when talk and noise are far louder than the music, where features fail; songs whose bars repeat
@@ -290,7 +291,11 @@ def wave_lines(sig: Signals, *, k: int = 6, block_s: float = 60.0, hop_s: float 
     n_block, n_hop = int(block_s * LOW_SR), int(hop_s * LOW_SR)
     found: list[tuple[float, float]] = []  # (offset s, z)
     FB = {}
-    for a0 in range(0, max(1, len(dance) - (n_block - n_hop)), n_hop):
+    spans = [(0.0, len(dance) / LOW_SR)] if within is None else within
+    starts = sorted({a0 for lo, hi in spans
+                     for a0 in range(int(lo * LOW_SR), max(int(lo * LOW_SR) + 1, int(hi * LOW_SR) - (n_block - n_hop)),
+                                     n_hop)})
+    for a0 in starts:
         a = whiten(dance[a0:a0 + n_block], sr=LOW_SR)
         if len(a) < LOW_SR:
             continue

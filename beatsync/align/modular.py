@@ -39,8 +39,9 @@ def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, signals: Signals | Non
 
     t0 = time.perf_counter()
     sig = signals if signals is not None else Signals(dance, bgm, sr=sr)
-    result = solve(sig, cand.vote_lines(sig) + cand.wave_lines(sig), method_for=method_for,
-                   more_lines=lambda free, explained: cand.vote_lines(sig, within=free, explained=explained))
+    result = solve(sig, cand.vote_lines(sig), method_for=method_for,
+                   more_lines=lambda free, explained: (cand.vote_lines(sig, within=free, explained=explained)
+                                                       + cand.wave_lines(sig, within=free)))
     votes = sig.votes()
     info = {"n_votes": len(votes) if votes is not None else 0, "path": result.path}
     return decide("modular", result, result.lines, info, t0)

@@ -205,12 +205,14 @@ def music_edges(sig: Signals, line: Line, start: float, end: float, *, lo_limit:
             scales.append((win, lo_level, hi_level, lo_level + min(0.5 * (hi_level - lo_level), 3.0)))
 
     def score(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
-        """Window centres over [lo, hi] and their evidence, -1 (chance) .. +1 (as inside), summed over scales."""
+        """Window centres over [lo, hi] and their evidence, -1 (chance) .. +1 (as inside), summed over scales
+        (each measured at a fifth of its window length and interpolated)."""
         c = np.arange(lo + base / 2, hi - base / 2 + 1e-9, hop)
         total = np.zeros(len(c))
         for win, lo_level, hi_level, thr in scales:
-            z = short_match(sig, line, c, win_s=win, tol_s=tol_s)
-            d = np.clip(np.nan_to_num(z, nan=thr), lo_level, hi_level) - thr  # no window there: no evidence
+            cw = np.arange(lo + base / 2, hi - base / 2 + win / 5, max(hop, win / 5))
+            z = np.interp(c, cw, np.nan_to_num(short_match(sig, line, cw, win_s=win, tol_s=tol_s), nan=thr))
+            d = np.clip(z, lo_level, hi_level) - thr  # no window there: no evidence
             total += np.where(d > 0, d / (hi_level - thr), d / (thr - lo_level))
         total[sig.song_is_quiet(line.bgm_time(c))] = 0.0  # a soft passage of the song tells nothing
         return c, total
@@ -501,15 +503,16 @@ MIN_UNEXPLAINED_S = 8.0
 def solve(sig: Signals, lines: list[Line], *, method_for, more_lines=None) -> Assembled:
     """Candidates -> global choice -> segments (refined, placed, verified) for the proposed ``lines``.
 
-    A run-through can hide behind a stronger one in every whole-recording search, and a look-alike line
-    can take a stretch on the path and then fail verification: ``more_lines(free, explained)`` proposes
-    lines for the stretches (dance seconds) that no verified segment explains, given those that are; if it
-    adds candidates, the choice is made again over all of them.
+    A run-through can hide behind a stronger one in every whole-recording search, a look-alike line can take
+    a stretch on the path and then fail verification, and music far under the noise escapes the features:
+    ``more_lines(free, explained)`` proposes lines for the stretches (dance seconds) that no verified segment
+    explains (all of the recording if none does), given those that are; if it adds candidates, the choice is
+    made again over all of them.
     """
     cands = structure.candidates(sig, lines)
     runs = structure.choose(cands)
     res = assemble(sig, cands, runs, method_for=method_for)
-    if more_lines is not None and (runs or res.segments):
+    if more_lines is not None:
         explained = [(s.dance_start_s, s.dance_end_s) for s in res.segments]
         free = [(a, b) for a, b in subtract(explained, 0.0, sig.dance_dur) if b - a >= MIN_UNEXPLAINED_S]
         more = structure.candidates(sig, more_lines(free, explained), known=cands) if free else []

@@ -143,10 +143,13 @@ def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, signals: Signals | Non
 
     def more_lines(free, explained):
         # another run-through, at another speed: its own beat grid, and the chunk search over the rates
-        # (a noisy beat grid, e.g. a teacher counting at another tempo, misses it)
+        # (a noisy beat grid, e.g. a teacher counting at another tempo, misses it); music far under the
+        # noise: the waveform search
         return ([ln for a, b in free for ln in propose(sig, span=(a, b), explained=explained)[0]]
-                + vote_lines(sig, within=free, explained=explained))
+                + vote_lines(sig, within=free, explained=explained) + wave_lines(sig, within=free))
 
-    result = solve(sig, lines + wave_lines(sig), method_for=lambda ln: REFINE_ONSET, more_lines=more_lines)
+    # the beat grids give the rate of each run-through; the chunk search over the rates (shared with the
+    # other engine) gives the bar where a song repeats itself bar after bar
+    result = solve(sig, lines + vote_lines(sig), method_for=lambda ln: REFINE_ONSET, more_lines=more_lines)
     info["path"] = result.path
     return decide("v2", result, result.lines, info, t0)
