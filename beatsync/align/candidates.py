@@ -28,8 +28,10 @@ from beatsync.analysis import Features, local_normalize
 
 #: candidate playback rates of the chunk search (class speed / file speed); 1.0 is always included.
 #: A chunk of CHUNK_S warped at a grid rate within half a step of the true one is misplaced by at most
-#: CHUNK_S / 2 * 0.006 = 24 ms at its ends, half a pooled feature frame.
-RATE_GRID = tuple(sorted({1.0, *np.round(np.arange(0.75, 1.0621, 0.012), 4).tolist()}))
+#: CHUNK_S / 2 * 0.009 = 36 ms at its ends, half a pooled feature frame (POOL frames of 23 ms).
+RATE_STEP_GRID = 0.018
+RATE_GRID = tuple(sorted({1.0, *np.round(np.arange(0.75, 1.0621, RATE_STEP_GRID), 4).tolist()}))
+POOL = 3
 CHUNK_S = 8.0
 CHUNK_HOP_S = 4.0
 GROUP_WEIGHTS = {"rhythm": 0.4, "chroma": 0.35, "timbre": 0.25}
@@ -123,10 +125,10 @@ class _SongSide:
         return (num / np.sqrt(ec[:, None] * self.E[g][None, :])).astype(np.float32)
 
 
-def chunk_votes(fd: Features, fb: Features, *, rates=RATE_GRID, pool: int = 2) -> Votes | None:
+def chunk_votes(fd: Features, fb: Features, *, rates=RATE_GRID, pool: int = POOL) -> Votes | None:
     """Every chunk of the recording against the whole song, at every rate variant: the best peaks.
 
-    Features are pooled by ``pool`` frames (about 46 ms) and locally normalised over 1.5 s, so that
+    Features are pooled by ``pool`` frames (about 70 ms) and locally normalised over 1.5 s, so that
     room, speaker and phone colouring drop out. Work and memory are linear in the recording's length
     (chunks are correlated CHUNK_BATCH at a time).
     """
@@ -173,7 +175,7 @@ def chunk_votes(fd: Features, fb: Features, *, rates=RATE_GRID, pool: int = 2) -
 
 
 #: relative rate steps tried around each grid rate by the Hough transform (covers half a grid step)
-HOUGH_RATE_STEPS = np.linspace(-0.0064, 0.0064, 9)
+HOUGH_RATE_STEPS = np.linspace(-0.0096, 0.0096, 13)
 
 
 def _hough_best(v: Votes) -> tuple[float, int, float, float] | None:
