@@ -17,6 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft
+import scipy.ndimage
 
 from beatsync.errors import ParameterError
 
@@ -44,18 +45,23 @@ def _check(y: np.ndarray, sr: int) -> np.ndarray:
     return y
 
 
-def spectrogram_blocks(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512, block: int = 4096):
+def spectrogram_blocks(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512, block: int = 1024):
     """The power STFT ``|X|**2`` of `power_spectrogram`, yielded as ``(first_frame, S_block)`` pieces of at
     most ``block`` frames, so that a long recording's spectrogram never has to be held whole."""
     y = np.asarray(y, dtype=np.float32)
     pad = n_fft // 2
-    yp = np.pad(y, (pad, pad))
-    if len(yp) < n_fft:
-        yp = np.pad(yp, (0, n_fft - len(yp)))
-    frames = np.lib.stride_tricks.sliding_window_view(yp, n_fft)[::hop_length]
+    total = n_frames(len(y), n_fft=n_fft, hop_length=hop_length)
     win = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)  # periodic Hann
-    for a in range(0, len(frames), block):
-        spec = scipy.fft.rfft(frames[a:a + block] * win, axis=1, workers=-1)
+    for a in range(0, total, block):
+        nb = min(block, total - a)
+        # the block's stretch of the signal zero-padded by n_fft // 2 at both ends (never a padded copy of all
+        # of it: an hour of sound is large)
+        lo = a * hop_length - pad
+        hi = lo + (nb - 1) * hop_length + n_fft
+        seg = np.zeros(hi - lo, np.float32)
+        seg[max(0, -lo):max(0, -lo) + max(0, min(hi, len(y)) - max(lo, 0))] = y[max(lo, 0):max(0, min(hi, len(y)))]
+        frames = np.lib.stride_tricks.sliding_window_view(seg, n_fft)[::hop_length]
+        spec = scipy.fft.rfft(frames * win, axis=1, workers=-1)
         yield a, (spec.real**2 + spec.imag**2).T.astype(np.float32)
 
 
@@ -195,7 +201,12 @@ def features(
     mel_fb, chroma_fb = _mel_fb(sr, n_fft, n_mels), _chroma_fb(sr, n_fft)
     proj, s_max = project_spectrogram(y, np.vstack([mel_fb, chroma_fb]), n_fft=n_fft, hop_length=hop_length)
     mel, chroma_raw = proj[:n_mels], proj[n_mels:]
-    logmel = 10.0 * np.log10(np.maximum(mel, 1e-10) / max(float(mel.max()), 1e-10) + 1e-8)
+    # in place, in float32: an hour's spectrogram is large
+    logmel = np.maximum(mel, 1e-10)
+    logmel *= np.float32(1.0 / max(float(mel.max()), 1e-10))
+    logmel += np.float32(1e-8)
+    np.log10(logmel, out=logmel)
+    logmel *= np.float32(10.0)
     fl = _flux(logmel)
     onset = fl.mean(axis=0)
     bands = np.array_split(np.arange(n_mels), n_bands)
@@ -210,12 +221,17 @@ def local_normalize(x: np.ndarray, *, width: int) -> np.ndarray:
     """Remove the running mean (over ``width`` frames) of each row and scale each row to unit RMS.
 
     Slow level changes (room EQ, automatic gain, a stationary channel) vanish; what remains is
-    how each feature moves, which is what two recordings of the same music share.
+    how each feature moves, which is what two recordings of the same music share. Computed in float32 a
+    few rows at a time (an hour's spectrogram is large).
     """
     x = np.atleast_2d(np.asarray(x, dtype=np.float32))
-    hp = x - moving_average(x, width)
-    rms = np.sqrt(np.mean(hp**2, axis=-1, keepdims=True)) + 1e-9
-    return (hp / rms).astype(np.float32)
+    out = np.empty(x.shape, np.float32)
+    for i in range(0, x.shape[0], 8):
+        rows = x[i:i + 8]
+        hp = rows - scipy.ndimage.uniform_filter1d(rows, max(1, int(width)), axis=-1, mode="nearest")
+        rms = np.sqrt(np.mean(np.square(hp), axis=-1, keepdims=True, dtype=np.float64)) + 1e-9
+        out[i:i + 8] = hp / rms.astype(np.float32)
+    return out
 
 
 def _beat_envelope(onset: np.ndarray, *, frame_rate: float) -> np.ndarray | None:

@@ -26,6 +26,7 @@ import pytest
 import songgen as sg
 from songgen import Truth
 
+from beatsync import messages
 from beatsync.align import Alignment, Segment, align
 from beatsync.errors import AlignmentError
 
@@ -380,6 +381,13 @@ def test_dance_edit_is_two_segments_meeting_at_the_edit(lab, name, engine):
     assert abs(s2.dance_end_s - t2.dance_end_s) <= TAKE_EDGE_S, (fmt(s2), fmt(t2))
     assert_first_segment_is_top_level(al)
     assert abs(al.offset_s - t1.offset_s) <= SYNC_CLEAN[engine], (al.offset_s, t1.offset_s)
+    # said as a fact, in both languages, with where it happens
+    code = "edit_cut" if t2.bgm_start_s > t1.bgm_time(case.edit_s) else "edit_repeat"
+    notice = next(n for n in al.notices if n["code"] == code)
+    assert notice["params"]["at_s"] == pytest.approx(s2.dance_start_s, abs=1e-3)
+    for lang in ("en", "zh"):
+        text = messages.notice_message({**notice, "params": {**notice["params"], "engine": engine}}, lang)
+        assert notice["params"]["at"] in text and "{" not in text, text
 
 
 # ----------------------------------------------------------------------------- 3. and 4. one take

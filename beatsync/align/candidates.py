@@ -262,17 +262,40 @@ def vote_lines(sig: Signals, *, within: list[tuple[float, float]] | None = None,
     return lines
 
 
-def whiten(y: np.ndarray, *, sr: int, n_fft: int = 512) -> np.ndarray:
+def whiten(y: np.ndarray, *, sr: int, n_fft: int = 512, block: int = 4096) -> np.ndarray:
     """``y`` with every short-time spectrum flattened to unit magnitude (phase kept) above 100 Hz:
     each time-frequency cell then counts alike in a correlation, however loud the talk or noise
-    over it (GCC-PHAT done frame by frame)."""
-    _, _, Z = scipy.signal.stft(y, nperseg=n_fft, noverlap=n_fft // 2)
-    Z /= np.abs(Z) + 1e-3 * (float(np.abs(Z).mean()) + 1e-12)
-    Z[: int(100 * n_fft / sr)] = 0
-    _, x = scipy.signal.istft(Z, nperseg=n_fft, noverlap=n_fft // 2)
-    out = np.zeros(len(y), np.float32)
-    out[: min(len(y), len(x))] = x[: len(y)]
-    return out
+    over it (GCC-PHAT done frame by frame). Hann frames at half overlap, resynthesised by weighted
+    overlap-add, ``block`` frames at a time in float32 (memory: the output, not the spectrogram)."""
+    y = np.asarray(y, dtype=np.float32)
+    hop = n_fft // 2
+    win = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)  # periodic Hann
+    low = int(100 * n_fft / sr)
+    n_frames = max(1, -(-len(y) // hop) + 1)
+    yp = np.zeros((n_frames - 1) * hop + n_fft, np.float32)  # zero-padded by hop at the start
+    yp[hop:hop + len(y)] = y
+
+    def spectra(a: int) -> np.ndarray:
+        frames = np.lib.stride_tricks.sliding_window_view(yp[a * hop:(min(a + block, n_frames) - 1) * hop + n_fft],
+                                                          n_fft)[::hop]
+        return scipy.fft.rfft(frames * win, axis=1, workers=-1)
+
+    # the level below which a cell is not raised to unit magnitude: relative to the mean magnitude
+    floor = 1e-3 * (float(np.mean([np.abs(spectra(a)).mean() for a in range(0, n_frames, block)])) + 1e-12)
+    out = np.zeros(len(yp), np.float32)
+    norm = np.zeros(len(yp), np.float32)
+    for a in range(0, n_frames, block):
+        Z = spectra(a)
+        Z /= np.abs(Z) + np.float32(floor)
+        Z[:, :low] = 0
+        x = scipy.fft.irfft(Z, n_fft, axis=1, workers=-1) * win
+        for j in range(2):  # frames of one parity do not overlap: add them at once
+            rows = x[j::2]
+            at, end = (a + j) * hop, (a + j) * hop + len(rows) * n_fft
+            out[at:end].reshape(len(rows), n_fft)[:] += rows
+            norm[at:end].reshape(len(rows), n_fft)[:] += win**2
+    out[norm > 1e-6] /= norm[norm > 1e-6]
+    return out[hop:hop + len(y)]
 
 
 def wave_lines(sig: Signals, *, k: int = 6, block_s: float = 60.0, hop_s: float = 45.0,
@@ -304,10 +327,12 @@ def wave_lines(sig: Signals, *, k: int = 6, block_s: float = 60.0, hop_s: float 
         n = scipy.fft.next_fast_len(len(a) + nb, real=True)
         if n not in FB:
             FB[n] = np.conj(scipy.fft.rfft(b, n))
-        c = scipy.fft.irfft(scipy.fft.rfft(a, n) * FB[n], n)
+        c = scipy.fft.irfft(scipy.fft.rfft(a, n) * FB[n], n)  # float32 throughout: bounded memory
         # c[L] = sum_i a[i] b[i - L], L in [-(nb - 1), len(a) - 1]: block sample i <-> song sample i - L
-        vals = np.concatenate([c[n - (nb - 1):], c[:len(a)]])
-        z = (vals - vals.mean()) / (vals.std() + 1e-12)
+        z = np.concatenate([c[n - (nb - 1):], c[:len(a)]])
+        del c
+        z -= z.mean(dtype=np.float64)
+        z /= z.std(dtype=np.float64) + 1e-12
         for p in top_peaks(z, k, int(0.2 * LOW_SR)):
             if p >= 0:
                 found.append(((p - (nb - 1) + a0) / LOW_SR, float(z[p])))

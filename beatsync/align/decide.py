@@ -36,13 +36,13 @@ def describe_structure(al: Alignment) -> None:
         jump = b.bgm_start_s - a.bgm_time(at)  # song seconds skipped (+) or played again (-)
         if abs(b.rate / a.rate - 1) > 0.01 and abs(jump) < 1.0:
             al.warn("speed_change", f"the speed changes at {_clock(at)} ({a.rate:.2f}x to {b.rate:.2f}x)",
-                    at_s=round(at, 3), rate_from=round(a.rate, 4), rate_to=round(b.rate, 4))
+                    at_s=round(at, 3), at=_clock(at), rate_from=round(a.rate, 4), rate_to=round(b.rate, 4))
         elif jump > 0:
             al.warn("edit_cut", f"edited version: {jump:.1f} s of the song are cut at {_clock(at)}",
-                    at_s=round(at, 3), song_from_s=round(a.bgm_time(at), 3), song_to_s=round(b.bgm_start_s, 3))
+                    at_s=round(at, 3), at=_clock(at), jump_s=round(jump, 1), song_from_s=round(a.bgm_time(at), 3), song_to_s=round(b.bgm_start_s, 3))
         else:
             al.warn("edit_repeat", f"edited version: {-jump:.1f} s of the song are played again at {_clock(at)}",
-                    at_s=round(at, 3), song_from_s=round(a.bgm_time(at), 3), song_to_s=round(b.bgm_start_s, 3))
+                    at_s=round(at, 3), at=_clock(at), jump_s=round(-jump, 1), song_from_s=round(a.bgm_time(at), 3), song_to_s=round(b.bgm_start_s, 3))
 
 
 def decide(engine: str, res: Assembled, lines: list[Line], info: dict, t0: float) -> Alignment:
@@ -71,6 +71,7 @@ def decide(engine: str, res: Assembled, lines: list[Line], info: dict, t0: float
                 confidence=round(res.confidence, 2))
     for part in res.evidence.get("left_out", []):
         al.warn("ambiguous_part", f"the music at {_clock(part['start_s'])}-{_clock(part['end_s'])} matches more "
-                "than one place in the song: no song is laid there", start_s=part["start_s"], end_s=part["end_s"])
+                "than one place in the song: no song is laid there", start_s=part["start_s"], end_s=part["end_s"],
+                start=_clock(part["start_s"]), end=_clock(part["end_s"]))
     describe_structure(al)
     return al

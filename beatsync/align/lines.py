@@ -160,12 +160,15 @@ class Signals:
             for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
                 bank[i, a:b] = 1.0
             bank[-1, edges[-1]:] = 1.0
-            bands, _ = project_spectrogram(y, bank, n_fft=n_fft, hop_length=FINE_HOP)
-            lb = np.log1p(1e4 * bands / max(float(bands.max()), 1e-12))
-            fl = np.zeros_like(lb)
-            fl[:, 1:] = np.maximum(lb[:, 1:] - lb[:, :-1], 0)
-            groups = np.array_split(np.arange(fl.shape[0]), ENV_BANDS)
-            env = np.stack([fl[g].mean(axis=0) for g in groups])
+            lb, _ = project_spectrogram(y, bank, n_fft=n_fft, hop_length=FINE_HOP)
+            lb *= np.float32(1e4 / max(float(lb.max()), 1e-12))  # in place: an hour's bands are large
+            np.log1p(lb, out=lb)
+            groups = np.array_split(np.arange(lb.shape[0]), ENV_BANDS)
+            env = np.zeros((ENV_BANDS, lb.shape[1]), np.float32)
+            for k, g in enumerate(groups):  # the mean rise of each group's bands
+                for i in g:
+                    env[k, 1:] += np.maximum(lb[i, 1:] - lb[i, :-1], 0)
+                env[k] /= len(g)
             return local_normalize(env, width=int(0.5 * self.sr / FINE_HOP))
 
         return self._cached(("envelope", which), compute)

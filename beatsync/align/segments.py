@@ -172,6 +172,10 @@ def _change_point(d: np.ndarray) -> int:
     return int(len(gain) - 1 - np.argmax(gain[::-1]))
 
 
+#: where short windows place an edge precisely: the share of the way from chance to the level inside
+SHARP_SHARE = 0.5
+
+
 def music_edges(sig: Signals, line: Line, start: float, end: float, *, lo_limit: float, hi_limit: float,
                 move_start: bool = True, move_end: bool = True, tol_s: float = 0.002) -> tuple[float, float]:
     """Where the song starts and stops around [start, end] on ``line`` (the path's run, to a grid
@@ -204,36 +208,55 @@ def music_edges(sig: Signals, line: Line, start: float, end: float, *, lo_limit:
             # never asking more than 3 standard deviations above chance (sparse bars of a song score lower)
             scales.append((win, lo_level, hi_level, lo_level + min(0.5 * (hi_level - lo_level), 3.0)))
 
-    def score(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    def score(lo: float, hi: float, fine: bool) -> tuple[np.ndarray, np.ndarray]:
         """Window centres over [lo, hi] and their evidence, -1 (chance) .. +1 (as inside), summed over scales
-        (each measured at a fifth of its window length and interpolated)."""
+        (each measured at a fifth of its window length and interpolated, unless ``fine``)."""
         c = np.arange(lo + base / 2, hi - base / 2 + 1e-9, hop)
         total = np.zeros(len(c))
         for win, lo_level, hi_level, thr in scales:
-            cw = np.arange(lo + base / 2, hi - base / 2 + win / 5, max(hop, win / 5))
+            if fine and win == base:
+                thr = max(thr, lo_level + SHARP_SHARE * (hi_level - lo_level))
+            step = hop if fine else max(hop, win / 5)
+            cw = np.arange(lo + base / 2, hi - base / 2 + step, step)
             z = np.interp(c, cw, np.nan_to_num(short_match(sig, line, cw, win_s=win, tol_s=tol_s), nan=thr))
             d = np.clip(z, lo_level, hi_level) - thr  # no window there: no evidence
             total += np.where(d > 0, d / (hi_level - thr), d / (thr - lo_level))
         total[sig.song_is_quiet(line.bgm_time(c))] = 0.0  # a soft passage of the song tells nothing
         return c, total
 
+    def edge(lo: float, hi: float, outside_first: bool) -> float | None:
+        """The change point over [lo, hi], found coarsely, then again with every window measured within a
+        long window's length of it, the short windows now asked to hold the song SHARP_SHARE of the way to
+        the level inside: a window that holds a sliver of clear music beats chance by far, which would move
+        the edge outward by most of a window."""
+        at = None
+        for fine in (False, True):
+            c, d = score(lo, hi, fine)
+            if not len(c):
+                break
+            if not outside_first:
+                c, d = c[::-1], d[::-1]
+            k = _change_point(d)
+            if k == 0:
+                at = lo if outside_first else hi
+            else:
+                at = float(0.5 * (c[k - 1] + c[min(k, len(c) - 1)]))
+            reach_fine = max(w for w, *_ in scales)
+            lo, hi = max(lo, at - reach_fine), min(hi, at + reach_fine)
+        return at
+
     if scales:
         # the path's run ends on its grid, and may run on a few windows past the music (talk just after it
         # scores little either way): look well inside it too
         inward = max(2 * reach, min(EDGE_INWARD_S, 0.5 * (end - start)))
         if move_start:
-            lo, hi = max(0.0, lo_limit, song_start, start - max(reach, EDGE_EXTEND_S)), min(end, start + inward)
-            c, d = score(lo, hi)
-            if len(c):
-                k = _change_point(d)
-                start = lo if k == 0 else float(0.5 * (c[k - 1] + c[min(k, len(c) - 1)]))
+            at = edge(max(0.0, lo_limit, song_start, start - max(reach, EDGE_EXTEND_S)), min(end, start + inward),
+                      True)
+            start = start if at is None else at
         if move_end:
-            lo, hi = max(start, end - inward), min(sig.dance_dur, hi_limit, song_end, end + max(reach, EDGE_EXTEND_S))
-            c, d = score(lo, hi)
-            if len(c):
-                k = _change_point(d[::-1])
-                cr = c[::-1]
-                end = hi if k == 0 else float(0.5 * (cr[k - 1] + cr[min(k, len(c) - 1)]))
+            at = edge(max(start, end - inward), min(sig.dance_dur, hi_limit, song_end, end + max(reach, EDGE_EXTEND_S)),
+                      False)
+            end = end if at is None else at
     if move_start and song_start > 0.0 and abs(start - song_start) <= reach:
         start = song_start
     if move_end and song_end < sig.dance_dur and abs(end - song_end) <= reach:
