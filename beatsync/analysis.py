@@ -86,8 +86,9 @@ def project_spectrogram(y: np.ndarray, bank: np.ndarray, *, n_fft: int, hop_leng
     spectrogram), and the largest value of the spectrogram itself."""
     out = np.empty((bank.shape[0], n_frames(len(y), n_fft=n_fft, hop_length=hop_length)), dtype=np.float32)
     peak = 0.0
+    bank_t = np.ascontiguousarray(bank.T)
     for a, S in spectrogram_blocks(y, n_fft=n_fft, hop_length=hop_length):
-        out[:, a:a + S.shape[1]] = bank @ S
+        out[:, a:a + S.shape[1]] = (S.T @ bank_t).T  # S is frames-major in memory: the fast product
         peak = max(peak, float(S.max()))
     return out, peak
 
