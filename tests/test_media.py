@@ -16,7 +16,7 @@ import imageio_ffmpeg
 import mediagen
 import numpy as np
 import pytest
-from mediagen import CLICK_TIMES_S
+from mediagen import CLICK_TIMES_S, ffmpeg_children
 
 from beatsync.errors import MediaError, ParameterError
 from beatsync.media import (
@@ -37,19 +37,6 @@ from beatsync.media import (
 
 TOL_S = 0.001  # the click-timing contract: +-1 ms
 
-
-def ffmpeg_children(pid: int | None = None) -> list[int]:
-    """Pids of the ffmpeg children of process ``pid`` (default: this one), from /proc; zombies count
-    (a child nobody waited for is left behind too)."""
-    pid = os.getpid() if pid is None else pid
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                name, rest = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)
-                if int(rest.split()[1]) == pid and name.split("(", 1)[1].startswith("ffmpeg"):
-                    out.append(int(d))
-    return out
 
 # container -> (video encoder, default audio codec name as probed)
 DANCE_CONTAINERS = {
