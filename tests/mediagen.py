@@ -53,15 +53,20 @@ def ffmpeg(*args: str) -> None:
 
 
 def ffmpeg_children(pid: int | None = None) -> list[int]:
-    """Pids of the ffmpeg children of process ``pid`` (default: this one), from /proc; zombies count
-    (a child nobody waited for is left behind too)."""
+    """Pids of the ffmpeg children of process ``pid`` (default: this one) that `beatsync.media` started,
+    from /proc. Zombies count (a child nobody waited for is left behind too); imageio-ffmpeg's own
+    ``ffmpeg -version`` check (the first `ffmpeg_exe` call of a process) does not: only command lines
+    with ``-nostdin``, which beatsync always passes."""
     pid = os.getpid() if pid is None else pid
     out = []
     for d in os.listdir("/proc"):
         if d.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
                 name, rest = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)
-                if int(rest.split()[1]) == pid and name.split("(", 1)[1].startswith("ffmpeg"):
+                state, ppid = rest.split()[:2]
+                if int(ppid) != pid or not name.split("(", 1)[1].startswith("ffmpeg"):
+                    continue
+                if state == "Z" or b"-nostdin" in Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0"):
                     out.append(int(d))
     return out
 

@@ -119,10 +119,12 @@ def test_ffmpeg_dies_with_its_jobs_process_group():
     )
     job = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)  # as the supervisor starts a job
     try:
-        deadline = time.monotonic() + 20
-        while not ffmpeg_children(job.pid) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60  # a fresh Python starting on a loaded machine
+        while not ffmpeg_children(job.pid) and job.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
-        ffmpeg_pid, = ffmpeg_children(job.pid)
+        kids = ffmpeg_children(job.pid)
+        assert len(kids) == 1, f"the job's ffmpeg is not running (job exit code {job.poll()}, children {kids})"
+        ffmpeg_pid = kids[0]
         assert os.getpgid(ffmpeg_pid) == job.pid, "ffmpeg is not in its job's process group"
         os.killpg(job.pid, signal.SIGKILL)
         job.wait(10)
