@@ -1,13 +1,15 @@
 """One job: class video + song -> analysis -> per variant (align -> trim -> render), both at once.
 
-`process` is the entry point used by the CLI and the task workers. After decoding and the shared
-analysis (`Signals`, features computed once), each variant (engine) runs its own pipeline in a
-thread of its own: align, trim to its own music, render. So the first result is written while the
-other engine still works, and when both engines find the same thing (`same_result`) the video is
-rendered once and the second output is a hard link to it. `render_variant` renders one variant
-from a given alignment (so a corrected alignment can be re-rendered without analysing again); the
-sound track is made block by block and streamed to ffmpeg, so memory does not grow with the
-class's length. Progress is reported through ``on_progress(percent, stage, message)``, with
+`process` runs a ``process`` job: the CLI's ``process`` command calls it, and so does a task's job
+process (`beatsync.job`, which the task system's supervisor starts for every task, whichever backend
+runs the workers). After decoding and the shared analysis (`Signals`, features computed once), each
+variant (engine) runs its own pipeline in a thread of its own: align, trim to its own music, render.
+So the first result is written while the other engine still works, and when both engines find the
+same thing (`same_result`) the video is rendered once and the second output is a hard link to it.
+`render` (a ``render`` job: a corrected result) renders one variant from a given alignment without
+analysing again, through `render_variant`; `file_beats` gives one file's tempo and beats (the beat
+explorer). The sound track is made block by block and streamed to ffmpeg, so memory does not grow
+with the class's length. Progress is reported through ``on_progress(percent, stage, message)``, with
 percent never going down, from whichever thread makes it (calls are serialised).
 """
 

@@ -11,9 +11,10 @@ Usage (from the repository root)::
     python benchmarks/bench_process.py --repeat 1           # a first, quicker check
     python benchmarks/bench_process.py --resolutions 1080p,720p,480p --json bench.json
 
-The inputs are synthesized once into ``--cache`` (default /tmp/beatsync-bench) and reused: a
-3.5-minute song (mp3, 44.1 kHz stereo) and 3-minute class videos (H.264 ultrafast, 30 fps, AAC
-48 kHz mono: the song from 7.5 s on, with reverb, a band-limited microphone, noise and footsteps).
+The inputs are synthesized once into ``--cache`` (default /tmp/beatsync-bench) by the tests'
+synthesizer (``tests/songgen.py``) and reused: a 3.5-minute song (mp3, 44.1 kHz stereo) and 3-minute
+class videos (H.264 ultrafast, 30 fps, AAC 48 kHz mono: the song from 7.5 s on, with reverb, a
+band-limited microphone, noise and footsteps).
 
 Memory is measured by a thread that reads /proc every 50 ms: the peak (VmHWM) of the Python
 process alone, the largest ffmpeg child, and the peak of the sum of the RSS of the whole process
@@ -45,7 +46,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]  # whose beatsync/ is benchmarked (--repo)
 
 #: Bump when the generated inputs change (the cache keys on it).
-INPUTS_VERSION = "v1"
+INPUTS_VERSION = "v2"  # v2: made by tests/songgen.py
 SONG_SR = 44100
 SONG_CHANNELS = 2
 SONG_S = 210.0
@@ -80,126 +81,46 @@ def ff_cmd(*args) -> list[str]:
 # inputs
 # =============================================================================================
 
-_CHORDS = ((0, 4, 7), (-4, 0, 3), (3, 7, 10), (-2, 2, 5), (2, 5, 9), (7, 10, 14), (0, 3, 7, 10), (5, 9, 12, 16))
-_BASE_MIDI = 57  # A3
+TESTS = Path(__file__).resolve().parents[1] / "tests"
 
 
-def _hz(midi: float) -> float:
-    return 440.0 * 2.0 ** ((midi - 69) / 12)
+def _songgen():
+    """The tests' song synthesizer and degradations (``tests/songgen.py``), imported only where the
+    inputs are generated (a child process: this one, whose children are measured, stays small)."""
+    if str(TESTS) not in sys.path:
+        sys.path.insert(0, str(TESTS))
+    import songgen
 
-
-def _add(out: np.ndarray, start: int, sound: np.ndarray) -> None:
-    if start >= out.shape[-1]:
-        return
-    m = min(sound.shape[-1], out.shape[-1] - start)
-    out[..., start:start + m] += sound[..., :m]
-
-
-def _decay(n: int, sr: int, tau_s: float) -> np.ndarray:
-    return np.exp(-np.arange(n) / (tau_s * sr))
-
-
-def _tone(f0: float, n: int, sr: int, harmonics=(1.0, 0.5, 0.3, 0.15), phase: float = 0.0) -> np.ndarray:
-    ph = 2 * np.pi * f0 * np.arange(n) / sr + phase
-    return sum(a * np.sin((k + 1) * ph) for k, a in enumerate(harmonics) if (k + 1) * f0 < 0.45 * sr)
+    return songgen
 
 
 def synth_song(duration_s: float = SONG_S, *, sr: int = SONG_SR, bpm: float = 112.0, seed: int = 2024) -> np.ndarray:
-    """Non-periodic music, float32 ``(2, n)``: every bar draws its chord, melody, bass and drums afresh."""
-    rng = np.random.default_rng(seed)
-    n = int(round(duration_s * sr))
-    beat = 60.0 / bpm
-    eighth = beat / 2
-    kn, sn, hn = int(0.18 * sr), int(0.16 * sr), int(0.05 * sr)
-    tk = np.arange(kn) / sr
-    kick = np.sin(2 * np.pi * (48 * tk + 3.15 * (1 - np.exp(-tk / 0.035)))) * _decay(kn, sr, 0.06)
-    snare = 0.7 * rng.standard_normal(sn) * _decay(sn, sr, 0.045) + 0.5 * np.sin(
-        2 * np.pi * 190 * np.arange(sn) / sr) * _decay(sn, sr, 0.03)
-    hat = np.diff(rng.standard_normal(hn + 1)) * _decay(hn, sr, 0.01)
-    drums, bass, harm = np.zeros(n), np.zeros(n), np.zeros((2, n))
-    kicks_p = ((0, 4), (0, 3, 4), (0, 4, 6), (0, 2, 5), (0, 3, 6, 7))
-    snares_p = ((2, 6), (2, 6, 7), (2, 5, 6))
-    for bar in range(int(np.ceil(duration_s / (4 * beat))) + 1):
-        b0 = bar * 4 * beat
-        chord = _CHORDS[rng.integers(len(_CHORDS))]
-        kicks, snares = kicks_p[rng.integers(len(kicks_p))], snares_p[rng.integers(len(snares_p))]
-        fill = rng.random() < 0.2
-        for e in range(8):
-            at = int(round((b0 + e * eighth) * sr))
-            if fill and e >= 5:
-                _add(drums, at, (0.5 + 0.4 * rng.random()) * snare)
-                continue
-            if e in kicks:
-                _add(drums, at, kick)
-            if e in snares:
-                _add(drums, at, (0.5 + 0.3 * rng.random()) * snare)
-            _add(drums, at, (0.1 + 0.2 * rng.random()) * hat)
-        m = int(4 * beat * sr)  # chord pad, one per bar
-        pad = sum(_tone(_hz(_BASE_MIDI + iv), m, sr, (1.0, 0.3, 0.1), rng.random() * 6) for iv in chord) / len(chord)
-        pad = pad * _decay(m, sr, 1.5 * beat) * np.minimum(1, np.arange(m) / (0.01 * sr))
-        pan = rng.random()
-        _add(harm, int(round(b0 * sr)), 0.35 * np.stack([pan * pad, (1 - pan) * pad]))
-        root = _hz(_BASE_MIDI - 24 + chord[0] % 12)
-        hits = sorted({0, *rng.choice(np.arange(1, 8), size=rng.integers(1, 4), replace=False).tolist()})
-        for i, h in enumerate(hits):
-            m = int(((hits[i + 1] if i + 1 < len(hits) else 8) - h) * eighth * sr)
-            tone = _tone(root, m, sr, (1.0, 0.4, 0.2)) * _decay(m, sr, 0.5 * beat)
-            _add(bass, int(round((b0 + h * eighth) * sr)), tone * np.minimum(1, np.arange(m) / (0.005 * sr)))
-        e = 0
-        while e < 8:  # melody on eighths: chord tones, passing tones, rests
-            dur = min(int(rng.choice([1, 1, 1, 2, 2, 3])), 8 - e)
-            if rng.random() < 0.75:
-                iv = chord[rng.integers(len(chord))] + 12 * int(rng.integers(0, 2)) if rng.random() < 0.7 \
-                    else int(rng.integers(0, 19))
-                m = int(dur * eighth * sr)
-                note = _tone(_hz(_BASE_MIDI + 12 + iv), m, sr, (1.0, 0.6, 0.35, 0.2, 0.1))
-                env = np.minimum(1, np.arange(m) / (0.008 * sr)) * _decay(m, sr, 0.35 + 0.3 * rng.random())
-                pan = 0.3 + 0.4 * rng.random()
-                _add(harm, int(round((b0 + e * eighth) * sr)), 0.3 * np.stack([pan * note * env, (1 - pan) * note * env]))
-            e += dur
-    mix = 0.55 * drums + 0.45 * bass
-    out = np.stack([mix + 1.4 * harm[0] + 0.3 * harm[1], mix + 1.4 * harm[1] + 0.3 * harm[0]])
-    out *= 0.89 / float(np.max(np.abs(out)))
-    return out.astype(np.float32)
+    """Non-periodic music, float32 ``(2, n)``: `songgen.song` (every bar draws its chord, melody, bass and
+    drums afresh)."""
+    return _songgen().song(duration_s, sr=sr, tempo_bpm=bpm, seed=seed, channels=SONG_CHANNELS, level=0.89)
 
 
-def class_sound(song: np.ndarray, *, seed: int = 7) -> np.ndarray:
+def class_sound(song: np.ndarray, *, bpm: float = 112.0, seed: int = 7) -> np.ndarray:
     """The song as a phone hears it in a dance room: float32 mono at CLASS_SR, CLASS_S long.
 
     The song starts at SONG_AT_S (it is cut by the end of the video); reverb (RT60 0.7 s), a
-    band-limited microphone, pink noise at 12 dB below the music, footsteps, a slow gain drift.
+    band-limited microphone, pink noise at 12 dB below the music, footsteps, a slow gain drift
+    (`songgen`'s placement and degradations).
     """
     import soxr
     from scipy import signal as sps
 
-    rng = np.random.default_rng(seed)
+    sg = _songgen()
     sr = CLASS_SR
-    y = soxr.resample(song.mean(axis=0), SONG_SR, sr, quality="HQ").astype(np.float64)
-    rt60 = 0.7
-    m = int(rt60 * sr)
-    tail = rng.standard_normal(m) * np.exp(-6.91 * np.arange(m) / sr / rt60)
-    tail[: int(0.006 * sr)] = 0.0
-    tail *= np.sqrt(0.8 / float(np.sum(tail**2)))
-    tail[0] = 1.0
-    n = int(CLASS_S * sr)
-    i0 = int(round(SONG_AT_S * sr))
-    wet = sps.fftconvolve(y[: n - i0], tail)[: n - i0]
-    out = np.zeros(n)
-    out[i0:] = wet
+    y = soxr.resample(song.mean(axis=0), SONG_SR, sr, quality="HQ").astype(np.float32)
+    out, _ = sg.place(y, SONG_AT_S, 0.0, CLASS_S - SONG_AT_S, 1.0, CLASS_S, sr)
+    out = sg.room(out, sr, 0.7, seed=seed, wet=0.8)
     out = sps.sosfilt(sps.butter(2, [150, 7500], btype="bandpass", fs=sr, output="sos"), out)
-    music_rms = float(np.sqrt(np.mean(out[i0:] ** 2)))
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.arange(len(spec), dtype=np.float64)
-    f[0] = 1.0
-    pink = np.fft.irfft(spec / np.sqrt(f), n)
-    out += pink * (music_rms * 10 ** (-12 / 20) / float(np.sqrt(np.mean(pink**2))))
-    step = int(0.12 * sr)
-    thump = np.sin(2 * np.pi * 70 * np.arange(step) / sr) * _decay(step, sr, 0.02) + 0.3 * rng.standard_normal(
-        step) * _decay(step, sr, 0.005)
-    for t in np.cumsum(rng.exponential(0.6, size=int(CLASS_S / 0.6 * 1.5))):
-        if t < CLASS_S:
-            _add(out, int(t * sr), thump * music_rms * rng.uniform(0.5, 2.0))
-    out *= 1.0 + 0.2 * np.sin(2 * np.pi * np.arange(n) / sr / 23.0 + rng.random() * 6)
+    out = sg.noise(out, 12.0, seed=seed + 1).astype(np.float64)
+    music_rms = float(np.sqrt(np.mean(out[int(round(SONG_AT_S * sr)):] ** 2)))
+    out += sg.footsteps(len(out), sr, tempo_bpm=bpm, seed=seed + 2, level=2.0 * music_rms)
+    phase = np.random.default_rng(seed + 3).random() * 6
+    out *= 1.0 + 0.2 * np.sin(2 * np.pi * np.arange(len(out)) / sr / 23.0 + phase)
     out *= 0.7 / float(np.max(np.abs(out)))
     return out.astype(np.float32)
 

@@ -10,6 +10,7 @@ seconds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -49,6 +50,25 @@ def ffmpeg(*args: str) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
     if proc.returncode != 0:
         raise subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
+
+
+def ffmpeg_children(pid: int | None = None) -> list[int]:
+    """Pids of the ffmpeg children of process ``pid`` (default: this one) that `beatsync.media` started,
+    from /proc. Zombies count (a child nobody waited for is left behind too); imageio-ffmpeg's own
+    ``ffmpeg -version`` check (the first `ffmpeg_exe` call of a process) does not: only command lines
+    with ``-nostdin``, which beatsync always passes."""
+    pid = os.getpid() if pid is None else pid
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                name, rest = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)
+                state, ppid = rest.split()[:2]
+                if int(ppid) != pid or not name.split("(", 1)[1].startswith("ffmpeg"):
+                    continue
+                if state == "Z" or b"-nostdin" in Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0"):
+                    out.append(int(d))
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ import imageio_ffmpeg
 import mediagen
 import numpy as np
 import pytest
-from mediagen import CLICK_TIMES_S
+from mediagen import CLICK_TIMES_S, ffmpeg_children
 
 from beatsync.errors import MediaError, ParameterError
 from beatsync.media import (
@@ -25,7 +26,6 @@ from beatsync.media import (
     ffmpeg_exe,
     frame_times,
     keyframe_times,
-    kill_children,
     mux,
     plan_cut,
     probe,
@@ -34,9 +34,9 @@ from beatsync.media import (
     run_ffmpeg,
     stream_audio,
 )
-from beatsync.media import ffmpeg as ffmpeg_mod
 
 TOL_S = 0.001  # the click-timing contract: +-1 ms
+
 
 # container -> (video encoder, default audio codec name as probed)
 DANCE_CONTAINERS = {
@@ -103,30 +103,28 @@ def test_run_ffmpeg_failure_is_one_line_with_base_name(tmp_path):
     assert_one_line(exc.value, "nowhere.mp4")
 
 
-def test_ffmpeg_dies_with_its_jobs_process_group(tmp_path):
+def test_ffmpeg_dies_with_its_jobs_process_group():
     """The task system kills a job's process group (time limit, cancel, a dead worker): the job's
     ffmpeg must be in that group, or it would outlive the job and write into a retried attempt."""
-    import signal
     import subprocess
     import sys
 
-    pid_file = tmp_path / "ffmpeg.pid"
     script = (
-        "import sys, threading, time\n"
+        "import threading, time\n"
         "from beatsync.media import ffmpeg as f\n"
         "t = threading.Thread(target=f.run_ffmpeg, args=(['-re', '-f', 'lavfi', '-i', 'sine=d=60', '-f', 'null', '-'],),"
         " kwargs={'what': 'Waiting'}, daemon=True)\n"
         "t.start()\n"
-        "while not f._running: time.sleep(0.01)\n"
-        f"open({str(pid_file)!r}, 'w').write(str(next(iter(f._running)).pid))\n"
         "time.sleep(60)\n"
     )
     job = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)  # as the supervisor starts a job
     try:
-        deadline = time.monotonic() + 20
-        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60  # a fresh Python starting on a loaded machine
+        while not ffmpeg_children(job.pid) and job.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
-        ffmpeg_pid = int(pid_file.read_text())
+        kids = ffmpeg_children(job.pid)
+        assert len(kids) == 1, f"the job's ffmpeg is not running (job exit code {job.poll()}, children {kids})"
+        ffmpeg_pid = kids[0]
         assert os.getpgid(ffmpeg_pid) == job.pid, "ffmpeg is not in its job's process group"
         os.killpg(job.pid, signal.SIGKILL)
         job.wait(10)
@@ -148,7 +146,8 @@ def test_ffmpeg_dies_with_its_jobs_process_group(tmp_path):
         job.wait(10)
 
 
-def test_kill_children_stops_running_ffmpeg():
+def test_ffmpeg_killed_from_outside_reads_stopped():
+    """ffmpeg sent SIGKILL by someone else (the kernel's out-of-memory killer): "ffmpeg_killed", reaped."""
     errors = []
 
     def slow():
@@ -160,15 +159,15 @@ def test_kill_children_stops_running_ffmpeg():
     thread = threading.Thread(target=slow)
     thread.start()
     deadline = time.monotonic() + 10
-    while not ffmpeg_mod._running and time.monotonic() < deadline:
+    while not ffmpeg_children() and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(0.1)
-    assert kill_children() == 1
+    pid, = ffmpeg_children()
+    os.kill(pid, signal.SIGKILL)
     thread.join(10)
     assert not thread.is_alive()
     assert errors and errors[0].code == "ffmpeg_killed"
-    assert not ffmpeg_mod._running
-    assert kill_children() == 0
+    assert str(errors[0]) == "Waiting was stopped"
+    assert not ffmpeg_children()
 
 
 # --------------------------------------------------------------------------------------------
@@ -458,9 +457,9 @@ def test_stream_audio_closed_early_stops_ffmpeg(make_song):
     path, _ = make_song("wav", duration_s=4.0)
     blocks = stream_audio(path, sr=44100, block=1000)
     next(blocks)
-    assert len(ffmpeg_mod._running) == 1
+    assert len(ffmpeg_children()) == 1
     blocks.close()
-    assert not ffmpeg_mod._running
+    assert not ffmpeg_children()
 
 
 def test_stream_audio_failure_is_decode_failed(make_class_video, tmp_path):
@@ -472,7 +471,7 @@ def test_stream_audio_failure_is_decode_failed(make_class_video, tmp_path):
     with pytest.raises(MediaError) as exc:
         list(stream_audio(broken, sr=44100, info=info))
     assert exc.value.code == "decode_failed"
-    assert not ffmpeg_mod._running
+    assert not ffmpeg_children()
 
 
 # --------------------------------------------------------------------------------------------
@@ -663,9 +662,10 @@ def test_mux_cancelled_leaves_nothing_behind(make_class_video, click_track, tmp_
     plan = plan_cut(info, start_s=0.0, end_s=20.0)
     out = tmp_path / "cancelled.mp4"
 
-    def cancel(fraction):
+    def cancel(fraction):  # ffmpeg killed from outside while it writes
         if fraction < 1.0:
-            kill_children()
+            for pid in ffmpeg_children():
+                os.kill(pid, signal.SIGKILL)
 
     with pytest.raises(MediaError) as exc:
         mux(
@@ -732,7 +732,7 @@ def test_mux_blocks_failing_stop_ffmpeg_and_leave_nothing(make_class_video, clic
         mux(video_path=src, info=info, plan=plan, audio=failing(), channels=2, sr=44100,
             out_path=tmp_path / "failed.mp4")
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".mp4" and p != src] == []
-    assert not ffmpeg_mod._running
+    assert not ffmpeg_children()
 
 
 def test_mux_ffmpeg_failing_while_sound_streams(make_class_video, click_track, tmp_path):
@@ -746,5 +746,5 @@ def test_mux_ffmpeg_failing_while_sound_streams(make_class_video, click_track, t
         mux(video_path=src, info=info, plan=forced, audio=_blocks(click_track(120.0), 4096, closed=closed),
             channels=2, sr=44100, out_path=tmp_path / "result.mp4")
     assert exc.value.code == "ffmpeg_failed"
-    assert closed == [True] and not ffmpeg_mod._running
+    assert closed == [True] and not ffmpeg_children()
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".mp4"] == []

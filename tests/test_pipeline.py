@@ -19,7 +19,7 @@ import av
 import numpy as np
 import pytest
 import songgen as sg
-from mediagen import parabolic_offset
+from mediagen import ffmpeg_children, parabolic_offset
 from songgen import ClassMedia
 
 from beatsync import media, messages, pipeline
@@ -424,7 +424,7 @@ def test_a_failure_stops_the_other_pipeline(main_media, tmp_path):
                          beatgrid_path=str(tmp_path / "missing" / "beatgrid.json"))
     assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
     assert not [t for t in threading.enumerate() if t.name.startswith("beatsync-")]
-    assert not media.ffmpeg._running
+    assert not ffmpeg_children()
 
 
 def head_sound(path, *, a: float, b: float, offset_s: float = 0.0) -> np.ndarray:

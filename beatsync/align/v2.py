@@ -6,7 +6,8 @@
 3. Cross-correlate the two beat sequences over the beat index (one FFT): each strong peak pairs
    dance beats with song beats; a robust line through the paired beat *times* gives offset and
    rate (so practice speed comes out of the beat grid itself). Whole-recording onset-envelope
-   correlations at those rates add the sharpest offsets.
+   correlations at those rates add the sharpest offsets, and the chunk votes over the rates that
+   the modular engine also uses add theirs (candidates.py).
 4. The same global choice of structure as the modular engine (structure.py), then every segment is
    refined on fine onset envelopes (a few ms) and verified (segments.py).
 """
@@ -142,14 +143,14 @@ def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, signals: Signals | Non
     lines, info = propose(sig)
 
     def more_lines(free, explained):
-        # another run-through, at another speed: its own beat grid, and the chunk search over the rates
-        # (a noisy beat grid, e.g. a teacher counting at another tempo, misses it); music far under the
-        # noise: the waveform search
+        # candidates for the stretches no chosen line explains (``free``): a run-through at another speed
+        # gets its own beat grid; the chunk search over the rates finds one whose beat grid is noisy (a
+        # teacher counting at another tempo); the waveform search finds music far under the noise
         return ([ln for a, b in free for ln in propose(sig, span=(a, b), explained=explained)[0]]
                 + vote_lines(sig, within=free, explained=explained) + wave_lines(sig, within=free))
 
-    # the beat grids give the rate of each run-through; the chunk search over the rates (shared with the
-    # other engine) gives the bar where a song repeats itself bar after bar
+    # first candidates: the beat-grid lines (they give each run-through's rate) and the chunk-vote lines
+    # (shared with the modular engine: they find the right bar of a song that repeats itself bar after bar)
     result = solve(sig, lines + vote_lines(sig), method_for=lambda ln: REFINE_ONSET, more_lines=more_lines)
     info["path"] = result.path
     return decide("v2", result, result.lines, info, t0)

@@ -6,7 +6,7 @@ with PyAV (structured data, never ffmpeg's human-readable output). Every user-fa
 """
 
 from beatsync.media.audio import decode_audio, stream_audio
-from beatsync.media.ffmpeg import ffmpeg_exe, ffmpeg_pipe, kill_children, run_ffmpeg
+from beatsync.media.ffmpeg import ffmpeg_exe, ffmpeg_pipe, run_ffmpeg
 from beatsync.media.probe import (
     AudioStreamInfo,
     MediaInfo,
@@ -32,7 +32,6 @@ __all__ = [
     "ffmpeg_pipe",
     "frame_times",
     "keyframe_times",
-    "kill_children",
     "mux",
     "plan_cut",
     "probe",

@@ -3,9 +3,9 @@
 Every ffmpeg child stays in its parent's process group, so that a job process's group (the task
 system starts each job in a session of its own) holds its ffmpeg too: a time limit, a cancellation
 or the job's own parent-death watchdog kills the group, ffmpeg included, and no ffmpeg outlives
-its job to write into a retried attempt's folder. Running ffmpeg calls are also kept in a
-module-level registry, so that `kill_children` can stop all of them at once from inside the
-process. Commands are argument lists, never shell strings.
+its job to write into a retried attempt's folder. Within the process, each call kills its own
+ffmpeg when it times out or when its caller stops with an exception (a closed generator included).
+Commands are argument lists, never shell strings.
 """
 
 from __future__ import annotations
@@ -14,20 +14,16 @@ import contextlib
 import functools
 import os
 import re
+import signal
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterator, Sequence
 
 import imageio_ffmpeg
 
 from beatsync.errors import MediaError
 
-__all__ = ["ffmpeg_exe", "run_ffmpeg", "ffmpeg_pipe", "kill_children", "has_soxr"]
-
-_lock = threading.Lock()
-_running: set[subprocess.Popen] = set()
-_killed: set[int] = set()  # pids killed by kill_children (so failures read "stopped")
+__all__ = ["ffmpeg_exe", "run_ffmpeg", "ffmpeg_pipe", "has_soxr"]
 
 
 @functools.cache
@@ -43,44 +39,9 @@ def _command(args: Sequence[str]) -> list[str]:
     return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", *map(str, args)]
 
 
-def _register(proc: subprocess.Popen) -> None:
-    with _lock:
-        _running.add(proc)
-
-
-def _unregister(proc: subprocess.Popen) -> bool:
-    """Forget ``proc``; return True if `kill_children` killed it."""
-    with _lock:
-        _running.discard(proc)
-        killed = proc.pid in _killed
-        _killed.discard(proc.pid)
-    return killed
-
-
 def _kill(proc: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         proc.kill()  # SIGKILL; ffmpeg starts no children of its own
-
-
-def kill_children() -> int:
-    """SIGKILL every running ffmpeg started by this module.
-
-    Called by the task system when a job is cancelled or times out; the killed calls then raise
-    `MediaError` with code ``"ffmpeg_killed"``.
-
-    Returns
-    -------
-    int
-        How many running processes were killed.
-    """
-    n = 0
-    with _lock:
-        for proc in list(_running):
-            if proc.poll() is None:
-                _killed.add(proc.pid)
-                _kill(proc)
-                n += 1
-    return n
 
 
 _CONTEXT_PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")
@@ -122,8 +83,8 @@ def _reason(stderr: str, args: Sequence[str]) -> str:
     return line
 
 
-def _failure(what: str, proc: subprocess.Popen, stderr: str, args: Sequence[str], killed: bool) -> MediaError:
-    if killed:
+def _failure(what: str, proc: subprocess.Popen, stderr: str, args: Sequence[str]) -> MediaError:
+    if proc.returncode == -signal.SIGKILL:  # from outside, e.g. the kernel's out-of-memory killer
         return MediaError("ffmpeg_killed", f"{what} was stopped", what=what)
     reason = _reason(stderr, args)
     return MediaError("ffmpeg_failed", f"{what} failed: {reason}", what=what, reason=reason)
@@ -152,33 +113,29 @@ def run_ffmpeg(
     ------
     MediaError
         ``"ffmpeg_failed"`` (exit code != 0; message ends with ffmpeg's telling error line),
-        ``"ffmpeg_timeout"`` or ``"ffmpeg_killed"`` (stopped by `kill_children`).
+        ``"ffmpeg_timeout"`` or ``"ffmpeg_killed"`` (ffmpeg was sent SIGKILL from outside).
     """
     cmd = _command(args)
     proc = subprocess.Popen(
         cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    _register(proc)
     timed_out = False
     try:
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill(proc)
-            out, err = proc.communicate()
-        except BaseException:
-            _kill(proc)
-            proc.communicate()
-            raise
-    finally:
-        killed = _unregister(proc)
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill(proc)
+        out, err = proc.communicate()
+    except BaseException:
+        _kill(proc)
+        proc.communicate()
+        raise
     if timed_out:
         raise MediaError(
             "ffmpeg_timeout", f"{what} took longer than {timeout:g} s and was stopped", what=what
         )
     if proc.returncode != 0:
-        raise _failure(what, proc, err.decode("utf-8", "replace"), args, killed)
+        raise _failure(what, proc, err.decode("utf-8", "replace"), args)
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
@@ -209,8 +166,8 @@ def ffmpeg_pipe(args: Sequence[str], *, what: str, stdin: bool = False) -> Itera
     Raises
     ------
     MediaError
-        ``"ffmpeg_failed"`` if ffmpeg exits with an error, ``"ffmpeg_killed"`` if `kill_children`
-        stopped it.
+        ``"ffmpeg_failed"`` if ffmpeg exits with an error, ``"ffmpeg_killed"`` if it was sent SIGKILL
+        from outside.
     """
     with tempfile.TemporaryFile() as errfile:
         proc = subprocess.Popen(
@@ -219,24 +176,20 @@ def ffmpeg_pipe(args: Sequence[str], *, what: str, stdin: bool = False) -> Itera
             stdout=subprocess.PIPE,
             stderr=errfile,
         )
-        _register(proc)
         try:
-            try:
-                yield proc
-            except BaseException:
-                _kill(proc)
-                raise
-            finally:
-                if proc.stdin is not None:
-                    with contextlib.suppress(OSError, ValueError):  # BrokenPipeError: ffmpeg is gone
-                        proc.stdin.close()
-                proc.stdout.close()
-                proc.wait()
+            yield proc
+        except BaseException:
+            _kill(proc)
+            raise
         finally:
-            killed = _unregister(proc)
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError, ValueError):  # BrokenPipeError: ffmpeg is gone
+                    proc.stdin.close()
+            proc.stdout.close()
+            proc.wait()
         if proc.returncode != 0:
             errfile.seek(0)
-            raise _failure(what, proc, errfile.read().decode("utf-8", "replace"), args, killed)
+            raise _failure(what, proc, errfile.read().decode("utf-8", "replace"), args)
 
 
 @functools.cache
