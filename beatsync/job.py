@@ -20,7 +20,7 @@ from pathlib import Path
 from beatsync import pipeline
 from beatsync.errors import BeatSyncError
 from beatsync.tasks import Settings, Store, open_store
-from beatsync.tasks.supervisor import (
+from beatsync.tasks.interfaces import (
     ERROR_FILE,
     EXIT_ERROR,
     EXIT_OK,

@@ -29,16 +29,15 @@ from beatsync.tasks import (
     FINISHED,
     PENDING,
     SUCCESS,
-    Executor,
     Runner,
     Settings,
     Store,
     check_id,
     new_id,
+    open_runner,
     open_store,
+    worker_command,
 )
-from beatsync.tasks.settings import CELERY_WORKER_COMMAND
-from beatsync.tasks.supervisor import job_argv, job_env
 
 VARIANTS = ("modular", "v2")
 OUTPUT_SPACE_FACTOR = 2.2  # two output videos, each about the class video's size
@@ -159,14 +158,13 @@ class BeatSync:
         the web servers never do; Celery workers (`beatsync.tasks.celery_app`) do."""
         return self.settings.backend == "local"
 
-    def start_workers(self, threads: int | None = None) -> Executor | None:
+    def start_workers(self, threads: int | None = None) -> Runner | None:
         """Start this process's worker threads once (no-op when already running, configured to 0, or
         when jobs run in Celery workers)."""
         with self._lock:
-            n = self.settings.workers if threads is None else threads
-            if self.executor is None and n > 0 and self.local:
-                self.executor = Executor(self.store, self.settings, job_argv=job_argv(self.settings), threads=n,
-                                         job_env=job_env(self.settings, n)).start()
+            if self.executor is None:
+                self.executor = open_runner(self.store, self.settings,
+                                            threads=self.settings.workers if threads is None else threads)
             return self.executor
 
     def stop_workers(self) -> None:
@@ -433,8 +431,7 @@ class BeatSync:
             problems.insert(0, e.message)
         else:
             if out["worker_threads"] == 0:
-                start = "python -m beatsync worker" if self.local else CELERY_WORKER_COMMAND
-                problems.append(f"no worker is running: new jobs will wait (start `{start}`)")
+                problems.append(f"no worker is running: new jobs will wait (start `{worker_command(s)}`)")
         return {"status": "degraded" if problems else "ok", "problems": problems, **out}
 
 
