@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping
+from typing import Any
 
-from beatsync.contract import ENGINES, align_stage, render_stage
+from beatsync.contract import ENGINES, FAILED, ErrorBody, Notice, Status, align_stage, render_stage
 
 LANGUAGES = {"en": "English", "zh": "简体中文"}
 DEFAULT_LANGUAGE = "en"
@@ -228,44 +229,41 @@ NOTICES = {
 }
 
 
-def notice_message(notice: dict, lang: str) -> str:
-    entry = NOTICES.get(notice.get("code", ""))
+def notice_message(notice: Notice | dict, lang: str) -> str:
+    n = notice if isinstance(notice, Notice) else Notice.model_validate(notice)
+    entry = NOTICES.get(n.code)
     if entry is None:
-        return notice.get("message", notice.get("code", ""))
-    params = dict(notice.get("params") or {})
-    return _fill(in_language(entry, lang), params) or _fill(entry[0], params) or notice.get("code", "")
+        return n.code
+    return _fill(in_language(entry, lang), n.params) or _fill(entry[0], n.params) or n.code
 
 
-# ----------------------------------------------------------------------------- API helpers
+# ----------------------------------------------------------------------------- status objects and errors
 
 
-def status_stage(status: dict, lang: str) -> str:
-    """A status object's stage in ``lang`` (its ``message`` in English)."""
-    return stage_message(status.get("stage"), lang, params=status.get("stage_params"),
-                         fallback=status.get("message") or "")
+def status_stage(status: Status, lang: str) -> str:
+    """A status's stage in ``lang`` (its recorded ``message`` in English)."""
+    return stage_message(status.stage, lang, params=status.stage_params, fallback=status.message or "")
 
 
-def error_text(body: dict, lang: str) -> str:
-    """The error of anything with ``error``/``error_code``/``error_params`` (a failed status, an error
-    body, `BeatSyncError.to_dict()`) in ``lang``."""
-    return error_message(body.get("error_code"), lang, params=body.get("error_params"),
-                         fallback=body.get("error") or "")
+def error_text(err: Any, lang: str) -> str:
+    """The error of anything with ``error``/``error_code``/``error_params`` (a failed `Status`, a
+    variant, an `ErrorBody`, or such a dict) in ``lang``."""
+    if isinstance(err, Mapping):
+        code, params, text = err.get("error_code"), err.get("error_params"), err.get("error")
+    else:
+        code, params, text = err.error_code, getattr(err, "error_params", None), err.error
+    return error_message(code, lang, params=params, fallback=text or "")
 
 
-def localize_status(status: dict, lang: str) -> dict:
-    """A status object with ``message`` (and ``error``) in ``lang``; field names unchanged."""
-    out = dict(status)
-    out["message"] = status_stage(status, lang)
-    if status.get("status") == "failed":
-        out["error"] = error_text(status, lang)
-    if "notices" in status:
-        out["warnings_localized"] = [notice_message(n, lang) for n in status["notices"]]
-    out["language"] = lang
-    return out
+def localize_status(status: Status, lang: str) -> Status:
+    """``status`` with ``message``, ``error`` and ``warnings_localized`` in ``lang``; fields unchanged."""
+    return status.model_copy(update={
+        "message": status_stage(status, lang),
+        "error": error_text(status, lang) if status.status == FAILED else status.error,
+        "warnings_localized": [notice_message(n, lang) for n in status.notices],
+        "language": lang})
 
 
-def localize_error(body: dict, lang: str) -> dict:
-    """An error body ``{"error", "error_code", "error_params"}`` with ``error`` in ``lang``."""
-    out = dict(body)
-    out["error"] = error_text(body, lang)
-    return out
+def localize_error(body: ErrorBody, lang: str) -> ErrorBody:
+    """An error body with ``error`` in ``lang``."""
+    return body.model_copy(update={"error": error_text(body, lang)})

@@ -154,16 +154,13 @@ def language_switch() -> None:
     st.sidebar.selectbox(t("language"), list(LANGUAGES), format_func=LANGUAGES.get, key="lang")
 
 
-def stage(status: dict) -> str:
-    return messages.status_stage(status, current())
-
-
-def error(err: BeatSyncError | dict) -> str:
-    """An exception's or a failed status's (``error``, ``error_code``, ``error_params``) error, in words."""
+def error(err) -> str:
+    """An exception's, or a variant's (``error``, ``error_code``), error in words."""
     return messages.error_text(err.to_dict() if isinstance(err, BeatSyncError) else err, current())
 
 
-def notice(n: dict) -> str:
+def notice(n) -> str:
+    """A notice (``{"code", "params"}``) in words."""
     return messages.notice_message(n, current())
 
 
