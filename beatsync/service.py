@@ -222,9 +222,6 @@ class BeatSync:
             up.write(chunk)
         return up.commit()
 
-    def upload_path(self, file_id: str) -> Path:
-        return self._stored(self._upload(file_id, "media"))
-
     def _stored(self, meta: StoredUpload) -> Path:
         """Where an upload's file is."""
         return self.store.upload_dir(meta.file_id) / meta.file
@@ -288,8 +285,8 @@ class BeatSync:
         return sub
 
     def submit_beats(self, file_id: str) -> Submitted:
-        """Queue a beat analysis of one upload (the beat explorer's path for long files): its tempo,
-        beats and onset strength come in the task's status (``beats``)."""
+        """Queue a beat analysis of one upload (the beat explorer): its tempo, beats and onset
+        strength come in the task's status (``beats``)."""
         meta = self._upload(file_id, "media")
         if not meta.has_audio:
             raise MediaError("no_audio", f"{meta.name} has no sound track.", name=meta.name)

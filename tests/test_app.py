@@ -586,6 +586,16 @@ def test_explorer_shows_tempo_and_beats(svc, pair):
     assert not at.metric and not plotly_charts(at)
     at.file_uploader(key="explore_file").upload("song.wav", pair.song_path.read_bytes(), "audio/wav")
     ok(at.run())
+    # the analysis runs as a job (kind beats) in a worker: the page follows it, then draws its result
+    tid = query_task(at)
+    assert tid and status(svc, tid)["kind"] == "beats"
+    assert texts(at.subheader) == ["song.wav"]
+    seen: list = []
+    s = poll_page(at, svc, tid, seen=seen)
+    assert s["status"] == "success" and s["beats"]["duration_s"] == pytest.approx(SHORT["song_s"], abs=0.05), s
+    running = [shown for _before, after, shown in seen if after["status"] not in FINISHED]
+    assert all(len(bar) == 1 for bar in running), seen  # its progress while it runs
+    ok(at.run())
     assert texts(at.subheader) == ["song.wav"]
     metrics = {m.label: m.value for m in at.metric}
     assert set(metrics) == {en("explore.tempo"), en("explore.count"), en("explore.duration")}, metrics
@@ -596,7 +606,8 @@ def test_explorer_shows_tempo_and_beats(svc, pair):
     assert len(plotly_charts(at)) == 1
     assert not at.warning and not at.error
     ok(at.run())  # a rerun keeps the result without analysing it again
-    assert len(plotly_charts(at)) == 1
+    assert len(plotly_charts(at)) == 1 and query_task(at) == tid
+    assert status(svc, tid)["attempts"] == 1
 
 
 def test_explorer_rejects_a_file_that_is_not_media(svc, tmp_path):

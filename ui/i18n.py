@@ -122,7 +122,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "explore.bpm": ("{bpm:.1f} BPM", "{bpm:.1f} BPM"),
     "explore.count": ("Beats found", "节拍数"),
     "explore.duration": ("Duration", "时长"),
-    "explore.long": ("A long file: analysing it in the background…", "文件较长，正在后台分析…"),
+    "explore.running": ("Finding the beats…", "正在查找节拍…"),
     "explore.none": ("No beat found: is there music in this file?", "没有找到节拍：这个文件里有音乐吗？"),
     "explore.time": ("Time (s)", "时间（秒）"),
     # tasks page
