@@ -550,10 +550,6 @@ class TaskRecord(TaskRequest, JobOutcome):
     error_code: str | None = None
     error_params: dict[str, Any] = {}
 
-    @property
-    def finished_ok(self) -> bool:
-        return self.status == SUCCESS
-
 
 class UploadInfo(Closed):
     """An upload (``POST /api/upload``'s answer)."""
