@@ -1,7 +1,9 @@
 """Command line: ``python -m beatsync align|process``.
 
 The last line printed on stdout is always one JSON object (our benchmarks read it); on failure it
-is ``{"error": "..."}``, one clear line goes to stderr and the exit code is non-zero.
+is ``{"error": "..."}``, one clear line goes to stderr and the exit code is non-zero. ``process``
+prints the pipeline's `beatsync.contract.ProcessResult` (the final status object); its arguments'
+defaults and choices are `beatsync.contract.Options`' and its values are validated by it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import os
 import sys
 import time
 
+from beatsync.contract import DEFAULT_ENGINE, ENGINES, FILLS, MARGIN_MAX_S, Options
 from beatsync.errors import BeatSyncError
+
+_DEFAULTS = Options()
 
 EPILOG = """\
 examples:
@@ -41,24 +46,26 @@ def _parser() -> argparse.ArgumentParser:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("dance", metavar="DANCE", help="the class video (its sound is the song played in the room)")
     a.add_argument("bgm", metavar="BGM", help="the clean song (audio file, or a video whose sound is the song)")
-    a.add_argument("--engine", choices=("modular", "v2"), default="modular",
-                   help="modular: feature fusion + sample-precise refinement (default); v2: beat-grid, faster")
+    a.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
+                   help=f"{ENGINES[0]}: feature fusion + sample-precise refinement (default); {ENGINES[1]}: "
+                        "beat-grid, faster")
     a.add_argument("--diagnostics", action="store_true", help="include the engine's internal evidence")
 
     pr = sub.add_parser("process", help="write the synced videos (both variants) into a folder",
-                        description="Write <name>_modular.mp4 and <name>_v2.mp4: the class video with the clean "
-                                    "song as its sound, in sync, trimmed of the parts without music.",
+                        description=f"Write {' and '.join(f'<name>_{e}.mp4' for e in ENGINES)}: the class video "
+                                    "with the clean song as its sound, in sync, trimmed of the parts without music.",
                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     pr.add_argument("dance", metavar="DANCE", help="the class video")
     pr.add_argument("bgm", metavar="BGM", help="the clean song (audio file or video)")
     pr.add_argument("--out", required=True, metavar="DIR", help="folder for the results (created if missing)")
     pr.add_argument("--no-trim", action="store_true", help="keep the full length instead of cutting the silent head/tail")
-    pr.add_argument("--margin", type=float, default=1.0, metavar="S",
-                    help="seconds kept before the music starts and after it ends (default 1.0)")
-    pr.add_argument("--fill", choices=("silence", "original"), default="silence",
-                    help="what plays where the song does not: silence (default) or the original recording")
-    pr.add_argument("--engines", default="modular,v2", metavar="LIST",
-                    help="which variants to write, comma-separated (default modular,v2)")
+    pr.add_argument("--margin", type=float, default=_DEFAULTS.margin_s, metavar="S",
+                    help=f"seconds kept before the music starts and after it ends, 0 to "
+                         f"{MARGIN_MAX_S:g} (default {_DEFAULTS.margin_s})")
+    pr.add_argument("--fill", choices=FILLS, default=_DEFAULTS.fill,
+                    help=f"what plays where the song does not: {FILLS[0]} (default) or the {FILLS[1]} recording")
+    pr.add_argument("--engines", default=",".join(_DEFAULTS.engines), metavar="LIST",
+                    help=f"which variants to write, comma-separated (default {','.join(_DEFAULTS.engines)})")
     pr.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
     w = sub.add_parser("worker", help="run job workers on the task store (separately from the web server)",
@@ -96,10 +103,10 @@ def cmd_process(args) -> dict:
         if not args.quiet:
             print(f"[{pct:5.1f}%] {message}", file=sys.stderr, flush=True)
 
-    opts = {"trim": not args.no_trim, "margin_s": args.margin, "fill": args.fill,
-            "engines": [e.strip() for e in args.engines.split(",") if e.strip()]}
-    # the status object of DESIGN.md; a command-line run is not a queued task, so it has no id
-    return {"task_id": None, **pipeline.process(args.dance, args.bgm, args.out, options=opts, on_progress=progress)}
+    opts = Options.parse({"trim": not args.no_trim, "margin_s": args.margin, "fill": args.fill,
+                          "engines": args.engines})
+    # the final status object (a command-line run is not a queued task, so its task_id is null)
+    return pipeline.process(args.dance, args.bgm, args.out, options=opts, on_progress=progress).model_dump(mode="json")
 
 
 def cmd_worker(args) -> dict:

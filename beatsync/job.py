@@ -1,9 +1,12 @@
 """One task's job process: ``python -m beatsync.job --data-dir D --attempt N TASK_ID``.
 
-Started by a worker (`beatsync.tasks.supervisor.Supervisor`, for either backend) in its own process group. Runs the pipeline on the
-task's inputs, reports progress into the store, and leaves ``result.json`` (exit 0) or
-``error.json`` (exit 2) in the task folder for the worker to conclude the task. If the worker's
-process dies, this process kills its whole group (itself and its ffmpeg children) within a second.
+Started by a worker (`beatsync.tasks.supervisor.Supervisor`, for either backend) in its own
+process group. Reads the task's record (`beatsync.contract.TaskRecord`), runs the pipeline on its
+inputs, reports progress into the store, and leaves ``result.json`` (exit 0: a
+`beatsync.contract.JobOutcome`) or ``error.json`` (exit 2: a `beatsync.contract.ErrorBody`) in the
+task folder for the worker to conclude the task (the protocol: `beatsync.tasks.interfaces`). If
+the worker's process dies, this process kills its whole group (itself and its ffmpeg children)
+within a second.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import traceback
 from pathlib import Path
 
 from beatsync import pipeline
+from beatsync.contract import ErrorBody, JobOutcome, TaskKind, TaskRecord
 from beatsync.errors import BeatSyncError
 from beatsync.tasks import Settings, Store, open_store
-from beatsync.tasks.supervisor import (
+from beatsync.tasks.interfaces import (
     ERROR_FILE,
     EXIT_ERROR,
     EXIT_OK,
@@ -44,12 +48,13 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def run(store: Store, task_id: str, attempt: int) -> dict:
-    """Run the task's job (its ``kind``: ``process``, ``render`` or ``beats``); returns the fields
-    its successful record gets (``outputs`` are paths relative to the task folder)."""
-    rec = store.get(task_id)
-    if rec is None:
+def run(store: Store, task_id: str, attempt: int) -> JobOutcome:
+    """Run the task's job (its ``kind``: ``process``, ``render`` or ``beats``); returns what its
+    successful record gets (``outputs`` are paths relative to the task folder)."""
+    raw = store.get(task_id)
+    if raw is None:
         raise BeatSyncError("not_found", "The task no longer exists.")
+    rec = TaskRecord.model_validate(raw)
     folder = store.task_dir(task_id)
     last = {"t": 0.0, "stage": None}
     lock = threading.Lock()  # the pipeline reports from its variants' threads
@@ -69,41 +74,27 @@ def run(store: Store, task_id: str, attempt: int) -> dict:
         if not held:
             os.killpg(os.getpgid(0), signal.SIGKILL)  # this attempt no longer holds the task
 
-    paths = {role: folder / m["file"] for role, m in rec["inputs"].items()}
-    names = {p.name: rec["inputs"][role]["name"] for role, p in paths.items()}
+    paths = {role: folder / i.file for role, i in rec.inputs.items()}
+    names = {p.name: rec.inputs[role].name for role, p in paths.items()}
     out = folder / "out" / str(attempt)  # one folder per attempt: a presumed-dead earlier run cannot touch it
 
     def rel(path) -> str:  # records hold paths relative to the task folder
         return str(Path(path).relative_to(folder))
 
-    kind = rec.get("kind", "process")
     try:
-        if kind == "beats":
-            pipeline.write_json(str(out / "beats.json"), pipeline.file_beats(str(paths["media"]), on_progress=progress))
-            return {"outputs": {}, "beatgrid": rel(out / "beats.json"), "message": "Done", "stage": "done"}
-        if kind == "render":
-            variant = rec["render"]["variant"]
-            path = Path(pipeline.output_path(str(out), str(paths["dance"]), variant))
-            result = pipeline.render(str(paths["dance"]), str(paths["bgm"]), str(path), rec["render"]["alignment"],
-                                     options=rec["options"], on_progress=progress)
-            return {"outputs": {variant: rel(path)}, "message": "Done", "stage": "done",
-                    "variants": {variant: {"alignment": result["alignment"], "render": result["render"],
-                                           "trim": result["trim"]}},
-                    **{k: result[k] for k in ("trim", "warnings", "notices", "seconds")}}
-        result = pipeline.process(str(paths["dance"]), str(paths["bgm"]), str(out), options=rec["options"],
+        if rec.kind == TaskKind.BEATS:
+            return JobOutcome(beats=pipeline.file_beats(str(paths["media"]), on_progress=progress))
+        if rec.kind == TaskKind.RENDER:
+            variant = rec.render.variant
+            path = pipeline.output_path(str(out), str(paths["dance"]), variant)
+            result = pipeline.render(str(paths["dance"]), str(paths["bgm"]), path, rec.render.alignment,
+                                     variant=variant, options=rec.options, on_progress=progress)
+            return JobOutcome.from_result(result, rel=rel)
+        result = pipeline.process(str(paths["dance"]), str(paths["bgm"]), str(out), options=rec.options,
                                   on_progress=progress, beatgrid_path=str(out / "beatgrid.json"))
     except BeatSyncError as e:  # name the files as the user knows them, not as they are stored
         raise e.renamed(names) from None
-    outputs = {}
-    for variant in ("modular", "v2"):
-        path = result.pop(f"{variant}_output", None)
-        if path:
-            outputs[variant] = rel(path)
-    for v in result.get("variants", {}).values():
-        v.pop("output", None)  # server paths stay on the server; `outputs` names the files
-    keep = ("variants", "trim", "agreement", "warnings", "notices", "seconds", "timings")
-    return {"outputs": outputs, "beatgrid": rel(out / "beatgrid.json"), "message": result.get("message", "Done"),
-            "stage": "done", **{k: result[k] for k in keep if k in result}}
+    return JobOutcome.from_result(result, rel=rel, beatgrid=rel(out / "beatgrid.json"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,15 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         if e.code == STORE_UNAVAILABLE:  # not the job's fault: exit without a report, so it runs again
             print(f"error: {e.message}", file=sys.stderr)
             return EXIT_RETRY
-        pipeline.write_json(str(folder / ERROR_FILE), e.to_dict())
+        error = ErrorBody(error=e.message, error_code=e.code, error_params=e.params)
+        pipeline.write_json(str(folder / ERROR_FILE), error.model_dump(mode="json"))
         print(f"error: {e.message}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as e:
         traceback.print_exc()
-        pipeline.write_json(str(folder / ERROR_FILE), {"error": f"Something went wrong inside BeatSync ({type(e).__name__}).",
-                                          "error_code": "internal"})
+        error = ErrorBody(error=f"Something went wrong inside BeatSync ({type(e).__name__}).", error_code="internal")
+        pipeline.write_json(str(folder / ERROR_FILE), error.model_dump(mode="json"))
         return EXIT_ERROR
-    pipeline.write_json(str(folder / RESULT_FILE), result)
+    pipeline.write_json(str(folder / RESULT_FILE), result.model_dump(mode="json"))
     return EXIT_OK
 
 

@@ -5,12 +5,17 @@ The engine, the task system and the service produce messages as a code plus para
 with an English sentence alongside. This module turns them into the reader's language where they
 are shown: the web pages (`ui`), the JSON API (`localize_status`, `localize_error`, by
 ``Accept-Language``). English error texts are the engine's own (they name the exact problem); the
+task system's, which knows no wording of its own, come from `task_error` and `stage_text`. The
 Chinese ones come from the tables below, and a code without a Chinese entry falls back to English.
 """
 
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
+from typing import Any
+
+from beatsync.contract import ENGINES, FAILED, ErrorBody, Notice, Status, align_stage, render_stage
 
 LANGUAGES = {"en": "English", "zh": "简体中文"}
 DEFAULT_LANGUAGE = "en"
@@ -62,11 +67,9 @@ STAGES = {  # stage -> (English, Chinese); English is used when a record has no 
     "probe": ("Reading the files", "读取文件"),
     "decode": ("Decoding the sound", "解码声音"),
     "analyse": ("Analysing rhythm and harmony", "分析节奏与和声"),
-    "align_modular": ("Finding the song in the video (modular)", "在视频中寻找歌曲（modular）"),
-    "align_v2": ("Finding the song in the video (v2)", "在视频中寻找歌曲（v2）"),
+    **{align_stage(e): (f"Finding the song in the video ({e})", f"在视频中寻找歌曲（{e}）") for e in ENGINES},
     "trim": ("Finding where the music plays", "确定音乐播放的范围"),
-    "render_modular": ("Writing the modular video", "生成 modular 视频"),
-    "render_v2": ("Writing the v2 video", "生成 v2 视频"),
+    **{render_stage(e): (f"Writing the {e} video", f"生成 {e} 视频") for e in ENGINES},
     "render": ("Writing the video", "生成视频"),
     "done": ("Done", "完成"),
     "cancelled": ("Cancelled", "已取消"),
@@ -82,6 +85,39 @@ def stage_message(stage: str | None, lang: str, *, params: dict | None = None, f
     if lang == "en" and fallback:
         return fallback
     return _fill(in_language(entry, lang), params) or fallback or entry[0]
+
+
+def stage_text(stage: str, **params) -> str:
+    """A stage's English text (what the task system records as a task's ``message``)."""
+    return _fill(STAGES[stage][0], params) or STAGES[stage][0]
+
+
+# ----------------------------------------------------------------------------- errors (English)
+
+# The English text of the errors the task system and the service raise themselves (the engine's
+# errors carry their own English, which names the exact problem).
+ERRORS_EN = {
+    "busy": "BeatSync is busy: {queued} jobs are already waiting. Please try again in a few minutes.",
+    "store_unavailable": "BeatSync cannot reach its task store (Redis) just now. Please try again in a minute.",
+    "bad_id": "{value} is not a valid {what} id.",
+    "cancelled": "The job was cancelled.",
+    "time_limit": "The job took longer than the {limit_text} limit and was stopped. A shorter or smaller video "
+                  "usually helps.",
+    "crashed": "The job stopped unexpectedly {attempts} times ({why}); the server may be short of memory. Try a "
+               "shorter or lower-resolution video.",
+    "internal": "Something went wrong inside BeatSync while running this job.",
+    "failed": "The job failed.",
+    "results_missing": "The job finished but its result files are missing.",
+}
+#: why a job's process ended without a report (``error_params["reason"]``)
+REASONS = {"exit": "the job process ended unexpectedly (exit {exit_code})",
+           "worker_lost": "its worker stopped responding"}
+
+
+def task_error(key: str, **params) -> str:
+    """The English text of one of the task system's errors (`ERRORS_EN`); ``params`` as its
+    ``error_params``."""
+    return _fill(ERRORS_EN[key], _error_params(params)) or ERRORS_EN[key]
 
 
 # ----------------------------------------------------------------------------- errors (Chinese)
@@ -142,16 +178,24 @@ HINTS = {
 }
 
 
-def _error_params(params: dict | None) -> dict:
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} minutes" if seconds >= 120 else f"{seconds:.0f} seconds"
+
+
+def _error_params(params: Mapping | None) -> dict:
+    """An error's params with what its templates derive from them (sizes in MB, durations in words)."""
     p = dict(params or {})
     if "limit" in p and isinstance(p["limit"], int | float):
         p.setdefault("limit_mb", round(p["limit"] / 2**20))
     if "limit_s" in p and isinstance(p["limit_s"], int | float):
         p.setdefault("limit_min", round(p["limit_s"] / 60))
+        p.setdefault("limit_text", _minutes(p["limit_s"]))
+    if p.get("reason") in REASONS:
+        p.setdefault("why", _fill(REASONS[p["reason"]], p) or p["reason"])
     return p
 
 
-def error_message(code: str | None, lang: str, *, params: dict | None = None, fallback: str = "") -> str:
+def error_message(code: str | None, lang: str, *, params: Mapping | None = None, fallback: str = "") -> str:
     """The error in the reader's language (English: the engine's own message)."""
     if lang == "zh" and code in ERRORS_ZH:
         text = _fill(ERRORS_ZH[code], _error_params(params))
@@ -193,44 +237,41 @@ NOTICES = {
 }
 
 
-def notice_message(notice: dict, lang: str) -> str:
-    entry = NOTICES.get(notice.get("code", ""))
+def notice_message(notice: Notice | dict, lang: str) -> str:
+    n = notice if isinstance(notice, Notice) else Notice.model_validate(notice)
+    entry = NOTICES.get(n.code)
     if entry is None:
-        return notice.get("message", notice.get("code", ""))
-    params = dict(notice.get("params") or {})
-    return _fill(in_language(entry, lang), params) or _fill(entry[0], params) or notice.get("code", "")
+        return n.code
+    return _fill(in_language(entry, lang), n.params) or _fill(entry[0], n.params) or n.code
 
 
-# ----------------------------------------------------------------------------- API helpers
+# ----------------------------------------------------------------------------- status objects and errors
 
 
-def status_stage(status: dict, lang: str) -> str:
-    """A status object's stage in ``lang`` (its ``message`` in English)."""
-    return stage_message(status.get("stage"), lang, params=status.get("stage_params"),
-                         fallback=status.get("message") or "")
+def status_stage(status: Status, lang: str) -> str:
+    """A status's stage in ``lang`` (its recorded ``message`` in English)."""
+    return stage_message(status.stage, lang, params=status.stage_params, fallback=status.message or "")
 
 
-def error_text(body: dict, lang: str) -> str:
-    """The error of anything with ``error``/``error_code``/``error_params`` (a failed status, an error
-    body, `BeatSyncError.to_dict()`) in ``lang``."""
-    return error_message(body.get("error_code"), lang, params=body.get("error_params"),
-                         fallback=body.get("error") or "")
+def error_text(err: Any, lang: str) -> str:
+    """The error of anything with ``error``/``error_code``/``error_params`` (a failed `Status`, a
+    variant, an `ErrorBody`, or such a dict) in ``lang``."""
+    if isinstance(err, Mapping):
+        code, params, text = err.get("error_code"), err.get("error_params"), err.get("error")
+    else:
+        code, params, text = err.error_code, getattr(err, "error_params", None), err.error
+    return error_message(code, lang, params=params, fallback=text or "")
 
 
-def localize_status(status: dict, lang: str) -> dict:
-    """A status object with ``message`` (and ``error``) in ``lang``; field names unchanged."""
-    out = dict(status)
-    out["message"] = status_stage(status, lang)
-    if status.get("status") == "failed":
-        out["error"] = error_text(status, lang)
-    if "notices" in status:
-        out["warnings_localized"] = [notice_message(n, lang) for n in status["notices"]]
-    out["language"] = lang
-    return out
+def localize_status(status: Status, lang: str) -> Status:
+    """``status`` with ``message``, ``error`` and ``warnings_localized`` in ``lang``; fields unchanged."""
+    return status.model_copy(update={
+        "message": status_stage(status, lang),
+        "error": error_text(status, lang) if status.status == FAILED else status.error,
+        "warnings_localized": [notice_message(n, lang) for n in status.notices],
+        "language": lang})
 
 
-def localize_error(body: dict, lang: str) -> dict:
-    """An error body ``{"error", "error_code", "error_params"}`` with ``error`` in ``lang``."""
-    out = dict(body)
-    out["error"] = error_text(body, lang)
-    return out
+def localize_error(body: ErrorBody, lang: str) -> ErrorBody:
+    """An error body with ``error`` in ``lang``."""
+    return body.model_copy(update={"error": error_text(body, lang)})

@@ -10,7 +10,8 @@ same thing (`same_result`) the video is rendered once and the second output is a
 analysing again, through `render_variant`; `file_beats` gives one file's tempo and beats (the beat
 explorer). The sound track is made block by block and streamed to ffmpeg, so memory does not grow
 with the class's length. Progress is reported through ``on_progress(percent, stage, message)``, with
-percent never going down, from whichever thread makes it (calls are serialised).
+percent never going down, from whichever thread makes it (calls are serialised). What a job
+returns is typed by `beatsync.contract` (`ProcessResult`, `BeatGrid`, `FileBeats`).
 """
 
 from __future__ import annotations
@@ -26,64 +27,39 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soxr
 
 from beatsync import media
-from beatsync.align import ENGINES, Alignment
+from beatsync.align import Alignment
 from beatsync.align import align as run_engine
 from beatsync.align.lines import Signals
 from beatsync.analysis import ANALYSIS_SR, Features, beat_track, features
-from beatsync.errors import AlignmentError, BeatSyncError, MediaError
+from beatsync.contract import (
+    DANCE_EXTS,
+    ENGINES,
+    SONG_EXTS,
+    Agreement,
+    BeatGrid,
+    FileBeats,
+    Notice,
+    Options,
+    ProcessResult,
+    Stage,
+    Trim,
+    VariantResult,
+    align_stage,
+    render_stage,
+)
+from beatsync.contract import Alignment as AlignmentData
+from beatsync.errors import AlignmentError, MediaError
 from beatsync.messages import STAGES
 from beatsync.render_audio import track_blocks
 
 ProgressFn = Callable[[float, str, str], None]
-
-DANCE_EXTS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
-SONG_EXTS = (".mp3", ".m4a", ".aac", ".wav", ".flac", ".ogg", ".opus") + DANCE_EXTS
-
-
-@dataclass
-class Options:
-    """What a user can choose for a job."""
-
-    trim: bool = True  # drop the no-music head and tail
-    margin_s: float = 1.0  # kept before the music starts and after it ends
-    fill: str = "silence"  # what plays where the song does not: "silence" or "original"
-    engines: tuple[str, ...] = ENGINES
-    audio_bitrate: str = "192k"
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> Options:
-        d = dict(d or {})
-        o = cls()
-        if "trim" in d:
-            o.trim = bool(d["trim"])
-        if "margin_s" in d:
-            m = float(d["margin_s"])
-            if not 0.0 <= m <= 30.0:
-                raise BeatSyncError("bad_option", "The margin must be between 0 and 30 seconds.", margin_s=m)
-            o.margin_s = m
-        if "fill" in d:
-            if d["fill"] not in ("silence", "original"):
-                raise BeatSyncError("bad_option", "fill must be 'silence' or 'original'.", fill=d["fill"])
-            o.fill = d["fill"]
-        if "engines" in d:
-            eng = tuple(d["engines"])
-            if not eng or any(e not in ENGINES for e in eng):
-                raise BeatSyncError("bad_option", f"engines must be among {', '.join(ENGINES)}.")
-            o.engines = eng
-        return o
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["engines"] = list(self.engines)
-        return d
-
 
 class Progress:
     """Monotonic progress: maps a stage's own 0..1 onto its share of 0..100 and never goes down.
@@ -102,7 +78,7 @@ class Progress:
             pct = float(min(100.0, max(self.value, pct)))
             self.value = pct
             if self.fn is not None:
-                self.fn(round(pct, 1), stage, message)
+                self.fn(round(pct, 1), str(stage), message)  # (a `Stage` as its plain code)
 
     def span(self, lo: float, hi: float, stage: str, message: str) -> Callable[[float], None]:
         def report(frac: float) -> None:
@@ -178,13 +154,13 @@ def load_inputs(dance_path: str, bgm_path: str, progress: Progress, *, spill_dir
     render waits, out of memory, while the engines run (`_spilled`)."""
     check_extension(dance_path, role="dance")
     check_extension(bgm_path, role="bgm")
-    progress(1, "probe", "Reading the files")
+    progress(1, Stage.PROBE, "Reading the files")
     dinfo = media.probe(dance_path)
     media.require_video(dinfo)
     media.require_audio(dinfo, role="dance")
     binfo = media.probe(bgm_path)
     media.require_audio(binfo, role="bgm")
-    progress(4, "decode", "Decoding the sound")
+    progress(4, Stage.DECODE, "Decoding the sound")
     # the two decodes are independent (two ffmpeg processes): the song's in a thread of its own
     song_box: dict = {}
 
@@ -210,7 +186,7 @@ def load_inputs(dance_path: str, bgm_path: str, progress: Progress, *, spill_dir
             what = "class video" if role == "dance" else "song"
             raise MediaError("silent", f"{Path(p).name}: the {what}'s sound is silent.", file=Path(p).name, role=role)
     release_memory()  # the decoders' growing buffers and the resampler's copies
-    progress(12, "decode", "Sound decoded")
+    progress(12, Stage.DECODE, "Sound decoded")
     return Inputs(dinfo, dance_y, bgm_y, song, song_sr)
 
 
@@ -232,31 +208,31 @@ def beat_summary(f: Features, tempo: float, beats: np.ndarray, *, origin_s: floa
     return out
 
 
-def beat_grid(signals: Signals, *, dance_origin_s: float) -> dict:
+def beat_grid(signals: Signals, *, dance_origin_s: float) -> BeatGrid:
     """What the beat-grid plots draw: the class recording's onset strength and beats (video time),
     the song's beats (song time; an alignment maps them onto the video)."""
     fd, fb = signals.features()
     td, bd, tg, bg = signals.beats()
-    return {"class": beat_summary(fd, td, bd, origin_s=dance_origin_s),
-            "song": beat_summary(fb, tg, bg, onset=False)}
+    return BeatGrid.model_validate({"class": beat_summary(fd, td, bd, origin_s=dance_origin_s),
+                                    "song": beat_summary(fb, tg, bg, onset=False)})
 
 
-def file_beats(path: str, *, on_progress: ProgressFn | None = None) -> dict:
+def file_beats(path: str, *, on_progress: ProgressFn | None = None) -> FileBeats:
     """Tempo, beats and onset strength of any song or video (the beat explorer)."""
     progress = Progress(on_progress)
-    progress(2, "probe", "Reading the file")
+    progress(2, Stage.PROBE, "Reading the file")
     info = media.probe(path)
     media.require_audio(info)
-    progress(10, "decode", "Decoding the sound")
+    progress(10, Stage.DECODE, "Decoding the sound")
     y = media.decode_audio(path, sr=ANALYSIS_SR, mono=True, info=info)
     if len(y) < ANALYSIS_SR:
         raise MediaError("too_short", f"{info.name}: the sound is shorter than 1 second.", file=info.name)
-    progress(50, "analyse", "Finding the beats")
+    progress(50, Stage.ANALYSE, "Finding the beats")
     f = features(y, sr=ANALYSIS_SR)
     out = beat_summary(f, *beat_track(f.onset, frame_rate=f.frame_rate), origin_s=info.audio_origin_s)
     out["duration_s"] = round(info.duration_s, 3)
-    progress(100, "done", "Done")
-    return out
+    progress(100, Stage.DONE, "Done")
+    return FileBeats.model_validate(out)
 
 
 def release_memory() -> None:
@@ -303,19 +279,6 @@ def releasing_memory(every_s: float = RELEASE_EVERY_S) -> Iterator[None]:
 BLACK_SCAN_S = 15.0
 
 
-@dataclass
-class Trim:
-    start_s: float
-    end_s: float
-    music_start_s: float
-    music_end_s: float
-    black_head_s: float
-    black_tail_s: float
-
-    def to_dict(self) -> dict:
-        return {k: round(v, 4) for k, v in asdict(self).items()}
-
-
 def plan_trim(inp: Inputs, alignments: list[Alignment], opts: Options) -> Trim:
     """Keep [music start - margin, music end + margin], never before the black head ends nor after
     the black tail starts; the whole video when trimming is off."""
@@ -329,20 +292,23 @@ def plan_trim(inp: Inputs, alignments: list[Alignment], opts: Options) -> Trim:
         inp.dance_path, info=inp.dance, head_until_s=min(max(0.0, m0 + 1.0), BLACK_SCAN_S),
         tail_from_s=max(0.0, m1 - 1.0, dur - BLACK_SCAN_S))
     if not opts.trim:
-        return Trim(0.0, dur, m0, m1, head_end, tail_start)
+        return Trim(start_s=0.0, end_s=dur, music_start_s=m0, music_end_s=m1, black_head_s=head_end,
+                    black_tail_s=tail_start)
     start = max(m0 - opts.margin_s, head_end if head_end < m0 + 0.5 else 0.0, 0.0)
     end = min(m1 + opts.margin_s, tail_start if tail_start > m1 - 0.5 else dur, dur)
     if end - start < 1.0:
         start, end = 0.0, dur
-    return Trim(start, end, m0, m1, head_end, tail_start)
+    return Trim(start_s=start, end_s=end, music_start_s=m0, music_end_s=m1, black_head_s=head_end,
+                black_tail_s=tail_start)
 
 
 def union_trim(trims: Iterable[Trim]) -> Trim:
     """What all of ``trims`` keep: the earliest start, the latest end, the earliest music start and
     the latest music end (and the longest black head / earliest black tail any of them saw)."""
     ts = list(trims)
-    return Trim(min(t.start_s for t in ts), max(t.end_s for t in ts), min(t.music_start_s for t in ts),
-                max(t.music_end_s for t in ts), max(t.black_head_s for t in ts), min(t.black_tail_s for t in ts))
+    return Trim(start_s=min(t.start_s for t in ts), end_s=max(t.end_s for t in ts),
+                music_start_s=min(t.music_start_s for t in ts), music_end_s=max(t.music_end_s for t in ts),
+                black_head_s=max(t.black_head_s for t in ts), black_tail_s=min(t.black_tail_s for t in ts))
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -492,39 +458,45 @@ def write_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
-def render(dance_path: str, bgm_path: str, out_path: str, alignment: Alignment | dict, *,
-           options: Options | dict | None = None, on_progress: ProgressFn | None = None) -> dict:
-    """Render one video from a given alignment (a corrected result), skipping the analysis."""
-    opts = options if isinstance(options, Options) else Options.from_dict(options)
+def render(dance_path: str, bgm_path: str, out_path: str, alignment: Alignment | AlignmentData | dict, *,
+           variant: str | None = None, options: Options | dict | None = None,
+           on_progress: ProgressFn | None = None) -> ProcessResult:
+    """Render one video from a given alignment (a corrected result), skipping the analysis; the
+    result has that one variant (``variant``, by default the alignment's engine)."""
+    opts = Options.parse(options)
+    if isinstance(alignment, AlignmentData):
+        alignment = alignment.model_dump()
     al = alignment if isinstance(alignment, Alignment) else Alignment.from_dict(alignment)
     t0 = time.perf_counter()
     progress = Progress(on_progress)
     inp = load_inputs(dance_path, bgm_path, progress)
-    progress(40, "trim", "Finding where the music plays")
+    progress(40, Stage.TRIM, "Finding where the music plays")
     trim = plan_trim(inp, [al], opts)
-    progress(45, "render", "Writing the video")
+    progress(45, Stage.RENDER, "Writing the video")
     os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
     rinfo = render_variant(inp, al, cut_plan(inp, trim), out_path=out_path, opts=opts,
-                           on_progress=progress.span(45, 99, "render", "Writing the video"))
-    progress(100, "done", "Done")
-    return {"alignment": al.to_dict(), "render": rinfo, "trim": trim.to_dict(), "warnings": list(al.warnings),
-            "notices": engine_notices(al, al.engine),
-            "seconds": round(time.perf_counter() - t0, 3)}
+                           on_progress=progress.span(45, 99, Stage.RENDER, "Writing the video"))
+    progress(100, Stage.DONE, "Done")
+    variant = variant or al.engine
+    return ProcessResult(
+        variants={variant: VariantResult(alignment=al.to_dict(), render=rinfo, trim=trim, output=out_path)},
+        trim=trim, warnings=list(al.warnings), notices=engine_notices(al, al.engine), options=opts,
+        seconds=round(time.perf_counter() - t0, 3))
 
 
-def engine_notices(al: Alignment, engine: str) -> list[dict]:
-    """An alignment's notices (``{"code", "params"}``), each naming the engine it came from."""
-    return [{"code": n["code"], "params": {**n["params"], "engine": engine}} for n in al.notices]
+def engine_notices(al: Alignment, engine: str) -> list[Notice]:
+    """An alignment's notices, each naming the engine it came from."""
+    return [Notice(code=n["code"], params={**n["params"], "engine": engine}) for n in al.notices]
 
 
-def agreement(a: Alignment | None, b: Alignment | None) -> dict | None:
+def agreement(a: Alignment | None, b: Alignment | None) -> Agreement | None:
     """Whether the two engines found the same thing (main offsets within 20 ms, rates within 0.3 %)."""
     if a is None or b is None:
         return None
     d_ms = abs(a.offset_s - b.offset_s) * 1000
     dr = abs(a.tempo_ratio / b.tempo_ratio - 1)
-    return {"agree": bool(d_ms <= 20 and dr <= 0.003), "offset_difference_ms": round(d_ms, 2),
-            "tempo_difference": round(dr, 6)}
+    return Agreement(agree=bool(d_ms <= 20 and dr <= 0.003), offset_difference_ms=round(d_ms, 2),
+                     tempo_difference=round(dr, 6))
 
 
 def _stage_text(stage: str) -> str:
@@ -547,7 +519,7 @@ class _Tracker:
     def __init__(self, progress: Progress, engines: tuple[str, ...], *, lo: float, hi: float):
         self.progress, self.engines, self.lo, self.hi = progress, engines, lo, hi
         self.frac = dict.fromkeys(engines, 0.0)
-        self.stage = {e: "align_" + e for e in engines}
+        self.stage = {e: align_stage(e) for e in engines}
         self.shown = engines[0]
         self._lock = threading.Lock()
 
@@ -597,7 +569,7 @@ class _Variants:
         self._renders: list[_Render] = []
         self.alignments: dict[str, Alignment] = {}
         self.failures: dict[str, AlignmentError] = {}
-        self.variants: dict[str, dict] = {}
+        self.variants: dict[str, VariantResult] = {}
         self.trims: dict[str, Trim] = {}
         self.errors: dict[str, BaseException] = {}
         self.timings: dict[str, list[float]] = {}
@@ -667,7 +639,7 @@ class _Variants:
             self._aligned()
         if self.abort.is_set():
             raise Aborted()
-        self.track(eng, ALIGN_SHARE, "trim")
+        self.track(eng, ALIGN_SHARE, Stage.TRIM)
         t = self._now()
         trim = plan_trim(inp, [al], opts)
         self._timed("trim_" + eng, t)
@@ -681,7 +653,7 @@ class _Variants:
                 self._renders.append(job)
             else:
                 leader.followers.append(eng)
-        self.track(eng, ALIGN_SHARE + 0.02, "render_" + eng)
+        self.track(eng, ALIGN_SHARE + 0.02, render_stage(eng))
         if leader is not None:
             self._follow(eng, al, leader, path)
             return
@@ -705,8 +677,7 @@ class _Variants:
             self._timed("render_" + eng, t)
         with self._lock:
             self.trims[eng] = trim
-            self.variants[eng] = {"alignment": al.to_dict(), "render": job.info, "output": path,
-                                  "trim": trim.to_dict()}
+            self.variants[eng] = VariantResult(alignment=al.to_dict(), render=job.info, output=path, trim=trim)
         release_memory()
 
     def _follow(self, eng: str, al: Alignment, leader: _Render, path: str) -> None:
@@ -721,40 +692,42 @@ class _Variants:
         self._timed("link_" + eng, t)
         with self._lock:
             self.trims[eng] = leader.trim
-            self.variants[eng] = {"alignment": al.to_dict(), "render": dict(leader.info), "output": path,
-                                  "trim": leader.trim.to_dict(), "same_as": leader.engine, "file": how}
+            self.variants[eng] = VariantResult(alignment=al.to_dict(), render=leader.info, output=path,
+                                               trim=leader.trim, same_as=leader.engine, file=how)
 
 
 def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | dict | None = None,
-            on_progress: ProgressFn | None = None, beatgrid_path: str | None = None) -> dict:
-    """Run the whole job; returns the final status object (DESIGN.md contract) with details.
+            on_progress: ProgressFn | None = None, beatgrid_path: str | None = None) -> ProcessResult:
+    """Run the whole job; returns its `ProcessResult` (``python -m beatsync process`` prints it as the
+    final status object).
 
     Decoding and the analysis shared by the engines come first; then each engine's variant runs
     its own pipeline (align -> trim -> render) in a thread, both at once (`_Variants`). Each variant
-    has its own trim (``variants[eng]["trim"]``); the top-level ``trim`` is their union. When two
+    has its own trim (``variants[eng].trim``); the top-level ``trim`` is their union. When two
     results are the same (`same_result`), the video is rendered once and the other output is a hard
-    link to it (``variants[eng]["same_as"]``, notice ``same_result``). One engine failing
+    link to it (``variants[eng].same_as``, notice ``same_result``). One engine failing
     (`AlignmentError`) still leaves the other's video.
 
     With ``beatgrid_path``, the data of the beat-grid plots (`beat_grid`) is written there as JSON.
     Raises `BeatSyncError` (with a one-line message) when nothing can be produced.
     """
-    opts = options if isinstance(options, Options) else Options.from_dict(options)
+    opts = Options.parse(options)
     t0 = time.perf_counter()
     progress = Progress(on_progress)
     os.makedirs(out_dir, exist_ok=True)
     inp = load_inputs(dance_path, bgm_path, progress, spill_dir=out_dir)
     t_inputs = round(time.perf_counter() - t0, 3)
-    progress(14, "analyse", "Analysing rhythm and harmony")
+    progress(14, Stage.ANALYSE, "Analysing rhythm and harmony")
     signals = Signals(inp.dance_y, inp.bgm_y, sr=ANALYSIS_SR)  # shared by both engines
     signals.features()  # once, before the engines' threads start
     t_analysis = round(time.perf_counter() - t0, 3)
-    progress(20, "align_" + opts.engines[0], _stage_text("align_" + opts.engines[0]))
+    first = align_stage(opts.engines[0])
+    progress(20, first, _stage_text(first))
     job = _Variants(inp, opts, signals, out_dir=out_dir, progress=progress, t0=t0)
     del signals
 
     def write_beatgrid(sig: Signals) -> None:
-        write_json(beatgrid_path, beat_grid(sig, dance_origin_s=inp.dance.audio_origin_s))
+        write_json(beatgrid_path, beat_grid(sig, dance_origin_s=inp.dance.audio_origin_s).model_dump(mode="json"))
 
     with releasing_memory():
         job.run(beatgrid=write_beatgrid if beatgrid_path else None)
@@ -762,20 +735,20 @@ def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | 
         raise next(iter(job.failures[e] for e in opts.engines if e in job.failures))
     alignments = {e: job.alignments[e] for e in opts.engines if e in job.variants}
     variants = {e: job.variants[e] for e in opts.engines if e in job.variants}
-    outputs = {e: v["output"] for e, v in variants.items()}
     for eng in opts.engines:
         if eng in job.failures:
             err = job.failures[eng]
-            variants[eng] = {"error": err.message, "error_code": err.code}
-    warnings, notices = [], []  # English text, and {"code", "params"} for other languages
-    agree = agreement(alignments.get("modular"), alignments.get("v2"))
-    if agree is not None and not agree["agree"]:
-        warnings.append(f"The two engines disagree by {agree['offset_difference_ms']:.0f} ms: compare both results.")
-        notices.append({"code": "engines_disagree", "params": {"ms": round(agree["offset_difference_ms"])}})
+            variants[eng] = VariantResult(error=err.message, error_code=err.code)
+    warnings: list[str] = []  # English text, and the same as notices (code and params) for other languages
+    notices: list[Notice] = []
+    agree = agreement(*(alignments.get(e) for e in ENGINES))
+    if agree is not None and not agree.agree:
+        warnings.append(f"The two engines disagree by {agree.offset_difference_ms:.0f} ms: compare both results.")
+        notices.append(Notice(code="engines_disagree", params={"ms": round(agree.offset_difference_ms)}))
     for eng, v in variants.items():
-        if "same_as" in v:
-            warnings.append(f"{eng}: the same result as {v['same_as']} (within 1 ms): both videos are the same file.")
-            notices.append({"code": "same_result", "params": {"engine": eng, "same_as": v["same_as"]}})
+        if v.same_as is not None:
+            warnings.append(f"{eng}: the same result as {v.same_as} (within 1 ms): both videos are the same file.")
+            notices.append(Notice(code="same_result", params={"engine": eng, "same_as": v.same_as}))
     for eng, al in alignments.items():
         warnings += [f"{eng}: {w}" for w in al.warnings]
         notices += engine_notices(al, eng)
@@ -783,23 +756,11 @@ def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | 
         if eng in job.failures:
             err = job.failures[eng]
             warnings.append(f"{eng}: {err.message}")
-            notices.append({"code": "engine_failed", "params": {"engine": eng, "error_code": err.code}})
-    timings = {"inputs": [0.0, t_inputs], "analysis": [t_inputs, t_analysis], **job.timings}
-    result = {
-        "status": "success",
-        "message": "Done",
-        "stage": "done",
-        "progress": 100,
-        "modular_output": outputs.get("modular"),
-        "v2_output": outputs.get("v2"),
-        "variants": variants,
-        "trim": union_trim(job.trims[e] for e in outputs).to_dict(),
-        "agreement": agree,
-        "warnings": warnings,
-        "notices": notices,
-        "options": opts.to_dict(),
-        "timings": dict(sorted(timings.items(), key=lambda kv: kv[1][0])),
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
-    progress(100, "done", "Done")
+            notices.append(Notice(code="engine_failed", params={"engine": eng, "error_code": err.code}))
+    timings = {"inputs": (0.0, t_inputs), "analysis": (t_inputs, t_analysis), **job.timings}
+    result = ProcessResult(
+        variants=variants, trim=union_trim(job.trims[e] for e in alignments), agreement=agree, warnings=warnings,
+        notices=notices, options=opts, timings=dict(sorted(timings.items(), key=lambda kv: kv[1][0])),
+        seconds=round(time.perf_counter() - t0, 3))
+    progress(100, Stage.DONE, "Done")
     return result

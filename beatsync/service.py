@@ -1,10 +1,15 @@
 """The product's job service: uploads, submissions, status, downloads, cancel, re-run, health.
 
 The one place the UI (`views/`, `ui/`) and the JSON API (`beatsync.api`) go through, over the task
-store and executor of `beatsync.tasks`. Uploads are validated (type, size, free disk, readable
+store and workers of `beatsync.tasks`. Uploads are validated (type, size, free disk, readable
 media) before they are kept; a submission is checked (the class video has picture and sound, the
 song has sound, the options are valid) before it is queued, so a bad input is refused at once
-with a specific message instead of failing later in a worker.
+with a specific message instead of failing later in a worker. Every job, the beat explorer's
+included, runs in a worker, never in the web process.
+
+What it takes and gives are the contract's models (`beatsync.contract`): `Options`, `UploadInfo`,
+`Submitted`, `Status` (built from the stored `TaskRecord` by `Status.from_record`, in the reader's
+language), `BeatGrid`, `Health`.
 
 `get_service()` is the process-wide instance; its workers start once per process
 (`start_workers`), however many browser sessions or script reruns ask for it.
@@ -13,41 +18,47 @@ with a specific message instead of failing later in a worker.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import threading
 import time
 from pathlib import Path
 
-from beatsync import media
+from beatsync import media, messages
 from beatsync.align import Alignment
-from beatsync.errors import BeatSyncError, MediaError
-from beatsync.pipeline import DANCE_EXTS, SONG_EXTS, Options, check_extension
-from beatsync.tasks import (
-    FAILED,
+from beatsync.contract import (
+    DANCE_EXTS,
     FINISHED,
     PENDING,
+    SONG_EXTS,
     SUCCESS,
-    Executor,
-    Runner,
-    Settings,
-    Store,
-    check_id,
-    new_id,
-    open_store,
+    BeatGrid,
+    Correction,
+    CorrectRequest,
+    Health,
+    InputInfo,
+    Options,
+    RenderRequest,
+    Role,
+    Status,
+    StoredInput,
+    StoredUpload,
+    Submitted,
+    TaskKind,
+    TaskRecord,
+    TaskRequest,
+    UploadInfo,
+    check_variant,
+    download_url,
+    parse,
+    status_url,
 )
-from beatsync.tasks.settings import CELERY_WORKER_COMMAND
-from beatsync.tasks.supervisor import job_argv, job_env
+from beatsync.errors import BeatSyncError, MediaError
+from beatsync.pipeline import check_extension
+from beatsync.tasks import Runner, Settings, Store, check_id, new_id, open_runner, open_store, worker_command
 
-VARIANTS = ("modular", "v2")
 OUTPUT_SPACE_FACTOR = 2.2  # two output videos, each about the class video's size
 _DISK_CHECK_EVERY = 64 * 2**20
-
-
-def _check_variant(variant) -> None:
-    if variant not in VARIANTS:
-        raise BeatSyncError("bad_variant", f"{str(variant)[:30]!r} is not a result name: use modular or v2.")
 
 
 def _safe_stem(name: str) -> str:
@@ -111,7 +122,7 @@ class Upload:
             self.abort()
             raise
 
-    def commit(self) -> dict:
+    def commit(self) -> UploadInfo:
         """Probe and keep the file; returns its public description (``file_id``, ``kind``...)."""
         self._f.close()
         try:
@@ -122,24 +133,21 @@ class Upload:
         except BaseException:
             self.abort()
             raise
-        meta = {"file_id": self.file_id, "name": self.name, "size": self.size, "file": self.path.name,
-                "kind": "video" if info.video is not None else "audio", "has_video": info.video is not None,
-                "has_audio": info.audio is not None, "duration_s": round(info.duration_s, 3), "created": time.time()}
+        meta = StoredUpload(file_id=self.file_id, name=self.name, size=self.size, file=self.path.name,
+                            kind="video" if info.video is not None else "audio", has_video=info.video is not None,
+                            has_audio=info.audio is not None, duration_s=round(info.duration_s, 3),
+                            created=time.time())
         try:
-            self.service.store.add_upload(meta)
+            self.service.store.add_upload(meta.model_dump(mode="json"))
         except BaseException:  # e.g. the task store (Redis) is unreachable: keep nothing half-registered
             self.abort()
             raise
-        return public_upload(meta)
+        return UploadInfo(**meta.model_dump(include=set(UploadInfo.model_fields)))
 
     def abort(self) -> None:
         if not self._f.closed:
             self._f.close()
         shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def public_upload(meta: dict) -> dict:
-    return {k: meta[k] for k in ("file_id", "name", "size", "kind", "has_video", "has_audio", "duration_s")}
 
 
 class BeatSync:
@@ -149,6 +157,9 @@ class BeatSync:
         self.settings = settings or Settings.from_env()
         self.store: Store = open_store(self.settings)
         self.executor: Runner | None = None
+        #: whether this process serves the JSON API next to the pages (set by the API's lifespan): the
+        #: pages then link players and downloads to it, else they hand files over themselves
+        self.serves_api = False
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ workers
@@ -159,14 +170,13 @@ class BeatSync:
         the web servers never do; Celery workers (`beatsync.tasks.celery_app`) do."""
         return self.settings.backend == "local"
 
-    def start_workers(self, threads: int | None = None) -> Executor | None:
+    def start_workers(self, threads: int | None = None) -> Runner | None:
         """Start this process's worker threads once (no-op when already running, configured to 0, or
         when jobs run in Celery workers)."""
         with self._lock:
-            n = self.settings.workers if threads is None else threads
-            if self.executor is None and n > 0 and self.local:
-                self.executor = Executor(self.store, self.settings, job_argv=job_argv(self.settings), threads=n,
-                                         job_env=job_env(self.settings, n)).start()
+            if self.executor is None:
+                self.executor = open_runner(self.store, self.settings,
+                                            threads=self.settings.workers if threads is None else threads)
             return self.executor
 
     def stop_workers(self) -> None:
@@ -202,7 +212,7 @@ class BeatSync:
     def new_upload(self, filename: str, *, expected_size: int | None = None) -> Upload:
         return Upload(self, filename, expected_size=expected_size)
 
-    def upload_file(self, filename: str, fileobj, *, chunk_size: int = 1 << 20) -> dict:
+    def upload_file(self, filename: str, fileobj, *, chunk_size: int = 1 << 20) -> UploadInfo:
         """Store a file-like object (e.g. a Streamlit ``UploadedFile``) as an upload."""
         size = getattr(fileobj, "size", None)
         if hasattr(fileobj, "seek"):
@@ -212,131 +222,111 @@ class BeatSync:
             up.write(chunk)
         return up.commit()
 
-    def upload_path(self, file_id: str) -> Path:
-        return self._stored(self._upload(file_id, "media"))
-
-    def _stored(self, meta: dict) -> Path:
+    def _stored(self, meta: StoredUpload) -> Path:
         """Where an upload's file is."""
-        return self.store.upload_dir(meta["file_id"]) / meta["file"]
+        return self.store.upload_dir(meta.file_id) / meta.file
 
-    def _task_inputs(self, task_id: str, rec: dict) -> dict[str, tuple[Path, dict]]:
+    def _task_inputs(self, rec: TaskRecord) -> dict[str, tuple[Path, InputInfo]]:
         """A task's inputs as `_create` takes them (its own copies), for a follow-up task."""
-        folder = self.store.task_dir(task_id)
-        return {role: (folder / m["file"], m) for role, m in rec["inputs"].items()}
+        folder = self.store.task_dir(rec.task_id)
+        return {role: (folder / i.file, i) for role, i in rec.inputs.items()}
 
-    def _upload(self, file_id, role: str) -> dict:
+    def _upload(self, file_id, role: str) -> StoredUpload:
         what = {"dance": "class video", "bgm": "song"}.get(role, "file")
         file_id = check_id(file_id, what=f"{what} file")
-        meta = self.store.get_upload(file_id)
+        raw = self.store.get_upload(file_id)
+        meta = StoredUpload.model_validate(raw) if raw is not None else None
         if meta is None or not self._stored(meta).is_file():
             raise BeatSyncError("file_not_found", f"The {what} upload was not found (uploads are kept for a "
                                 "limited time): please upload it again.", role=role)
         return meta
 
-    def submit(self, dance_file_id: str, bgm_file_id: str, options: dict | None = None) -> dict:
-        """Queue a job for two uploads; returns the submit response ``{"task_id", "status", "message"}``."""
+    def submit(self, dance_file_id: str, bgm_file_id: str, options: Options | dict | None = None) -> Submitted:
+        """Queue a job for two uploads (`Options.parse` checks ``options``)."""
         dance = self._upload(dance_file_id, "dance")
         bgm = self._upload(bgm_file_id, "bgm")
-        if not dance["has_video"]:
-            raise MediaError("no_video", f"{dance['name']} has no picture: the first file must be the class video.",
-                             name=dance["name"], role="dance")
-        check_extension(dance["name"], role="dance")
+        if not dance.has_video:
+            raise MediaError("no_video", f"{dance.name} has no picture: the first file must be the class video.",
+                             name=dance.name, role="dance")
+        check_extension(dance.name, role="dance")
         for meta, what in ((dance, "class video"), (bgm, "song")):
-            if not meta["has_audio"]:
-                raise MediaError("no_audio", f"{meta['name']} has no sound track, so the {what} cannot be "
-                                 "matched.", name=meta["name"], role=what)
+            if not meta.has_audio:
+                raise MediaError("no_audio", f"{meta.name} has no sound track, so the {what} cannot be "
+                                 "matched.", name=meta.name, role=what)
         inputs = {role: (self._stored(m), m) for role, m in (("dance", dance), ("bgm", bgm))}
-        return self._create(inputs, self.parse_options(options))
+        return self._create(inputs, Options.parse(options))
 
     def submit_render(self, task_id: str, variant: str, *, alternative: int | None = None,
-                      nudge_ms: float = 0.0) -> dict:
+                      nudge_ms: float = 0.0) -> Submitted:
         """Queue a corrected render of a finished task's variant (an alternative placement and/or a
         nudge in milliseconds): a new task that skips the analysis; the original stays as it is."""
-        _check_variant(variant)
+        req = parse(CorrectRequest, {"variant": variant, "alternative": alternative, "nudge_ms": nudge_ms},
+                    code="bad_option", codes=CorrectRequest.CODES, what="correction")
+        return self.correct(task_id, req)
+
+    def correct(self, task_id: str, req: CorrectRequest) -> Submitted:
+        """`submit_render` with the request as the API receives it."""
         rec = self._record(task_id)
-        al = ((rec.get("variants") or {}).get(variant) or {}).get("alignment")
-        if rec["status"] != SUCCESS or al is None:
-            raise BeatSyncError("not_ready", f"There is no {variant} result to correct in this job.", variant=variant)
-        if not isinstance(nudge_ms, int | float) or not -10_000 <= nudge_ms <= 10_000:
-            raise BeatSyncError("bad_option", "The nudge must be between -10000 and 10000 ms.")
-        n_alt = len(al.get("alternatives", []))
-        if alternative is not None and not (isinstance(alternative, int) and 0 <= alternative < n_alt):
+        v = rec.variants.get(req.variant)
+        al = v.alignment if v is not None else None
+        if rec.status != SUCCESS or al is None:
+            raise BeatSyncError("not_ready", f"There is no {req.variant} result to correct in this job.",
+                                variant=req.variant)
+        n_alt = len(al.alternatives)
+        if req.alternative is not None and req.alternative >= n_alt:
             raise BeatSyncError("bad_option", f"This result has {n_alt} alternative placement(s).")
-        corrected = Alignment.from_dict(al).corrected(alternative=alternative, nudge_s=nudge_ms / 1000.0)
-        inputs = self._task_inputs(task_id, rec)
-        correction = {"source_task": task_id, "variant": variant, "alternative": alternative, "nudge_ms": nudge_ms}
-        sub = self._create(inputs, Options.from_dict(rec["options"]), kind="render",
-                           extra={"render": {"variant": variant, "alignment": corrected.to_dict()},
-                                  "correction": correction})
-        self.store.update(task_id, lambda r: r.setdefault("corrections", []).append(sub["task_id"]))
+        corrected = Alignment.from_dict(al.model_dump()).corrected(alternative=req.alternative,
+                                                                   nudge_s=req.nudge_ms / 1000.0)
+        sub = self._create(self._task_inputs(rec), rec.options, kind=TaskKind.RENDER,
+                           render=RenderRequest(variant=req.variant, alignment=corrected.to_dict()),
+                           correction=Correction(source_task=task_id, variant=req.variant,
+                                                 alternative=req.alternative, nudge_ms=req.nudge_ms))
+        self.store.update(task_id, lambda r: r.setdefault("corrections", []).append(sub.task_id))
         return sub
 
-    def submit_beats(self, file_id: str) -> dict:
-        """Queue a beat analysis of one upload (the beat explorer's path for long files)."""
+    def submit_beats(self, file_id: str) -> Submitted:
+        """Queue a beat analysis of one upload (the beat explorer): its tempo, beats and onset
+        strength come in the task's status (``beats``)."""
         meta = self._upload(file_id, "media")
-        if not meta["has_audio"]:
-            raise MediaError("no_audio", f"{meta['name']} has no sound track.", name=meta["name"])
-        return self._create({"media": (self._stored(meta), meta)}, Options(), kind="beats")
+        if not meta.has_audio:
+            raise MediaError("no_audio", f"{meta.name} has no sound track.", name=meta.name)
+        return self._create({"media": (self._stored(meta), meta)}, Options(), kind=TaskKind.BEATS)
 
-    def _create(self, inputs: dict[str, tuple[Path, dict]], opts: Options, *, rerun_of: str | None = None,
-                kind: str = "process", extra: dict | None = None) -> dict:
-        if kind != "beats":
-            self.check_disk(int(inputs["dance"][1]["size"] * OUTPUT_SPACE_FACTOR))
+    def _create(self, inputs: dict[Role, tuple[Path, InputInfo]], opts: Options, *, rerun_of: str | None = None,
+                kind: TaskKind = TaskKind.PROCESS, render: RenderRequest | None = None,
+                correction: Correction | None = None) -> Submitted:
+        if kind != TaskKind.BEATS:
+            self.check_disk(int(inputs["dance"][1].size * OUTPUT_SPACE_FACTOR))
         task_id = new_id()
         folder = self.store.task_dir(task_id)
         (folder / "in").mkdir(parents=True)
-        record_inputs = {}
+        stored = {}
         try:
             for role, (src, meta) in inputs.items():
-                file = f"in/{role}{Path(meta['name']).suffix.lower()}"
+                file = f"in/{role}{Path(meta.name).suffix.lower()}"
                 _link_or_copy(src, folder / file)
-                record_inputs[role] = {"name": meta["name"], "size": meta["size"], "file": file,
-                                       "duration_s": meta.get("duration_s")}
-            rec = self.store.create({"task_id": task_id, "kind": kind, "inputs": record_inputs,
-                                     "options": opts.to_dict(), "rerun_of": rerun_of, **(extra or {})},
-                                    queue_max=self.settings.queue_max)
+                stored[role] = StoredInput(name=meta.name, size=meta.size, file=file, duration_s=meta.duration_s)
+            req = TaskRequest(task_id=task_id, kind=kind, inputs=stored, options=opts, rerun_of=rerun_of,
+                              render=render, correction=correction)
+            rec = self.store.create(req.model_dump(mode="json"), queue_max=self.settings.queue_max)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         if self.executor is not None:
             self.executor.wake()
-        return {"task_id": task_id, "status": rec["status"], "message": rec["message"]}
+        return Submitted(task_id=task_id, status=rec["status"], message=rec["message"], status_url=status_url(task_id))
 
-    @staticmethod
-    def parse_options(options) -> Options:
-        if options is None:
-            options = {}
-        if not isinstance(options, dict):
-            raise BeatSyncError("bad_option", "options must be an object such as {\"trim\": true}.")
-        unknown = sorted(set(options) - {"trim", "margin_s", "fill", "engines"})
-        if unknown:
-            raise BeatSyncError("bad_option", f"Unknown option(s): {', '.join(unknown)}. "
-                                "Known: trim, margin_s, fill, engines.", unknown=unknown)
-        types = {"trim": (bool,), "margin_s": (int, float), "fill": (str,), "engines": (list, str)}
-        for key, allowed in types.items():
-            v = options.get(key)
-            if key in options and (not isinstance(v, allowed) or (key == "margin_s" and isinstance(v, bool))):
-                raise BeatSyncError("bad_option", f"{key} must be {' or '.join(a.__name__ for a in allowed)} "
-                                    f"(got {type(v).__name__}).", option=key)
-        try:
-            if "engines" in options and isinstance(options["engines"], str):
-                options = {**options, "engines": [e.strip() for e in options["engines"].split(",") if e.strip()]}
-            return Options.from_dict(options)
-        except (TypeError, ValueError) as e:
-            raise BeatSyncError("bad_option", f"Invalid option value ({e}).") from None
-
-    def rerun(self, task_id: str) -> dict:
+    def rerun(self, task_id: str) -> Submitted:
         """A new task with the same inputs and options as a finished one."""
         rec = self._record(task_id)
-        if rec["status"] not in FINISHED:
+        if rec.status not in FINISHED:
             raise BeatSyncError("not_finished", "This job is still running; it can be run again once it ends.")
-        inputs = self._task_inputs(task_id, rec)
-        extra = {k: rec[k] for k in ("render", "correction") if k in rec}
-        return self._create(inputs, Options.from_dict(rec["options"]), rerun_of=task_id, kind=rec.get("kind", "process"), extra=extra)
+        return self._create(self._task_inputs(rec), rec.options, rerun_of=task_id, kind=rec.kind, render=rec.render,
+                            correction=rec.correction)
 
     # ------------------------------------------------------------------ status, outputs, cancel
 
-    def _record(self, task_id) -> dict:
+    def _record(self, task_id) -> TaskRecord:
         task_id = check_id(task_id)
         rec = self.store.get(task_id)
         if rec is None:
@@ -344,80 +334,59 @@ class BeatSync:
                 raise BeatSyncError("expired", "This job's results have expired and were deleted. "
                                     "Please upload the files again.")
             raise BeatSyncError("not_found", "No job has this id. Check the link, or start a new job.")
-        return rec
+        return TaskRecord.model_validate(rec)
 
-    def status(self, task_id: str) -> dict:
-        """The status object of DESIGN.md (output fields are file paths here; the API turns them into URLs)."""
-        return self.view(self._record(task_id))
+    def status(self, task_id: str, *, lang: str = "en", links: bool = False) -> Status:
+        """The task's status object in ``lang``. Its outputs are file paths, or with ``links`` the JSON
+        API's download URLs (a client of the API never sees the server's paths)."""
+        return self._status(self._record(task_id), lang=lang, links=links)
 
-    def view(self, rec: dict) -> dict:
-        folder = self.store.task_dir(rec["task_id"])
-        out = {k: rec.get(k) for k in ("task_id", "status", "message", "stage", "created", "updated", "started",
-                                       "finished", "attempts", "rerun_of")}
-        out["kind"] = rec.get("kind", "process")
-        out["stage_params"] = rec.get("stage_params") or {}
-        if "correction" in rec:
-            out["correction"] = rec["correction"]
-        out["progress"] = round(float(rec["progress"]), 1)
-        outputs = (rec.get("outputs") or {}) if rec["status"] == SUCCESS else {}
-        for v in VARIANTS:
-            out[f"{v}_output"] = str(folder / outputs[v]) if v in outputs else None
-        if rec["status"] == FAILED:
-            out.update(error=rec.get("error"), error_code=rec.get("error_code"),
-                       error_params=rec.get("error_params") or {})
-        if rec["status"] == PENDING:
-            out["queue_length"] = self.store.queue_length()
-        if rec.get("cancel_requested") and rec["status"] not in FINISHED:
-            out["cancel_requested"] = True
-        out["inputs"] = {role: {"name": m["name"], "size": m["size"], "duration_s": m.get("duration_s")}
-                         for role, m in rec["inputs"].items()}
-        out["corrections"] = list(rec.get("corrections", []))
-        out["options"] = rec.get("options")
-        for k in ("warnings", "notices", "agreement", "trim", "variants", "seconds"):
-            if k in rec:
-                out[k] = rec[k]
-        return out
+    def _status(self, rec: TaskRecord, *, lang: str, links: bool) -> Status:
+        folder = self.store.task_dir(rec.task_id)
+        outputs = {e: (download_url(rec.task_id, e) if links else str(folder / p)) for e, p in rec.outputs.items()}
+        queue = self.store.queue_length() if rec.status == PENDING else None
+        return messages.localize_status(Status.from_record(rec, outputs=outputs, queue_length=queue), lang)
 
-    def beat_grid(self, task_id: str) -> dict | None:
+    def beat_grid(self, task_id: str) -> BeatGrid | None:
         """The beat-grid data of a finished task (None when it has none)."""
         rec = self._record(task_id)
-        file = rec.get("beatgrid") if rec["status"] == SUCCESS else None
+        file = rec.beatgrid if rec.status == SUCCESS else None
         path = self.store.task_dir(task_id) / file if file else None
         if path is None or not path.is_file():
             return None
-        return json.loads(path.read_text())
+        return BeatGrid.model_validate_json(path.read_bytes())
 
     def output(self, task_id: str, variant: str) -> tuple[Path, str]:
         """(file path, download name) of a finished task's variant."""
-        _check_variant(variant)
+        check_variant(variant)
         rec = self._record(task_id)
-        if rec["status"] != SUCCESS:
+        if rec.status != SUCCESS:
             raise BeatSyncError("not_ready", "This job has not finished successfully, so there is nothing to "
-                                "download yet.", status=rec["status"])
-        file = (rec.get("outputs") or {}).get(variant)
+                                "download yet.", status=rec.status.value)
+        file = rec.outputs.get(variant)
         path = self.store.task_dir(task_id) / file if file else None
         if path is None or not path.is_file():
             raise BeatSyncError("no_output", f"This job has no {variant} result (that method could not place "
                                 "the song); download the other one.", variant=variant)
-        suffix = "_corrected" if rec.get("kind") == "render" else ""
-        return path, f"{_safe_stem(rec['inputs']['dance']['name'])}_{variant}{suffix}.mp4"
+        suffix = "_corrected" if rec.kind == TaskKind.RENDER else ""
+        return path, f"{_safe_stem(rec.inputs['dance'].name)}_{variant}{suffix}.mp4"
 
-    def cancel(self, task_id: str, *, wait_s: float = 5.0) -> dict:
+    def cancel(self, task_id: str, *, wait_s: float = 5.0, lang: str = "en", links: bool = False) -> Status:
         """Cancel a pending or running task; waits up to ``wait_s`` for a running job to be stopped."""
         rec = self._record(task_id)
-        if rec["status"] in FINISHED:
+        if rec.status in FINISHED:
             raise BeatSyncError("already_finished", "This job has already finished; there is nothing to cancel.",
-                                status=rec["status"])
-        rec = self.store.request_cancel(task_id) or rec
+                                status=rec.status.value)
+        raw = self.store.request_cancel(task_id) or rec.model_dump(mode="json")
         deadline = time.monotonic() + wait_s
-        while rec["status"] not in FINISHED and time.monotonic() < deadline:
+        while raw["status"] not in FINISHED and time.monotonic() < deadline:
             time.sleep(0.1)
-            rec = self.store.get(task_id) or rec
-        return self.view(rec)
+            raw = self.store.get(task_id) or raw
+        return self._status(TaskRecord.model_validate(raw), lang=lang, links=links)
 
     # ------------------------------------------------------------------ health
 
-    def health(self) -> dict:
+    def health(self) -> Health:
         s = self.settings
         seen = max(s.stale_s, 3 * s.sweep_s)
         free = shutil.disk_usage(self.store.root).free
@@ -433,9 +402,8 @@ class BeatSync:
             problems.insert(0, e.message)
         else:
             if out["worker_threads"] == 0:
-                start = "python -m beatsync worker" if self.local else CELERY_WORKER_COMMAND
-                problems.append(f"no worker is running: new jobs will wait (start `{start}`)")
-        return {"status": "degraded" if problems else "ok", "problems": problems, **out}
+                problems.append(f"no worker is running: new jobs will wait (start `{worker_command(s)}`)")
+        return Health(status="degraded" if problems else "ok", problems=problems, **out)
 
 
 _service: BeatSync | None = None
@@ -451,4 +419,4 @@ def get_service() -> BeatSync:
         return _service
 
 
-__all__ = ["DANCE_EXTS", "SONG_EXTS", "VARIANTS", "BeatSync", "Upload", "get_service"]
+__all__ = ["DANCE_EXTS", "SONG_EXTS", "BeatSync", "Upload", "get_service"]

@@ -365,7 +365,7 @@ class Truth:
 
     @property
     def offset_s(self) -> float:
-        """Dance time at which song time 0 lines up (DESIGN.md ``offset_s``)."""
+        """Dance time at which song time 0 lines up (`beatsync.contract.Alignment` ``offset_s``)."""
         return self.dance_start_s - self.bgm_start_s / self.rate
 
     @property

@@ -118,10 +118,15 @@ def unrelated_song(pair) -> Path:
     return mediagen.write_song(pair.song_path.parent / "other.wav", y, sr=44100)
 
 
+def status(svc: bs.BeatSync, task_id: str) -> dict:
+    """The task's status object as a client reads it (JSON data; outputs are file paths here)."""
+    return svc.status(task_id).model_dump(mode="json")
+
+
 def wait_final(svc: bs.BeatSync, task_id: str, timeout: float = JOB_TIMEOUT_S) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        s = svc.status(task_id)
+        s = status(svc, task_id)
         if s["status"] in FINISHED:
             return s
         assert time.monotonic() < deadline, f"task {task_id} not finished within {timeout:.0f} s: {s}"
@@ -130,9 +135,9 @@ def wait_final(svc: bs.BeatSync, task_id: str, timeout: float = JOB_TIMEOUT_S) -
 
 def submit_files(svc: bs.BeatSync, dance: Path, song: Path, options: dict | None = None) -> str:
     with open(dance, "rb") as d, open(song, "rb") as b:
-        dance_id = svc.upload_file(dance.name, d)["file_id"]
-        song_id = svc.upload_file(song.name, b)["file_id"]
-    return svc.submit(dance_id, song_id, options)["task_id"]
+        dance_id = svc.upload_file(dance.name, d).file_id
+        song_id = svc.upload_file(song.name, b).file_id
+    return svc.submit(dance_id, song_id, options).task_id
 
 
 @pytest.fixture(scope="module")
@@ -220,9 +225,9 @@ def poll_page(at: AppTest, svc: bs.BeatSync, task_id: str, *, timeout: float = J
     progress values shown)``."""
     deadline = time.monotonic() + timeout
     while True:
-        before = svc.status(task_id)
+        before = status(svc, task_id)
         ok(at.run())
-        after = svc.status(task_id)
+        after = status(svc, task_id)
         if seen is not None:
             seen.append((before, after, [p.value for p in at.progress]))
         if before["status"] in FINISHED:
@@ -283,7 +288,7 @@ def test_upload_submit_progress_and_results(svc, pair):
     assert texts(at.title) == [en("task.title")]
     assert en("task.files", dance="class.mp4", bgm="song.wav") in texts(at.markdown)
     assert en("task.id", id=tid) in texts(at.caption)
-    first = svc.status(tid)
+    first = status(svc, tid)
     if first["status"] not in FINISHED:  # a job takes seconds: the first run shows it queued or running
         assert len(at.progress) == 1
         assert at.button(key=f"cancel-{tid}").label == en("task.cancel")
@@ -344,7 +349,7 @@ def test_options_reach_the_task(idle_svc, pair):
     assert at.slider(key="margin").disabled, "the margin only matters when cutting"
     ok(at.button(key="sync").click().run())
     tid = query_task(at)
-    s = idle_svc.status(tid)
+    s = status(idle_svc, tid)
     assert s["status"] == "pending"
     opts = s["options"]
     assert opts["trim"] is False and opts["fill"] == "original" and opts["margin_s"] == 2.5, opts
@@ -356,7 +361,7 @@ def test_options_reach_the_task(idle_svc, pair):
     at.slider(key="margin").set_value(4.0)
     ok(at.run())
     ok(at.button(key="sync").click().run())
-    opts = idle_svc.status(query_task(at))["options"]
+    opts = status(idle_svc, query_task(at))["options"]
     assert opts["trim"] is True and opts["margin_s"] == 4.0 and opts["fill"] == "silence", opts
 
 
@@ -381,7 +386,7 @@ def test_upload_of_a_bad_file_shows_an_error(svc, pair, tmp_path):
 
 def test_failed_job_shows_the_error_and_retry_creates_a_new_task(svc, failed_task):
     at = open_task(failed_task)
-    s = svc.status(failed_task)
+    s = status(svc, failed_task)
     (err,) = texts(at.error)
     assert err.startswith(f"**{en('task.failed')}**: ") and s["error"] in err, err
     assert en("task.try", hint=messages.HINTS["song_not_found"][0]) in texts(at.caption)
@@ -392,7 +397,7 @@ def test_failed_job_shows_the_error_and_retry_creates_a_new_task(svc, failed_tas
     ok(retry.click().run())
     new = query_task(at)
     assert new and new != failed_task
-    s2 = svc.status(new)
+    s2 = status(svc, new)
     assert s2["rerun_of"] == failed_task
     assert s2["inputs"]["bgm"]["name"] == "other.wav"
     assert texts(at.title) == [en("task.title")]
@@ -429,15 +434,15 @@ def test_job_page_without_an_id(svc):
 def test_cancel_a_pending_job_from_its_page(idle_svc, pair):
     at = sync_pair(pair)
     tid = query_task(at)
-    assert idle_svc.status(tid)["status"] == "pending"
+    assert status(idle_svc, tid)["status"] == "pending"
     (bar,) = at.progress
     assert en("task.pending") in bar.proto.text
     assert en("task.queue", n=1) in " ".join(texts(at.caption))
     ok(at.run())  # still waiting: nobody takes it
-    assert idle_svc.status(tid)["status"] == "pending"
+    assert status(idle_svc, tid)["status"] == "pending"
 
     ok(at.button(key=f"cancel-{tid}").click().run())
-    s = idle_svc.status(tid)
+    s = status(idle_svc, tid)
     assert s["status"] == "failed" and s["error_code"] == "cancelled", s
     ok(at.run())
     assert texts(at.info) == [en("task.cancelled")]
@@ -457,7 +462,7 @@ def test_cancel_from_the_jobs_page(idle_svc, pair):
     assert f"**{en('status.pending')}**" in " ".join(texts(at.markdown))
     assert len(at.progress) == 1
     ok(at.button(key=f"cancel-{tid}").click().run())
-    assert idle_svc.status(tid)["error_code"] == "cancelled"
+    assert status(idle_svc, tid)["error_code"] == "cancelled"
     ok(at.run())
     assert f"**{en('status.failed')}**" in " ".join(texts(at.markdown))
     assert not at.progress
@@ -474,8 +479,8 @@ def test_correction_creates_a_follow_up_task_shown_on_the_same_page(svc, done_ta
     ok(render.click().run())
 
     assert query_task(at) == done_task, "the correction stays on the original job's page"
-    (cid,) = svc.status(done_task)["corrections"]
-    c = svc.status(cid)
+    (cid,) = status(svc, done_task)["corrections"]
+    c = status(svc, cid)
     assert c["kind"] == "render" and c["correction"]["variant"] == "modular" and c["correction"]["nudge_ms"] == 40
     s = poll_page(at, svc, cid)
     assert s["status"] == "success", s
@@ -581,6 +586,16 @@ def test_explorer_shows_tempo_and_beats(svc, pair):
     assert not at.metric and not plotly_charts(at)
     at.file_uploader(key="explore_file").upload("song.wav", pair.song_path.read_bytes(), "audio/wav")
     ok(at.run())
+    # the analysis runs as a job (kind beats) in a worker: the page follows it, then draws its result
+    tid = query_task(at)
+    assert tid and status(svc, tid)["kind"] == "beats"
+    assert texts(at.subheader) == ["song.wav"]
+    seen: list = []
+    s = poll_page(at, svc, tid, seen=seen)
+    assert s["status"] == "success" and s["beats"]["duration_s"] == pytest.approx(SHORT["song_s"], abs=0.05), s
+    running = [shown for _before, after, shown in seen if after["status"] not in FINISHED]
+    assert all(len(bar) == 1 for bar in running), seen  # its progress while it runs
+    ok(at.run())
     assert texts(at.subheader) == ["song.wav"]
     metrics = {m.label: m.value for m in at.metric}
     assert set(metrics) == {en("explore.tempo"), en("explore.count"), en("explore.duration")}, metrics
@@ -591,7 +606,8 @@ def test_explorer_shows_tempo_and_beats(svc, pair):
     assert len(plotly_charts(at)) == 1
     assert not at.warning and not at.error
     ok(at.run())  # a rerun keeps the result without analysing it again
-    assert len(plotly_charts(at)) == 1
+    assert len(plotly_charts(at)) == 1 and query_task(at) == tid
+    assert status(svc, tid)["attempts"] == 1
 
 
 def test_explorer_rejects_a_file_that_is_not_media(svc, tmp_path):

@@ -1,7 +1,8 @@
 """The command line (``python -m beatsync``), run as a subprocess like the benchmarks run it.
 
-Contract (DESIGN.md): the last stdout line is one JSON object; on failure the exit code is
-non-zero, one clear line goes to stderr and the last stdout line is ``{"error": ...}``.
+Contract (beatsync/cli.py; ``process`` prints `beatsync.contract.ProcessResult`): the last stdout
+line is one JSON object; on failure the exit code is non-zero, one clear line goes to stderr and
+the last stdout line is ``{"error": ...}``.
 """
 
 from __future__ import annotations

@@ -43,9 +43,9 @@ def make_media(folder: Path, **kw) -> ClassMedia:
 
 def run(m: ClassMedia, out: Path, **options) -> tuple[dict, list[tuple[float, str, str]]]:
     calls: list[tuple[float, str, str]] = []
-    status = pipeline.process(str(m.video_path), str(m.song_path), str(out), options=Options.from_dict(options),
+    result = pipeline.process(str(m.video_path), str(m.song_path), str(out), options=Options.from_dict(options),
                               on_progress=lambda p, s, msg: calls.append((p, s, msg)))
-    return status, calls
+    return result.model_dump(mode="json"), calls  # (what the CLI prints)
 
 
 # ----------------------------------------------------------------------------- measuring outputs
@@ -338,9 +338,10 @@ def test_same_result_is_rendered_once_and_linked(main_media, tmp_path, monkeypat
     substitute_engines(monkeypatch, same)
     out = tmp_path / "out"
     rec = Recorder()
-    status = pipeline.process(str(main_media.video_path), str(main_media.song_path), str(out), on_progress=rec)
+    status = pipeline.process(str(main_media.video_path), str(main_media.song_path), str(out),
+                              on_progress=rec).model_dump(mode="json")
     variants = status["variants"]
-    leader = next(e for e in ("modular", "v2") if "same_as" not in variants[e])
+    leader = next(e for e in ("modular", "v2") if variants[e]["same_as"] is None)
     follower = "v2" if leader == "modular" else "modular"
     assert variants[follower]["same_as"] == leader
     a, b = (Path(status[f"{e}_output"]) for e in (leader, follower))
@@ -370,9 +371,10 @@ def test_each_variant_has_its_own_trim(main_media, tmp_path, monkeypatch):
         return al
 
     substitute_engines(monkeypatch, v2_hears_less)
-    status = pipeline.process(str(main_media.video_path), str(main_media.song_path), str(tmp_path / "out"))
+    status = pipeline.process(str(main_media.video_path), str(main_media.song_path),
+                              str(tmp_path / "out")).model_dump(mode="json")
     trims = {e: status["variants"][e]["trim"] for e in ("modular", "v2")}
-    assert not any("same_as" in v for v in status["variants"].values())
+    assert not any(v["same_as"] for v in status["variants"].values())
     assert trims["modular"]["music_end_s"] == pytest.approx(MUSIC_AT_S + MUSIC_LEN_S, abs=0.2)
     assert trims["v2"]["music_end_s"] == pytest.approx(MUSIC_AT_S + 9.0, abs=0.01)
     for eng, trim in trims.items():

@@ -1,4 +1,4 @@
-"""Class structures the engines must get right (DESIGN.md "Alignment semantics"), on synthesized
+"""Class structures the engines must get right (their semantics: `beatsync.contract.Alignment`), on synthesized
 recordings with a known truth (numpy arrays, no files).
 
 * a slow run-through, then full speed (pitch moved / pitch kept): one segment per run-through,

@@ -272,7 +272,7 @@ def test_queue_is_fifo_bounded_and_cancel_frees_a_place(h):
     assert set(h.store.running()) == set(claimed)
     # a task put back (its worker stopped) goes ahead of newer submissions
     later = h.add()
-    h.store.requeue(ids[3], 1, message="restarted", count_attempt=False)
+    h.store.requeue(ids[3], 1, count_attempt=False)
     assert h.store.queue_length() == 2
     if h.celery:  # (no worker consumed the first messages: a worker drops those, the tasks are not pending)
         assert h.broker_queue() == [ids[3], *ids, later]
@@ -287,23 +287,23 @@ def test_attempts_guard_every_write(h):
     assert h.store.report_progress(tid, 1, 40, "work", "x")
     assert h.store.report_progress(tid, 1, 10, "work", "y")  # accepted, but progress never goes down
     assert h.store.get(tid)["progress"] == 40
-    assert h.store.requeue(tid, 1, message="interrupted")["status"] == PENDING
+    assert h.store.requeue(tid, 1)["status"] == PENDING
     assert h.store.queue_length() == 1 and tid not in h.store.running()
     if h.celery:  # re-queued = sent to the broker again
         assert h.broker_queue() == [tid, tid]
     assert not h.store.report_progress(tid, 1, 50, "work", "stale writer")  # the old attempt lost the task
     assert h.store.finish(tid, 1, SUCCESS) is None
-    assert h.store.requeue(tid, 1, message="stale requeue") is None
+    assert h.store.requeue(tid, 1) is None
     rec = h.store.claim_task(tid, "w2") if h.celery else h.store.claim("w2")
     assert rec["attempts"] == 2 and rec["progress"] == 40  # progress kept across the restart
-    for stale in (h.store.finish(tid, 1, FAILED), h.store.requeue(tid, 1, message="stale"),
+    for stale in (h.store.finish(tid, 1, FAILED), h.store.requeue(tid, 1),
                   h.store.report_progress(tid, 1, 90, "work", "stale")):
         assert not stale  # the first attempt's writes are refused while the second runs
     assert h.store.get(tid)["progress"] == 40 and h.store.get(tid)["attempts"] == 2
     assert h.store.finish(tid, 2, SUCCESS, outputs={})["status"] == SUCCESS
     assert h.store.finish(tid, 2, FAILED) is None  # a finished task stays finished
     assert h.store.finish(tid, None, FAILED) is None
-    assert h.store.requeue(tid, 2, message="too late") is None
+    assert h.store.requeue(tid, 2) is None
     assert tid not in h.store.running() and h.store.get(tid)["progress"] == 100
     assert [x["outcome"] for x in h.store.get(tid)["history"]] == ["interrupted", SUCCESS]
 

@@ -122,7 +122,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "explore.bpm": ("{bpm:.1f} BPM", "{bpm:.1f} BPM"),
     "explore.count": ("Beats found", "节拍数"),
     "explore.duration": ("Duration", "时长"),
-    "explore.long": ("A long file: analysing it in the background…", "文件较长，正在后台分析…"),
+    "explore.running": ("Finding the beats…", "正在查找节拍…"),
     "explore.none": ("No beat found: is there music in this file?", "没有找到节拍：这个文件里有音乐吗？"),
     "explore.time": ("Time (s)", "时间（秒）"),
     # tasks page
@@ -154,16 +154,13 @@ def language_switch() -> None:
     st.sidebar.selectbox(t("language"), list(LANGUAGES), format_func=LANGUAGES.get, key="lang")
 
 
-def stage(status: dict) -> str:
-    return messages.status_stage(status, current())
-
-
-def error(err: BeatSyncError | dict) -> str:
-    """An exception's or a failed status's (``error``, ``error_code``, ``error_params``) error, in words."""
+def error(err) -> str:
+    """An exception's, or a variant's (``error``, ``error_code``), error in words."""
     return messages.error_text(err.to_dict() if isinstance(err, BeatSyncError) else err, current())
 
 
-def notice(n: dict) -> str:
+def notice(n) -> str:
+    """A notice (``{"code", "params"}``) in words."""
     return messages.notice_message(n, current())
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from beatsync import contract
 from beatsync.align import Alignment
 from ui.i18n import t
 
@@ -35,34 +36,35 @@ def _layout(fig: go.Figure, *, height: int = 380, touch: bool = False) -> go.Fig
     return fig
 
 
-def onset_trace(grid_part: dict) -> go.Scattergl:
-    onset = np.asarray(grid_part["onset"], dtype=float)
-    x = grid_part["onset_t0_s"] + np.arange(len(onset)) / grid_part["frame_rate"]
+def onset_trace(part: contract.OnsetBeats) -> go.Scattergl:
+    onset = np.asarray(part.onset, dtype=float)
+    x = part.onset_t0_s + np.arange(len(onset)) / part.frame_rate
     return go.Scattergl(x=x, y=onset, mode="lines", name=t("plot.onset"), hoverinfo="skip",
                         line={"width": 1, "color": ONSET_COLOR})
 
 
-def beat_grid_figure(grid: dict, alignment: dict | None, *, variant: str = "", trim: dict | None = None,
-                     video_duration_s: float | None = None, nudge_ms: float = 0.0, touch: bool = False) -> go.Figure:
+def beat_grid_figure(grid: contract.BeatGrid, alignment: Alignment | None, *, variant: str = "",
+                     trim: contract.Trim | None = None, video_duration_s: float | None = None, nudge_ms: float = 0.0,
+                     touch: bool = False) -> go.Figure:
     """The class recording's beats against the song's beats mapped through ``alignment`` (moved by
     ``nudge_ms``), with the cut parts and the run-throughs as bands."""
     fig = go.Figure()
-    cls, song = grid["class"], grid["song"]
+    cls, song = grid.class_, grid.song
     fig.add_trace(onset_trace(cls))
-    fig.add_trace(_ticks(cls["beats_s"], CLASS_Y, name=t("plot.class_beats"), color=CLASS_COLOR))
+    fig.add_trace(_ticks(cls.beats_s, CLASS_Y, name=t("plot.class_beats"), color=CLASS_COLOR))
     if alignment is not None:
-        al = Alignment.from_dict(alignment)
+        al = alignment
         if nudge_ms:
             al = al.shifted(nudge_ms / 1000.0)
-        fig.add_trace(_ticks(al.dance_times(song["beats_s"]), SONG_Y, name=t("plot.song_beats", variant=variant),
+        fig.add_trace(_ticks(al.dance_times(song.beats_s), SONG_Y, name=t("plot.song_beats", variant=variant),
                              color=SONG_COLOR))
         for i, s in enumerate(al.segments, 1):
             fig.add_vrect(x0=s.dance_start_s, x1=s.dance_end_s, fillcolor="#2ca02c", opacity=0.07, line_width=0,
                           annotation_text=t("plot.segment", i=i), annotation_position="bottom right",
                           annotation_font_size=10)
-    if trim:
-        end = video_duration_s or trim["end_s"]
-        for a, b in ((0.0, trim["start_s"]), (trim["end_s"], end)):
+    if trim is not None:
+        end = video_duration_s or trim.end_s
+        for a, b in ((0.0, trim.start_s), (trim.end_s, end)):
             if b - a > 0.01:
                 fig.add_vrect(x0=a, x1=b, fillcolor="#555", opacity=0.18, line_width=0,
                               annotation_text=t("plot.trimmed"), annotation_position="bottom left",
@@ -70,13 +72,13 @@ def beat_grid_figure(grid: dict, alignment: dict | None, *, variant: str = "", t
     return _layout(fig, touch=touch)
 
 
-def alternatives_figure(alignment: dict) -> go.Figure | None:
+def alternatives_figure(alignment: contract.Alignment) -> go.Figure | None:
     """The chosen placement and the alternatives (repeated sections) with their match scores."""
-    alts = alignment.get("alternatives") or []
+    alts = alignment.alternatives
     if not alts:
         return None
-    labels = [f"{alignment['offset_s']:.2f} s ({t('task.chosen')})"] + [f"{a['offset_s']:.2f} s" for a in alts]
-    scores = [1.0] + [a["score"] for a in alts]
+    labels = [f"{alignment.offset_s:.2f} s ({t('task.chosen')})"] + [f"{a.offset_s:.2f} s" for a in alts]
+    scores = [1.0] + [a.score for a in alts]
     colors = [CLASS_COLOR] + ["#aaa"] * len(alts)
     fig = go.Figure(go.Bar(x=labels, y=scores, marker_color=colors, hovertemplate="%{y:.0%}<extra></extra>"))
     fig.update_layout(height=240, margin={"l": 10, "r": 10, "t": 10, "b": 40},
@@ -85,11 +87,11 @@ def alternatives_figure(alignment: dict) -> go.Figure | None:
     return fig
 
 
-def beats_figure(beats: dict, *, touch: bool = False) -> go.Figure:
+def beats_figure(beats: contract.FileBeats, *, touch: bool = False) -> go.Figure:
     """One file's onset strength and beats (the beat explorer)."""
     fig = go.Figure()
     fig.add_trace(onset_trace(beats))
-    fig.add_trace(_ticks(beats["beats_s"], CLASS_Y, name=t("plot.beats"), color=CLASS_COLOR))
+    fig.add_trace(_ticks(beats.beats_s, CLASS_Y, name=t("plot.beats"), color=CLASS_COLOR))
     fig = _layout(fig, touch=touch)
     fig.update_layout(xaxis={"title": t("explore.time")})
     return fig

@@ -4,12 +4,12 @@ import time
 
 import streamlit as st
 
+from beatsync.contract import FINISHED
 from beatsync.errors import BeatSyncError
-from beatsync.tasks import FINISHED
 from ui import i18n
 from ui.i18n import t
 from ui.state import my_tasks, service
-from ui.task_view import cancel_button, refresh_on_change
+from ui.task_view import cancel_button, refresh_on_change, status
 
 svc = service()
 st.title(t("tasks.title"))
@@ -25,25 +25,25 @@ if not ids:
     st.page_link("views/upload.py", label=t("task.go_upload"), icon="🎵")
 for tid in ids:
     try:
-        s = svc.status(tid)
+        s = status(svc, tid)
     except BeatSyncError as e:
         st.caption(f"`{tid}` · " + i18n.error(e))
         continue
-    names = s.get("inputs", {})
-    title = names.get("dance", names.get("media", {})).get("name", "?")
+    first = s.inputs.get("dance") or s.inputs.get("media")
+    title = first.name if first is not None else "?"
     with st.container(border=True):
         c1, c2, c3 = st.columns([4, 2, 1])
         with c1:
             st.page_link("views/task.py", label=title, query_params={"task": tid}, icon="🎬")
-            st.caption(t("tasks.created", t=time.strftime("%Y-%m-%d %H:%M", time.localtime(s["created"])))
+            st.caption(t("tasks.created", t=time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created)))
                        + f" · `{tid[:8]}`")
         with c2:
-            st.write(f"**{t('status.' + s['status'])}** · {i18n.stage(s)}")
-            if s["status"] not in FINISHED:
-                st.progress(s["progress"] / 100.0)
-                unfinished[tid] = (s["status"], round(s["progress"]))
+            st.write(f"**{t('status.' + s.status)}** · {s.message}")
+            if s.status not in FINISHED:
+                st.progress(s.progress / 100.0)
+                unfinished[tid] = (s.status, round(s.progress))
         with c3:
-            if s["status"] not in FINISHED:
+            if s.status not in FINISHED:
                 cancel_button(svc, tid)
 
 if unfinished:

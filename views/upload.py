@@ -6,12 +6,13 @@ itself runs in a background worker, never in this script run.
 
 import streamlit as st
 
+from beatsync.contract import DANCE_EXTS, FILLS, SONG_EXTS, Options
 from beatsync.errors import BeatSyncError
-from beatsync.service import DANCE_EXTS, SONG_EXTS
 from ui.i18n import error, t
 from ui.state import remember, service
 
 svc = service()
+defaults = Options()
 limit_mb = int(st.get_option("server.maxUploadSize"))
 
 st.title(t("upload.title"))
@@ -29,9 +30,10 @@ with right:
 st.caption(t("upload.limit", mb=limit_mb))
 
 with st.expander(t("upload.options")):
-    trim = st.toggle(t("upload.trim"), value=True, help=t("upload.trim_help"), key="trim")
-    margin = st.slider(t("upload.margin"), 0.0, 10.0, 1.0, 0.5, disabled=not trim, key="margin")
-    fill_labels = {v: t(f"upload.fill_{v}") for v in ("silence", "original")}
+    trim = st.toggle(t("upload.trim"), value=defaults.trim, help=t("upload.trim_help"), key="trim")
+    # (the slider offers up to 10 s of the 0-30 the options allow: more is never needed in practice)
+    margin = st.slider(t("upload.margin"), 0.0, 10.0, defaults.margin_s, 0.5, disabled=not trim, key="margin")
+    fill_labels = {v: t(f"upload.fill_{v}") for v in FILLS}
     fill = st.radio(t("upload.fill"), list(fill_labels), key="fill", horizontal=True,
                     format_func=fill_labels.__getitem__)
 
@@ -40,12 +42,12 @@ if st.button(t("upload.sync"), type="primary", disabled=dance is None or song is
         with st.spinner(t("upload.uploading")):
             d = svc.upload_file(dance.name, dance)
             b = svc.upload_file(song.name, song)
-            sub = svc.submit(d["file_id"], b["file_id"], {"trim": trim, "margin_s": margin, "fill": fill})
+            sub = svc.submit(d.file_id, b.file_id, {"trim": trim, "margin_s": margin, "fill": fill})
     except BeatSyncError as e:
         st.error(error(e))
     else:
-        remember(sub["task_id"])
-        st.switch_page("views/task.py", query_params={"task": sub["task_id"]})
+        remember(sub.task_id)
+        st.switch_page("views/task.py", query_params={"task": sub.task_id})
 elif dance is None or song is None:
     st.caption(t("upload.need_both"))
 

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 from beatsync.align.result import Alignment, Alternative, Segment
+from beatsync.contract import DEFAULT_ENGINE, ENGINES, MODULAR, V2
 
-ENGINES = ("modular", "v2")
-
-__all__ = ["ENGINES", "Alignment", "Alternative", "Segment", "align"]
+__all__ = ["ENGINES", "Alignment", "Alternative", "Segment", "align"]  # (ENGINES: `beatsync.contract`)
 
 
-def align(dance, bgm, *, sr: int, engine: str = "modular", signals=None) -> Alignment:
+def align(dance, bgm, *, sr: int, engine: str = DEFAULT_ENGINE, signals=None) -> Alignment:
     """Align the class recording ``dance`` with the clean song ``bgm`` (mono arrays at ``sr`` Hz).
 
     Times in the result are seconds from the first sample of ``dance``. ``signals`` (a
     `beatsync.align.lines.Signals` of the same arrays) lets several engines share features,
     envelopes and resampled copies of the song.
     """
-    if engine == "modular":
+    if engine == MODULAR:
         from beatsync.align import modular
 
         return modular.align(dance, bgm, sr=sr, signals=signals)
-    if engine == "v2":
+    if engine == V2:
         from beatsync.align import v2
 
         return v2.align(dance, bgm, sr=sr, signals=signals)

@@ -24,6 +24,7 @@ from beatsync.align import candidates as cand
 from beatsync.align.lines import Line, Signals
 from beatsync.align.result import Alignment
 from beatsync.align.segments import REFINE_ONSET, REFINE_WAVE, solve
+from beatsync.contract import MODULAR
 
 
 def method_for(line: Line):
@@ -44,4 +45,4 @@ def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, signals: Signals | Non
                                                        + cand.wave_lines(sig, within=free)))
     votes = sig.votes()
     info = {"n_votes": len(votes) if votes is not None else 0, "path": result.path}
-    return decide("modular", result, result.lines, info, t0)
+    return decide(MODULAR, result, result.lines, info, t0)

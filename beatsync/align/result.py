@@ -1,4 +1,4 @@
-"""Alignment results: the data every engine returns (semantics in ../shared/docs/DESIGN.md).
+"""Alignment results: the data every engine returns (semantics: `beatsync.contract.Alignment`).
 
 Times are seconds. ``offset_s`` is the dance-video time at which BGM time 0 lines up; within a
 segment, dance time ``t`` hears BGM time ``bgm_start_s + (t - dance_start_s) * rate``.

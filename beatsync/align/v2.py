@@ -25,6 +25,7 @@ from beatsync.align.lines import Line, Signals, envelope_lines, robust_line, top
 from beatsync.align.result import Alignment
 from beatsync.align.segments import REFINE_ONSET, solve
 from beatsync.analysis import Features, beat_track, local_normalize, tempo_candidates
+from beatsync.contract import V2
 
 
 def beat_sync(f: Features, beats_s: np.ndarray) -> np.ndarray:
@@ -153,4 +154,4 @@ def align(dance: np.ndarray, bgm: np.ndarray, *, sr: int, signals: Signals | Non
     # (shared with the modular engine: they find the right bar of a song that repeats itself bar after bar)
     result = solve(sig, lines + vote_lines(sig), method_for=lambda ln: REFINE_ONSET, more_lines=more_lines)
     info["path"] = result.path
-    return decide("v2", result, result.lines, info, t0)
+    return decide(V2, result, result.lines, info, t0)

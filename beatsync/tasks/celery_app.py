@@ -37,11 +37,12 @@ import time
 from celery import Celery, signals
 from celery.exceptions import Reject
 
+from beatsync.contract import PROCESSING
 from beatsync.errors import BeatSyncError
+from beatsync.tasks.interfaces import STORE_UNAVAILABLE
 from beatsync.tasks.redis_store import RedisTaskStore
 from beatsync.tasks.settings import Settings
-from beatsync.tasks.store import PROCESSING
-from beatsync.tasks.supervisor import STORE_UNAVAILABLE, Maintenance, Supervisor, job_argv, job_env
+from beatsync.tasks.supervisor import Maintenance, Supervisor, job_argv, job_env
 
 log = logging.getLogger("beatsync.tasks")
 
@@ -142,7 +143,7 @@ class WorkerNode:
         if (cur is not None and cur["status"] == PROCESSING and not self.supervisor.is_running(task_id)
                 and self.maintenance.holder_dead(task_id, cur.get("worker") or "")):
             # delivered again because its worker died (late ack): count that run, queue it once more
-            self.supervisor.retry_or_fail(task_id, cur["attempts"], "its worker stopped")
+            self.supervisor.retry_or_fail(task_id, cur["attempts"], {"reason": "worker_lost"})
             return "requeued"
         return "dropped"  # finished, cancelled, expired, or running elsewhere (a duplicate message)
 

@@ -3,13 +3,26 @@
 `TaskStore` (diskcache) and `Executor` (worker threads) implement them for the embedded default;
 the scale-out backend implements the same `Store` with `RedisTaskStore`, and runs tasks in Celery
 workers (`celery_app`) instead of a `Runner` in the web server, so the UI, the API and the CLI
-change nothing. The status contract they carry is DESIGN.md's.
+change nothing. The service gets them from the package (`beatsync.tasks`): ``open_store(settings)``,
+``open_runner(store, settings, threads=n)`` (this process's worker threads) and
+``worker_command(settings)`` (how to start a worker process, for health reports); it needs nothing
+of their insides. The records they carry are plain data (`beatsync.contract.TaskRecord`).
+
+The job process's protocol (`beatsync.job`): a worker starts ``<job command> --data-dir D --attempt N
+TASK_ID``; the job reports progress through the store and, before it exits, writes `RESULT_FILE`
+(exit `EXIT_OK`: the fields its successful record gets, with ``outputs`` as paths inside the task
+folder that must exist) or `ERROR_FILE` (exit `EXIT_ERROR`: ``{"error", "error_code",
+"error_params"}``) into the task folder; `EXIT_RETRY` (or no report at all) runs it again.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Protocol
+
+EXIT_OK, EXIT_ERROR, EXIT_RETRY = 0, 2, 3
+RESULT_FILE, ERROR_FILE, LOG_FILE = "result.json", "error.json", "job.log"
+STORE_UNAVAILABLE = "store_unavailable"  # the error code of a store that cannot be reached (Redis down)
 
 
 class Store(Protocol):
@@ -40,8 +53,8 @@ class Store(Protocol):
     def heartbeat(self, task_id: str, worker: str) -> None: ...
     def last_heartbeat(self, task_id: str) -> tuple[float, str] | None: ...
     def finish(self, task_id: str, attempt: int | None, status: str, **fields) -> dict | None: ...
-    def requeue(self, task_id: str, attempt: int, *, message: str, count_attempt: bool = True,
-                stage: str = "queued", stage_params: dict | None = None) -> dict | None: ...
+    def requeue(self, task_id: str, attempt: int, *, count_attempt: bool = True, stage: str = "queued",
+                stage_params: dict | None = None) -> dict | None: ...
     def resend_lost(self, older_than_s: float) -> int: ...
     def expire(self, task_id: str) -> None: ...
     def finished_before(self, t: float) -> list[str]: ...

@@ -40,12 +40,13 @@ from typing import Protocol
 
 import redis
 
+from beatsync.contract import FAILED, FINISHED, PENDING, PROCESSING, Stage
 from beatsync.errors import BeatSyncError
+from beatsync.messages import stage_text, task_error
+from beatsync.tasks.interfaces import STORE_UNAVAILABLE
 from beatsync.tasks.store import (
-    FAILED,
-    FINISHED,
-    PENDING,
-    PROCESSING,
+    busy,
+    cancelled_fields,
     check_id,
     holds,
     mark_claimed,
@@ -55,7 +56,6 @@ from beatsync.tasks.store import (
     new_record,
     requeue_refused,
 )
-from beatsync.tasks.supervisor import STORE_UNAVAILABLE
 
 log = logging.getLogger("beatsync.tasks")
 
@@ -70,8 +70,7 @@ class Broker(Protocol):
 
 
 def unavailable() -> BeatSyncError:
-    return BeatSyncError(STORE_UNAVAILABLE, "BeatSync cannot reach its task store (Redis) just now. "
-                         "Please try again in a minute.")
+    return BeatSyncError(STORE_UNAVAILABLE, task_error(STORE_UNAVAILABLE))
 
 
 def _guarded(fn):
@@ -160,8 +159,7 @@ class RedisTaskStore:
         def tx(pipe):
             n = pipe.zcard(pending)
             if n >= queue_max:
-                raise BeatSyncError("busy", f"BeatSync is busy: {n} jobs are already waiting. "
-                                    "Please try again in a few minutes.", queued=n)
+                raise busy(n)
             pipe.multi()
             self._put(pipe, record)
             pipe.zadd(pending, {record["task_id"]: now})
@@ -171,8 +169,8 @@ class RedisTaskStore:
             self._send(record["task_id"])
         except BeatSyncError:  # the submitter is told; the task must not run behind their back
             with contextlib.suppress(BeatSyncError):
-                self.finish(record["task_id"], None, FAILED, error_code=STORE_UNAVAILABLE, stage="failed",
-                            message="Failed", error=unavailable().message)
+                self.finish(record["task_id"], None, FAILED, error_code=STORE_UNAVAILABLE, stage=Stage.FAILED.value,
+                            message=stage_text(Stage.FAILED), error=unavailable().message)
             raise
         return record
 
@@ -263,8 +261,8 @@ class RedisTaskStore:
         return self._transact(task_id, body)
 
     @_guarded
-    def requeue(self, task_id: str, attempt: int, *, message: str, count_attempt: bool = True,
-                stage: str = "queued", stage_params: dict | None = None) -> dict | None:
+    def requeue(self, task_id: str, attempt: int, *, count_attempt: bool = True, stage: str = Stage.QUEUED,
+                stage_params: dict | None = None) -> dict | None:
         """Put a running attempt's task back in the queue (its worker died or shut down).
 
         ``count_attempt=False`` (a clean shutdown) does not count the interrupted run as an attempt.
@@ -276,8 +274,7 @@ class RedisTaskStore:
         def body(pipe, rec):
             if requeue_refused(rec, attempt):
                 return None
-            mark_requeued(rec, now, message=message, count_attempt=count_attempt, stage=stage,
-                          stage_params=stage_params)
+            mark_requeued(rec, now, count_attempt=count_attempt, stage=stage, stage_params=stage_params)
             rec["dispatched"] = None
             pipe.multi()
             self._put(pipe, rec)
@@ -320,8 +317,7 @@ class RedisTaskStore:
             except Exception as e:  # the record is what workers obey; revoke only saves them a lookup
                 log.warning("could not revoke task %s: %s", task_id, e)
         if rec["status"] == PENDING:
-            done = self.finish(task_id, None, FAILED, error="The job was cancelled.", error_code="cancelled",
-                               message="Cancelled", stage="cancelled")
+            done = self.finish(task_id, None, FAILED, **cancelled_fields())
             if done is not None:
                 return done
         return self.update(task_id, lambda r: (r["status"] == PROCESSING) and r.update(cancel_requested=True))

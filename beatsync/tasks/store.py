@@ -13,6 +13,11 @@ Layout of the data directory::
     uploads/<file_id>/data.ext an uploaded file (user-supplied names are kept as data, never as paths)
     tasks/<task_id>/in/        the job's inputs (hard links to the uploads)
     tasks/<task_id>/out/<n>/   the outputs of attempt n (only the last attempt's are kept)
+
+A record is plain JSON-able data (`beatsync.contract.TaskRecord` describes it); the store reads and
+writes only its scheduling fields (status, progress, stage, message, attempts, ...) and passes the
+rest through as it was given. Its statuses and stage codes are the contract's; the words of its
+messages come from `beatsync.messages`.
 """
 
 from __future__ import annotations
@@ -27,10 +32,9 @@ from pathlib import Path
 
 import diskcache
 
+from beatsync.contract import FAILED, FINISHED, PENDING, PROCESSING, SUCCESS, Stage
 from beatsync.errors import BeatSyncError
-
-PENDING, PROCESSING, SUCCESS, FAILED = "pending", "processing", "success", "failed"
-FINISHED = (SUCCESS, FAILED)
+from beatsync.messages import stage_text, task_error
 
 _UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 _QUEUE = "queue"
@@ -48,8 +52,8 @@ def new_id() -> str:
 def check_id(value: object, *, what: str = "task") -> str:
     """The id if it is a canonical uuid4 string, else `BeatSyncError` ``bad_id`` (never a path)."""
     if not isinstance(value, str) or not _UUID4.match(value):
-        shown = str(value)[:60]
-        raise BeatSyncError("bad_id", f"{shown!r} is not a valid {what} id.", what=what)
+        shown = repr(str(value)[:60])
+        raise BeatSyncError("bad_id", task_error("bad_id", value=shown, what=what), what=what)
     return value
 
 
@@ -75,8 +79,18 @@ def _upload_key(file_id: str) -> tuple:
 
 
 def new_record(fields: dict, now: float) -> dict:
-    return {**fields, "status": PENDING, "progress": 0.0, "stage": "queued", "message": "Waiting for a free worker",
-            "created": now, "updated": now, "attempts": 0, "history": []}
+    return {**fields, "status": PENDING, "progress": 0.0, "stage": Stage.QUEUED.value,
+            "message": stage_text(Stage.QUEUED), "created": now, "updated": now, "attempts": 0, "history": []}
+
+
+def busy(queued: int) -> BeatSyncError:
+    return BeatSyncError("busy", task_error("busy", queued=queued), queued=queued)
+
+
+def cancelled_fields() -> dict:
+    """What a cancelled task's record gets."""
+    return {"error": task_error("cancelled"), "error_code": "cancelled", "stage": Stage.CANCELLED.value,
+            "message": stage_text(Stage.CANCELLED)}
 
 
 def holds(rec: dict | None, attempt: int) -> bool:
@@ -86,14 +100,14 @@ def holds(rec: dict | None, attempt: int) -> bool:
 
 def mark_claimed(rec: dict, worker: str, now: float) -> None:
     rec.update(status=PROCESSING, attempts=rec["attempts"] + 1, worker=worker, started=now, updated=now,
-               stage="start", message="Starting", stage_params={})
+               stage=Stage.START.value, message=stage_text(Stage.START), stage_params={})
     rec["history"].append({"attempt": rec["attempts"], "worker": worker, "started": now})
 
 
 def mark_progress(rec: dict, pct: float, stage: str, message: str) -> None:
     """Progress never goes down."""
     rec["progress"] = max(float(rec["progress"]), min(100.0, float(pct)))
-    rec["stage"], rec["message"] = stage, message
+    rec["stage"], rec["message"] = str(stage), message
 
 
 def mark_finished(rec: dict, status: str, fields: dict, now: float) -> None:
@@ -105,13 +119,14 @@ def mark_finished(rec: dict, status: str, fields: dict, now: float) -> None:
         rec["history"][-1].update(ended=now, outcome=fields.get("error_code", status))
 
 
-def mark_requeued(rec: dict, now: float, *, message: str, count_attempt: bool, stage: str,
-                  stage_params: dict | None) -> None:
+def mark_requeued(rec: dict, now: float, *, count_attempt: bool, stage: str, stage_params: dict | None) -> None:
     if rec["history"]:
         rec["history"][-1].update(ended=now, outcome="interrupted")
     if not count_attempt:
         rec["attempts"] -= 1
-    rec.update(status=PENDING, worker=None, updated=now, stage=stage, message=message, stage_params=stage_params or {})
+    params = stage_params or {}
+    rec.update(status=PENDING, worker=None, updated=now, stage=str(stage), message=stage_text(stage, **params),
+               stage_params=params)
 
 
 def requeue_refused(rec: dict | None, attempt: int) -> bool:
@@ -174,8 +189,7 @@ class TaskStore:
         with self.cache.transact(retry=True):
             n = self.cache.get(_QLEN, 0)
             if n >= queue_max:
-                raise BeatSyncError("busy", f"BeatSync is busy: {n} jobs are already waiting. "
-                                    "Please try again in a few minutes.", queued=n)
+                raise busy(n)
             record["queue_key"] = self.cache.push(record["task_id"], prefix=_QUEUE)
             self.cache.set(_task_key(record["task_id"]), record)
             self.cache.set(_QLEN, n + 1)
@@ -251,8 +265,8 @@ class TaskStore:
             self._registry_set(_FINISHED, task_id, now)
         return rec
 
-    def requeue(self, task_id: str, attempt: int, *, message: str, count_attempt: bool = True,
-                stage: str = "queued", stage_params: dict | None = None) -> dict | None:
+    def requeue(self, task_id: str, attempt: int, *, count_attempt: bool = True, stage: str = Stage.QUEUED,
+                stage_params: dict | None = None) -> dict | None:
         """Put a running attempt's task back at the front of the queue (its worker died or shut down).
 
         ``count_attempt=False`` (a clean shutdown) does not count the interrupted run as an attempt.
@@ -264,8 +278,7 @@ class TaskStore:
             rec = self.cache.get(_task_key(task_id))
             if requeue_refused(rec, attempt):
                 return None
-            mark_requeued(rec, now, message=message, count_attempt=count_attempt, stage=stage,
-                          stage_params=stage_params)
+            mark_requeued(rec, now, count_attempt=count_attempt, stage=stage, stage_params=stage_params)
             rec["queue_key"] = self.cache.push(task_id, prefix=_QUEUE, side="front")
             self.cache.set(_QLEN, self.cache.get(_QLEN, 0) + 1)
             self.cache.set(_task_key(task_id), rec)
@@ -279,8 +292,7 @@ class TaskStore:
         if rec is None:
             return None
         if rec["status"] == PENDING:
-            done = self.finish(task_id, None, FAILED, error="The job was cancelled.", error_code="cancelled",
-                               message="Cancelled", stage="cancelled")
+            done = self.finish(task_id, None, FAILED, **cancelled_fields())
             if done is not None:
                 return done
         return self.update(task_id, lambda r: (r["status"] == PROCESSING) and r.update(cancel_requested=True))

@@ -32,23 +32,26 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from beatsync.contract import FAILED, PROCESSING, SUCCESS, Stage
 from beatsync.errors import BeatSyncError
-from beatsync.tasks.interfaces import Store
+from beatsync.messages import stage_text, task_error
+from beatsync.tasks.interfaces import (
+    ERROR_FILE,
+    EXIT_ERROR,
+    EXIT_OK,
+    LOG_FILE,
+    RESULT_FILE,
+    STORE_UNAVAILABLE,
+    Store,
+)
 from beatsync.tasks.settings import Settings
-from beatsync.tasks.store import FAILED, PROCESSING, SUCCESS
+from beatsync.tasks.store import cancelled_fields
 
 log = logging.getLogger("beatsync.tasks")
 
 JobArgv = Callable[[str, int], list[str]]  # (task_id, attempt) -> argv of the job process
-EXIT_OK, EXIT_ERROR, EXIT_RETRY = 0, 2, 3  # EXIT_RETRY (or no report at all): run the job again
-STORE_UNAVAILABLE = "store_unavailable"  # the error code of a store that cannot be reached (Redis down)
-RESULT_FILE, ERROR_FILE, LOG_FILE = "result.json", "error.json", "job.log"
 _STRAY_GRACE_S = 3600.0  # a folder without a record older than this was left by a crash
 _LOST_MESSAGE_S = 60.0  # a queued task whose queue message was never sent is re-sent after this long
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} minutes" if seconds >= 120 else f"{seconds:.0f} seconds"
 
 
 #: jobs are batch work, below the server's priority: pages and status polls stay fast while every
@@ -56,6 +59,11 @@ def _minutes(seconds: float) -> str:
 #: job at once; elsewhere a higher nice value. Set from here right after the spawn, so that it
 #: covers the job's start-up (its imports take a second of CPU); its ffmpeg children inherit it.
 JOB_NICE = 10
+
+
+def _stage(stage: Stage) -> dict:
+    """A record's stage fields for ``stage`` (its code, its English text)."""
+    return {"stage": stage.value, "message": stage_text(stage)}
 
 
 def lower_priority(pid: int) -> None:
@@ -154,8 +162,8 @@ class Supervisor:
             # the supervisor itself failed: the task must not stay "processing" forever
             log.exception("running task %s failed", task_id)
             with contextlib.suppress(Exception):
-                self.store.finish(task_id, attempt, FAILED, error_code="internal",
-                                  error="Something went wrong inside BeatSync while running this job.")
+                self.store.finish(task_id, attempt, FAILED, error_code="internal", error=task_error("internal"),
+                                  **_stage(Stage.FAILED))
             return "internal"
 
     def _until_stored(self, write: Callable[[], None]) -> None:
@@ -219,18 +227,15 @@ class Supervisor:
         if outcome == "lost":
             return
         if outcome == "shutdown":
-            self._requeue(task_id, attempt, count_attempt=False, message="Waiting: the server restarted",
-                          stage="restarted")
+            self._requeue(task_id, attempt, count_attempt=False, stage=Stage.RESTARTED)
             return
         if outcome == "cancelled":
             self.cancelled(task_id, attempt)
             return
         if outcome == "time_limit":
-            store.finish(task_id, attempt, FAILED, error_code="time_limit", stage="time_limit",
-                         message="Stopped: time limit",
-                         error=f"The job took longer than the {_minutes(s.time_limit_s)} limit and was stopped. "
-                               "A shorter or smaller video usually helps.",
-                         error_params={"limit_s": s.time_limit_s})
+            params = {"limit_s": s.time_limit_s}
+            store.finish(task_id, attempt, FAILED, error_code="time_limit", error=task_error("time_limit", **params),
+                         error_params=params, **_stage(Stage.TIME_LIMIT))
             return
         if rc == EXIT_OK:
             try:
@@ -238,23 +243,23 @@ class Supervisor:
                 missing = [p for p in result.get("outputs", {}).values() if not (folder / p).is_file()]
             except (OSError, ValueError) as e:
                 result, missing = None, [str(e)]
-            if result is not None and not missing:
-                store.finish(task_id, attempt, SUCCESS, **result)
+            if result is not None and not missing:  # (the result's own fields are none of the task system's)
+                store.finish(task_id, attempt, SUCCESS, **{**_stage(Stage.DONE), **result})
                 return
-            store.finish(task_id, attempt, FAILED, error_code="internal", stage="failed", message="Failed",
-                         error="The job finished but its result files are missing.")
+            store.finish(task_id, attempt, FAILED, error_code="internal", error=task_error("results_missing"),
+                         **_stage(Stage.FAILED))
             return
         if rc == EXIT_ERROR:
             try:
                 err = json.loads((folder / ERROR_FILE).read_text())
             except (OSError, ValueError):
                 err = {}
-            store.finish(task_id, attempt, FAILED, stage="failed", message="Failed",
-                         error=err.get("error") or "The job failed.", error_code=err.get("error_code", "internal"),
-                         error_params=err.get("error_params") or {})
+            store.finish(task_id, attempt, FAILED, error=err.get("error") or task_error("failed"),
+                         error_code=err.get("error_code", "internal"), error_params=err.get("error_params") or {},
+                         **_stage(Stage.FAILED))
             return
         # killed by a signal (out of memory, kill -9) or an exit without a report: run it again, a bounded number of times
-        self.retry_or_fail(task_id, attempt, f"the job process ended unexpectedly (exit {rc})")
+        self.retry_or_fail(task_id, attempt, {"reason": "exit", "exit_code": rc})
 
     def _requeue(self, task_id: str, attempt: int, **kw) -> None:
         """Put the task back in the queue, or end it as cancelled when that was asked for meanwhile."""
@@ -264,12 +269,12 @@ class Supervisor:
                 self.cancelled(task_id, attempt)
 
     def cancelled(self, task_id: str, attempt: int | None) -> None:
-        self.store.finish(task_id, attempt, FAILED, error="The job was cancelled.", error_code="cancelled",
-                          message="Cancelled", stage="cancelled")
+        self.store.finish(task_id, attempt, FAILED, **cancelled_fields())
 
-    def retry_or_fail(self, task_id: str, attempt: int, why: str) -> None:
-        """An attempt ended without a report (its process or its worker died): queue the task again,
-        or end it as ``crashed`` when it has had ``max_attempts`` runs."""
+    def retry_or_fail(self, task_id: str, attempt: int, why: dict) -> None:
+        """An attempt ended without a report (its process or its worker died; ``why``: ``{"reason":
+        "exit", "exit_code"}`` or ``{"reason": "worker_lost"}``): queue the task again, or end it as
+        ``crashed`` when it has had ``max_attempts`` runs."""
         s = self.settings
         rec = self.store.get(task_id)
         if rec is None:
@@ -277,15 +282,13 @@ class Supervisor:
         if rec.get("cancel_requested"):
             self.cancelled(task_id, attempt)
         elif attempt >= s.max_attempts:
-            self.store.finish(task_id, attempt, FAILED, error_code="crashed", stage="failed", message="Failed",
-                              error=f"The job stopped unexpectedly {attempt} times ({why}); the server may be "
-                                    "short of memory. Try a shorter or lower-resolution video.",
-                              error_params={"attempts": attempt})
+            params = {"attempts": attempt, **why}
+            self.store.finish(task_id, attempt, FAILED, error_code="crashed", error=task_error("crashed", **params),
+                              error_params=params, **_stage(Stage.FAILED))
         else:
             log.warning("task %s attempt %d: %s; running it again", task_id, attempt, why)
-            self._requeue(task_id, attempt, message=f"Interrupted ({why}); running it again "
-                                                         f"(attempt {attempt + 1} of {s.max_attempts})",
-                               stage="retry", stage_params={"attempt": attempt + 1, "max": s.max_attempts})
+            self._requeue(task_id, attempt, stage=Stage.RETRY,
+                          stage_params={"attempt": attempt + 1, "max": s.max_attempts})
 
 
 def worker_dead(worker: str, *, host: str, node_id: str) -> bool:
@@ -352,7 +355,7 @@ class Maintenance:
         now = time.time()
         for task_id, info in store.running().items():
             if not self.supervisor.is_running(task_id) and self.holder_dead(task_id, info["worker"], now):
-                self.supervisor.retry_or_fail(task_id, info["attempt"], "its worker stopped responding")
+                self.supervisor.retry_or_fail(task_id, info["attempt"], {"reason": "worker_lost"})
         store.resend_lost(_LOST_MESSAGE_S)
         for task_id in store.finished_before(now - s.ttl_s):
             store.expire(task_id)
