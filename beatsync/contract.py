@@ -35,6 +35,7 @@ engines under `beatsync.align` take their names from here).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
@@ -92,6 +93,19 @@ DANCE_EXTS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")  # class videos
 SONG_EXTS = (".mp3", ".m4a", ".aac", ".wav", ".flac", ".ogg", ".opus") + DANCE_EXTS  # songs: any video too
 #: an input's role in a task: the class video, the song, or the one file of a beat analysis
 Role = Literal["dance", "bgm", "media"]
+#: the inputs a sync preview plays (``GET /api/task/{task_id}/input/{role}``)
+INPUT_ROLES = ("dance", "bgm")
+#: the media type an input is served with, by its extension
+MEDIA_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".mkv": "video/x-matroska",
+               ".webm": "video/webm", ".avi": "video/x-msvideo", ".mp3": "audio/mpeg", ".m4a": "audio/mp4",
+               ".aac": "audio/aac", ".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg",
+               ".opus": "audio/ogg"}
+
+
+def media_type(name: str) -> str:
+    """The media type of a file by its extension (`MEDIA_TYPES`; ``application/octet-stream`` else)."""
+    dot = name.rfind(".")
+    return MEDIA_TYPES.get(name[dot:].lower() if dot >= 0 else "", "application/octet-stream")
 
 # ----------------------------------------------------------------------------- tasks
 
@@ -158,6 +172,11 @@ def status_url(task_id: str) -> str:
 
 def download_url(task_id: str, variant: str) -> str:
     return f"{API_PREFIX}/download/{task_id}/{variant}"
+
+
+def input_url(task_id: str, role: str) -> str:
+    """Where a task's input file is served (a sync preview plays it)."""
+    return f"{API_PREFIX}/task/{task_id}/input/{role}"
 
 
 # ----------------------------------------------------------------------------- models: base classes
@@ -404,13 +423,23 @@ class FileBeats(OnsetBeats):
     duration_s: float
 
 
+class ClassBeats(OnsetBeats):
+    """The class recording's side of the beat grid: its onset strength, its own tracked beats, and its
+    onset peaks, against which the song's beats mapped through an alignment are matched
+    (`beatsync.beatgrid.match_beats`)."""
+
+    onsets_s: list[float] = Field([], description="the recording's onset peaks (video time, 6 ms frames "
+                                                  "interpolated): where its sound starts sharply")
+
+
 class BeatGrid(Closed):
-    """What the beat-grid plots draw: the class recording's onset strength and beats (video time), the
-    song's beats (song time; an alignment maps them onto the video)."""
+    """What the beat-grid plots draw: the class recording's onset strength, beats and onset peaks (video
+    time), the song's beats (song time, each on the song's own onset peak when one is within 40 ms; an
+    alignment maps them onto the video)."""
 
     model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True, validate_by_alias=True)
 
-    class_: OnsetBeats = Field(alias="class")
+    class_: ClassBeats = Field(alias="class")
     song: Beats
 
 
@@ -491,6 +520,27 @@ class Correction(Closed):
     nudge_ms: float = 0.0
 
 
+class Preview(Closed):
+    """What a sync preview plays (the class video, muted, with the song laid along an alignment in the
+    browser), known long before the videos are written: the job publishes each alignment as soon as
+    it has it."""
+
+    quick: Alignment | None = Field(None, description="a first estimate made right after the analysis (engine "
+                                    "`quick`: one line at normal speed over where the music is heard); null when "
+                                    "it was not clear enough (then only the methods' alignments come)")
+    variants: dict[Engine, Alignment] = Field({}, description="each method's alignment, as soon as it is "
+                                              "known")  # type: ignore[valid-type]
+    frame_rate: float | None = Field(None, description="the class video's frames per second")
+
+
+class Estimate(Closed):
+    """A running job's estimate of its end, made when it enters a phase of its work (from the video's
+    length and the speeds measured on earlier jobs, `beatsync.estimate`)."""
+
+    finish_at: float = Field(description="when the job should end (epoch seconds)")
+    after_s: float = Field(description="seconds of work after the current phase")
+
+
 class JobOutcome(Closed):
     """What a job process hands its worker (``result.json``): the fields its successful record gets.
     ``outputs`` and ``beatgrid`` are paths inside the task folder."""
@@ -549,6 +599,8 @@ class TaskRecord(TaskRequest, JobOutcome):
     error: str | None = None
     error_code: str | None = None
     error_params: dict[str, Any] = {}
+    preview: Preview | None = None
+    estimate: Estimate | None = None
 
 
 class UploadInfo(Closed):
@@ -609,17 +661,30 @@ class _Status(Closed):
     trim: Trim | None = Field(None, description="the union of the variants' trims")
     variants: dict[Engine, Variant] = {}  # type: ignore[valid-type]
     seconds: float | None = Field(None, description="how long the job took")
+    preview: Preview = Field(Preview(), description="the alignments known so far, for a sync preview: while a "
+                             "process job runs, a first estimate and each method's alignment as soon as it is "
+                             "known; a correction's from the start")
+    eta_s: float | None = Field(None, description="estimated seconds left: while processing, from the job's "
+                                "own estimate; while pending, the run time once a worker takes it")
     beats: FileBeats | None = Field(None, description="kind beats: the file's tempo and beats")
     download: Downloads  # type: ignore[valid-type]
     status_url: str
     language: str = Field("en", description="the language of message, error and warnings_localized")
 
     @classmethod
-    def from_record(cls, rec: TaskRecord, *, outputs: Mapping[str, str], queue_length: int | None = None) -> Status:
+    def from_record(cls, rec: TaskRecord, *, outputs: Mapping[str, str], queue_length: int | None = None,
+                    now: float | None = None, pending_eta_s: float | None = None) -> Status:
         """The status of ``rec`` (``message`` and ``error`` as recorded, in English): ``outputs`` gives
-        each finished variant's file path or download URL."""
+        each finished variant's file path or download URL; ``now`` (epoch s) the time the estimate of
+        a running job is read at; ``pending_eta_s`` a pending job's estimated run time."""
         refs = {e: (outputs.get(e) if rec.status == SUCCESS else None) for e in ENGINES}
         failed = rec.status == FAILED
+        eta = None
+        if rec.status == PROCESSING and rec.estimate is not None:
+            left = rec.estimate.finish_at - (time.time() if now is None else now)
+            eta = round(max(left, rec.estimate.after_s, 0.0), 1)
+        elif rec.status == PENDING:
+            eta = pending_eta_s
         return cls(
             task_id=rec.task_id, status=rec.status, message=rec.message, stage=rec.stage,
             stage_params=rec.stage_params, created=rec.created, updated=rec.updated, started=rec.started,
@@ -632,12 +697,24 @@ class _Status(Closed):
             inputs={role: InputInfo(name=i.name, size=i.size, duration_s=i.duration_s) for role, i in rec.inputs.items()},
             corrections=rec.corrections, options=rec.options, warnings=rec.warnings, notices=rec.notices,
             agreement=rec.agreement, trim=rec.trim, variants=rec.variants, seconds=rec.seconds, beats=rec.beats,
-            download=Downloads(**refs), status_url=status_url(rec.task_id),
+            preview=preview_of(rec), eta_s=eta, download=Downloads(**refs), status_url=status_url(rec.task_id),
             **{output_field(e): ref for e, ref in refs.items()})
 
     def output(self, variant: str) -> str | None:
         """A variant's file path or download URL (None when it has none)."""
         return getattr(self, output_field(variant))
+
+
+def preview_of(rec: TaskRecord) -> Preview:
+    """A task's preview: what its job published; a finished job's own alignments (the job may have
+    finished before a publication reached the store); a correction's alignment from the start."""
+    p = rec.preview or Preview()
+    if rec.kind == TaskKind.RENDER and rec.render is not None and rec.render.variant not in p.variants:
+        p = p.model_copy(update={"variants": {**p.variants, rec.render.variant: rec.render.alignment}})
+    if rec.status == SUCCESS and rec.kind == TaskKind.PROCESS:
+        done = {e: v.alignment for e, v in rec.variants.items() if v.alignment is not None}
+        p = p.model_copy(update={"variants": {**p.variants, **done}})
+    return p
 
 
 Status = create_model(
@@ -709,11 +786,12 @@ class ErrorBody(Closed):
 
 
 __all__ = [
-    "API_PREFIX", "DANCE_EXTS", "DEFAULT_ENGINE", "ENGINES", "FAILED", "FILLS", "FINISHED", "MODULAR", "PENDING",
+    "API_PREFIX", "DANCE_EXTS", "DEFAULT_ENGINE", "ENGINES", "FAILED", "FILLS", "FINISHED", "INPUT_ROLES",
+    "MEDIA_TYPES", "MODULAR", "PENDING",
     "PROCESSING", "SONG_EXTS", "V2", "STAGE_CODES", "SUCCESS", "Agreement", "Alignment", "Alternative", "BeatGrid", "Beats", "Correction",
-    "CorrectRequest", "Downloads", "Engine", "ErrorBody", "FileBeats", "Health", "InputInfo", "JobOutcome", "Notice",
-    "OnsetBeats", "Options", "ProcessRequest", "ProcessResult", "RenderInfo", "RenderRequest", "Role", "Segment",
+    "ClassBeats", "CorrectRequest", "Downloads", "Engine", "ErrorBody", "Estimate", "FileBeats", "Health", "InputInfo", "JobOutcome", "Notice",
+    "OnsetBeats", "Options", "Preview", "ProcessRequest", "ProcessResult", "RenderInfo", "RenderRequest", "Role", "Segment",
     "Stage", "StageCode", "Status", "StoredInput", "StoredUpload", "Submitted", "TaskKind", "TaskRecord",
     "TaskRequest", "TaskStatus", "Trim", "UploadInfo", "Variant", "VariantResult", "align_stage", "check_variant",
-    "download_url", "output_field", "parse", "render_stage", "status_url",
+    "download_url", "input_url", "media_type", "output_field", "parse", "preview_of", "render_stage", "status_url",
 ]

@@ -20,8 +20,8 @@ import time
 import traceback
 from pathlib import Path
 
-from beatsync import pipeline
-from beatsync.contract import ErrorBody, JobOutcome, TaskKind, TaskRecord
+from beatsync import estimate, pipeline
+from beatsync.contract import ErrorBody, JobOutcome, Preview, TaskKind, TaskRecord
 from beatsync.errors import BeatSyncError
 from beatsync.tasks import Settings, Store, open_store
 from beatsync.tasks.interfaces import (
@@ -32,6 +32,7 @@ from beatsync.tasks.interfaces import (
     RESULT_FILE,
     STORE_UNAVAILABLE,
 )
+from beatsync.tasks.store import holds
 
 PROGRESS_EVERY_S = 0.3  # store writes are throttled; stage changes are always written
 
@@ -58,8 +59,39 @@ def run(store: Store, task_id: str, attempt: int) -> JobOutcome:
     folder = store.task_dir(task_id)
     last = {"t": 0.0, "stage": None}
     lock = threading.Lock()  # the pipeline reports from its variants' threads
+    dance = rec.inputs.get("dance") or rec.inputs.get("media")
+    minutes = (dance.duration_s or 0.0) / 60.0 if dance is not None else 0.0
+    speeds = estimate.Speeds.load(store.root)
+    phases = estimate.PHASES.get(rec.kind.value, ())
+    phase = {"i": -1}
+
+    def write(fields: dict) -> None:
+        """Put ``fields`` into the task's record while this attempt holds it (a write lost while the
+        store is out of reach is not the job's failure)."""
+        def apply(r: dict):
+            if not holds(r, attempt):
+                return False
+            r.update(fields)
+
+        try:
+            store.update(task_id, apply)
+        except BeatSyncError as e:
+            if e.code != STORE_UNAVAILABLE:
+                raise
+
+    def enter(stage: str, *, at: float | None = None) -> None:
+        """A new phase of the work: the job's estimate of its end, from there."""
+        p = estimate.STAGE_PHASE.get(str(stage))
+        with lock:
+            if p not in phases or phases.index(p) <= phase["i"]:
+                return
+            phase["i"] = phases.index(p)
+        est = speeds.estimate(rec.kind.value, p, minutes, now=at)
+        if est is not None:
+            write({"estimate": est.model_dump(mode="json")})
 
     def progress(pct: float, stage: str, message: str) -> None:
+        enter(stage)
         with lock:
             now = time.monotonic()
             if stage == last["stage"] and now - last["t"] < PROGRESS_EVERY_S and pct < 100:
@@ -74,6 +106,9 @@ def run(store: Store, task_id: str, attempt: int) -> JobOutcome:
         if not held:
             os.killpg(os.getpgid(0), signal.SIGKILL)  # this attempt no longer holds the task
 
+    def preview(p: Preview) -> None:  # each alignment as soon as it is known, for the page's sync preview
+        write({"preview": p.model_dump(mode="json")})
+
     paths = {role: folder / i.file for role, i in rec.inputs.items()}
     names = {p.name: rec.inputs[role].name for role, p in paths.items()}
     out = folder / "out" / str(attempt)  # one folder per attempt: a presumed-dead earlier run cannot touch it
@@ -81,6 +116,8 @@ def run(store: Store, task_id: str, attempt: int) -> JobOutcome:
     def rel(path) -> str:  # records hold paths relative to the task folder
         return str(Path(path).relative_to(folder))
 
+    enter("start", at=rec.started)
+    begun = time.time()
     try:
         if rec.kind == TaskKind.BEATS:
             return JobOutcome(beats=pipeline.file_beats(str(paths["media"]), on_progress=progress))
@@ -88,13 +125,26 @@ def run(store: Store, task_id: str, attempt: int) -> JobOutcome:
             variant = rec.render.variant
             path = pipeline.output_path(str(out), str(paths["dance"]), variant)
             result = pipeline.render(str(paths["dance"]), str(paths["bgm"]), path, rec.render.alignment,
-                                     variant=variant, options=rec.options, on_progress=progress)
+                                     variant=variant, options=rec.options, on_progress=progress,
+                                     on_preview=preview)
+            learn(store, minutes, result.timings, start_s=begun - (rec.started or begun))
             return JobOutcome.from_result(result, rel=rel)
         result = pipeline.process(str(paths["dance"]), str(paths["bgm"]), str(out), options=rec.options,
-                                  on_progress=progress, beatgrid_path=str(out / "beatgrid.json"))
+                                  on_progress=progress, beatgrid_path=str(out / "beatgrid.json"),
+                                  on_preview=preview)
     except BeatSyncError as e:  # name the files as the user knows them, not as they are stored
         raise e.renamed(names) from None
+    learn(store, minutes, result.timings, start_s=begun - (rec.started or begun))
     return JobOutcome.from_result(result, rel=rel, beatgrid=rel(out / "beatgrid.json"))
+
+
+def learn(store: Store, minutes: float, timings: dict, *, start_s: float) -> None:
+    """Fold a finished job's phase times into the speeds the next estimates use (`beatsync.estimate`);
+    never the job's failure."""
+    try:
+        estimate.learn(store.root, minutes, estimate.phase_seconds(timings, start_s=max(0.0, start_s)))
+    except OSError as e:
+        print(f"warning: the job's speeds were not kept ({e})", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

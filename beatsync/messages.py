@@ -151,6 +151,8 @@ ERRORS_ZH = {
     "file_not_found": "找不到上传的文件（上传的文件只保留一段时间），请重新上传。",
     "not_ready": "这个任务还没有成功完成，暂时没有可下载的结果。",
     "no_output": "这个任务没有 {variant} 结果（这种方法没能定位歌曲），请下载另一个结果。",
+    "no_input": "这个任务的文件已经不在了。",
+    "bad_parameter": "参数的值不对。",
     "already_finished": "这个任务已经结束，无需取消。",
     "not_finished": "这个任务还在运行，结束后才能重新运行。",
     "cancelled": "任务已取消。",

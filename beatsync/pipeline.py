@@ -33,10 +33,11 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from beatsync import media
+from beatsync import beatgrid, media
 from beatsync.align import Alignment
 from beatsync.align import align as run_engine
 from beatsync.align.lines import Signals
+from beatsync.align.quick import QUICK, quick_alignment
 from beatsync.analysis import ANALYSIS_SR, Features, beat_track, features
 from beatsync.contract import (
     DANCE_EXTS,
@@ -47,6 +48,7 @@ from beatsync.contract import (
     FileBeats,
     Notice,
     Options,
+    Preview,
     ProcessResult,
     Stage,
     Trim,
@@ -60,6 +62,33 @@ from beatsync.messages import STAGES
 from beatsync.render_audio import track_blocks
 
 ProgressFn = Callable[[float, str, str], None]
+#: called with everything a sync preview can play so far, each time more is known (`Preview`)
+PreviewFn = Callable[[Preview], None]
+
+
+class PreviewPublisher:
+    """The alignments known so far (`Preview`), handed to ``fn`` each time one is added, from whichever
+    thread finds it (calls are serialised). A failing ``fn`` never stops the job."""
+
+    def __init__(self, fn: PreviewFn | None, *, frame_rate: float | None = None):
+        self.fn = fn
+        self.preview = Preview(frame_rate=frame_rate)
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str, al: Alignment) -> None:
+        if self.fn is None:
+            return
+        data = AlignmentData.model_validate(al.to_dict())
+        with self._lock:
+            p = self.preview
+            if name == QUICK:
+                if p.variants:  # a method's alignment is already known: the estimate has nothing to add
+                    return
+                self.preview = p.model_copy(update={"quick": data})
+            else:
+                self.preview = p.model_copy(update={"variants": {**p.variants, name: data}})
+            self.fn(self.preview)
+
 
 class Progress:
     """Monotonic progress: maps a stage's own 0..1 onto its share of 0..100 and never goes down.
@@ -190,6 +219,11 @@ def load_inputs(dance_path: str, bgm_path: str, progress: Progress, *, spill_dir
     return Inputs(dinfo, dance_y, bgm_y, song, song_sr)
 
 
+def _fps(inp: Inputs) -> float | None:
+    video = inp.dance.video
+    return float(video.fps) if video is not None and video.fps else None
+
+
 def align_inputs(inp: Inputs, *, engine: str, signals: Signals | None = None) -> Alignment:
     """Run one engine and express its result on the class video's timeline (0 = first frame)."""
     res = run_engine(inp.dance_y, inp.bgm_y, sr=ANALYSIS_SR, engine=engine, signals=signals)
@@ -209,12 +243,20 @@ def beat_summary(f: Features, tempo: float, beats: np.ndarray, *, origin_s: floa
 
 
 def beat_grid(signals: Signals, *, dance_origin_s: float) -> BeatGrid:
-    """What the beat-grid plots draw: the class recording's onset strength and beats (video time),
-    the song's beats (song time; an alignment maps them onto the video)."""
+    """What the beat-grid plots draw (`beatsync.beatgrid`): the class recording's onset strength, beats
+    and onset peaks (video time), the song's beats (song time), each on the song's own onset peak
+    when one is within `beatgrid.SNAP_S` (both sides read off the same fine envelopes, so that a
+    right alignment puts the song's beats on the class's onsets to the millisecond)."""
     fd, fb = signals.features()
     td, bd, tg, bg = signals.beats()
-    return BeatGrid.model_validate({"class": beat_summary(fd, td, bd, origin_s=dance_origin_s),
-                                    "song": beat_summary(fb, tg, bg, onset=False)})
+    fs = signals.env_rate
+    class_onsets, _ = beatgrid.onset_peaks(signals.envelope("dance"), fs, t0_s=dance_origin_s)
+    song_onsets, _ = beatgrid.onset_peaks(signals.envelope("bgm"), fs)
+    cls = beat_summary(fd, td, bd, origin_s=dance_origin_s)
+    cls["onsets_s"] = np.round(class_onsets, 4).tolist()
+    return BeatGrid.model_validate({"class": cls,
+                                    "song": beat_summary(fb, tg, beatgrid.snap_to_onsets(bg, song_onsets),
+                                                         onset=False)})
 
 
 def file_beats(path: str, *, on_progress: ProgressFn | None = None) -> FileBeats:
@@ -460,9 +502,10 @@ def write_json(path: str, obj) -> None:
 
 def render(dance_path: str, bgm_path: str, out_path: str, alignment: Alignment | AlignmentData | dict, *,
            variant: str | None = None, options: Options | dict | None = None,
-           on_progress: ProgressFn | None = None) -> ProcessResult:
+           on_progress: ProgressFn | None = None, on_preview: PreviewFn | None = None) -> ProcessResult:
     """Render one video from a given alignment (a corrected result), skipping the analysis; the
-    result has that one variant (``variant``, by default the alignment's engine)."""
+    result has that one variant (``variant``, by default the alignment's engine). ``on_preview`` gets
+    the alignment (and the video's frame rate) once the inputs are read."""
     opts = Options.parse(options)
     if isinstance(alignment, AlignmentData):
         alignment = alignment.model_dump()
@@ -470,6 +513,9 @@ def render(dance_path: str, bgm_path: str, out_path: str, alignment: Alignment |
     t0 = time.perf_counter()
     progress = Progress(on_progress)
     inp = load_inputs(dance_path, bgm_path, progress)
+    t_inputs = round(time.perf_counter() - t0, 3)
+    variant = variant or al.engine
+    PreviewPublisher(on_preview, frame_rate=_fps(inp))(variant, al)
     progress(40, Stage.TRIM, "Finding where the music plays")
     trim = plan_trim(inp, [al], opts)
     progress(45, Stage.RENDER, "Writing the video")
@@ -477,11 +523,11 @@ def render(dance_path: str, bgm_path: str, out_path: str, alignment: Alignment |
     rinfo = render_variant(inp, al, cut_plan(inp, trim), out_path=out_path, opts=opts,
                            on_progress=progress.span(45, 99, Stage.RENDER, "Writing the video"))
     progress(100, Stage.DONE, "Done")
-    variant = variant or al.engine
+    seconds = round(time.perf_counter() - t0, 3)
     return ProcessResult(
         variants={variant: VariantResult(alignment=al.to_dict(), render=rinfo, trim=trim, output=out_path)},
         trim=trim, warnings=list(al.warnings), notices=engine_notices(al, al.engine), options=opts,
-        seconds=round(time.perf_counter() - t0, 3))
+        timings={"inputs": (0.0, t_inputs), "render": (t_inputs, seconds)}, seconds=seconds)
 
 
 def engine_notices(al: Alignment, engine: str) -> list[Notice]:
@@ -558,8 +604,9 @@ class _Variants:
     same (`same_result`, `same_trim`): the first to get there renders it, the other waits and links it."""
 
     def __init__(self, inp: Inputs, opts: Options, signals: Signals, *, out_dir: str, progress: Progress,
-                 t0: float):
+                 t0: float, publish: PreviewPublisher | None = None):
         self.inp, self.opts, self.signals, self.out_dir, self.t0 = inp, opts, signals, out_dir, t0
+        self.publish = publish or PreviewPublisher(None)
         self.engines = tuple(opts.engines)
         self.track = _Tracker(progress, self.engines, lo=20.0, hi=99.0)
         self.plans = CutPlans(inp)
@@ -639,6 +686,7 @@ class _Variants:
             self._aligned()
         if self.abort.is_set():
             raise Aborted()
+        self.publish(eng, al)  # the preview can play it now, long before the video is written
         self.track(eng, ALIGN_SHARE, Stage.TRIM)
         t = self._now()
         trim = plan_trim(inp, [al], opts)
@@ -697,7 +745,8 @@ class _Variants:
 
 
 def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | dict | None = None,
-            on_progress: ProgressFn | None = None, beatgrid_path: str | None = None) -> ProcessResult:
+            on_progress: ProgressFn | None = None, beatgrid_path: str | None = None,
+            on_preview: PreviewFn | None = None) -> ProcessResult:
     """Run the whole job; returns its `ProcessResult` (``python -m beatsync process`` prints it as the
     final status object).
 
@@ -709,6 +758,9 @@ def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | 
     (`AlignmentError`) still leaves the other's video.
 
     With ``beatgrid_path``, the data of the beat-grid plots (`beat_grid`) is written there as JSON.
+    ``on_preview`` gets what a sync preview can play (`Preview`) each time more is known: a first
+    estimate right after the analysis (`beatsync.align.quick`, when it is clear), then each engine's
+    alignment as soon as it has it, before its video is written.
     Raises `BeatSyncError` (with a one-line message) when nothing can be produced.
     """
     opts = Options.parse(options)
@@ -723,14 +775,21 @@ def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | 
     t_analysis = round(time.perf_counter() - t0, 3)
     first = align_stage(opts.engines[0])
     progress(20, first, _stage_text(first))
-    job = _Variants(inp, opts, signals, out_dir=out_dir, progress=progress, t0=t0)
+    publish = PreviewPublisher(on_preview, frame_rate=_fps(inp))
+    job = _Variants(inp, opts, signals, out_dir=out_dir, progress=progress, t0=t0, publish=publish)
     del signals
 
-    def write_beatgrid(sig: Signals) -> None:
-        write_json(beatgrid_path, beat_grid(sig, dance_origin_s=inp.dance.audio_origin_s).model_dump(mode="json"))
+    def meanwhile(sig: Signals) -> None:
+        """The main thread's work while the engines run: the first estimate, then the beat grid."""
+        if on_preview is not None:
+            quick = quick_alignment(sig)
+            if quick is not None:
+                publish(QUICK, quick.shifted(inp.dance.audio_origin_s))
+        if beatgrid_path:
+            write_json(beatgrid_path, beat_grid(sig, dance_origin_s=inp.dance.audio_origin_s).model_dump(mode="json"))
 
     with releasing_memory():
-        job.run(beatgrid=write_beatgrid if beatgrid_path else None)
+        job.run(beatgrid=meanwhile if (beatgrid_path or on_preview) else None)
     if not job.variants:
         raise next(iter(job.failures[e] for e in opts.engines if e in job.failures))
     alignments = {e: job.alignments[e] for e in opts.engines if e in job.variants}

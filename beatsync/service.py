@@ -24,11 +24,12 @@ import threading
 import time
 from pathlib import Path
 
-from beatsync import media, messages
+from beatsync import estimate, media, messages
 from beatsync.align import Alignment
 from beatsync.contract import (
     DANCE_EXTS,
     FINISHED,
+    INPUT_ROLES,
     PENDING,
     SONG_EXTS,
     SUCCESS,
@@ -50,6 +51,7 @@ from beatsync.contract import (
     UploadInfo,
     check_variant,
     download_url,
+    media_type,
     parse,
     status_url,
 )
@@ -66,6 +68,20 @@ def _safe_stem(name: str) -> str:
     stem = Path(name.replace("\\", "/")).name.rsplit(".", 1)[0] if name else ""
     stem = "".join(c for c in stem if c.isprintable() and c not in '/\\:*?"<>|').strip(" .")
     return stem[:120] or "video"
+
+
+def correction_suffix(rec: TaskRecord) -> str:
+    """What a corrected result's file name says it did: ``_alt2`` (an alternative placement),
+    ``_+40ms`` (a nudge), both, or ``_corrected``; nothing for an original result."""
+    if rec.kind != TaskKind.RENDER:
+        return ""
+    c = rec.correction
+    parts = []
+    if c is not None and c.alternative is not None:
+        parts.append(f"alt{c.alternative + 1}")
+    if c is not None and round(c.nudge_ms):
+        parts.append(f"{round(c.nudge_ms):+d}ms")
+    return "_" + "_".join(parts or ["corrected"])
 
 
 def _mb(n: int) -> str:
@@ -345,7 +361,31 @@ class BeatSync:
         folder = self.store.task_dir(rec.task_id)
         outputs = {e: (download_url(rec.task_id, e) if links else str(folder / p)) for e, p in rec.outputs.items()}
         queue = self.store.queue_length() if rec.status == PENDING else None
-        return messages.localize_status(Status.from_record(rec, outputs=outputs, queue_length=queue), lang)
+        eta = self.run_time_s(rec) if rec.status == PENDING else None
+        return messages.localize_status(Status.from_record(rec, outputs=outputs, queue_length=queue,
+                                                           pending_eta_s=eta), lang)
+
+    def run_time_s(self, rec: TaskRecord) -> float | None:
+        """How long the task's job should take once a worker takes it (`beatsync.estimate`: the class
+        video's length and the speeds of the jobs that finished here)."""
+        first = rec.inputs.get("dance") or rec.inputs.get("media")
+        if first is None or first.duration_s is None:
+            return None
+        return round(estimate.Speeds.load(self.store.root).total_s(rec.kind.value, first.duration_s / 60.0), 1)
+
+    def input_file(self, task_id: str, role: str) -> tuple[Path, str, str]:
+        """(file path, name, media type) of one of a task's inputs: its class video (``dance``) or its
+        song (``bgm``), which a sync preview plays in the browser."""
+        if role not in INPUT_ROLES:
+            raise BeatSyncError("bad_parameter", f"{str(role)[:30]!r} is not an input: use {' or '.join(INPUT_ROLES)}.",
+                                parameter="role")
+        rec = self._record(task_id)
+        info = rec.inputs.get(role)
+        path = self.store.task_dir(task_id) / info.file if info is not None else None
+        if path is None or not path.is_file():
+            raise BeatSyncError("no_input", f"This job has no {'class video' if role == 'dance' else 'song'} file "
+                                "(any more).", role=role)
+        return path, info.name, media_type(info.name)
 
     def beat_grid(self, task_id: str) -> BeatGrid | None:
         """The beat-grid data of a finished task (None when it has none)."""
@@ -368,8 +408,7 @@ class BeatSync:
         if path is None or not path.is_file():
             raise BeatSyncError("no_output", f"This job has no {variant} result (that method could not place "
                                 "the song); download the other one.", variant=variant)
-        suffix = "_corrected" if rec.kind == TaskKind.RENDER else ""
-        return path, f"{_safe_stem(rec.inputs['dance'].name)}_{variant}{suffix}.mp4"
+        return path, f"{_safe_stem(rec.inputs['dance'].name)}_{variant}{correction_suffix(rec)}.mp4"
 
     def cancel(self, task_id: str, *, wait_s: float = 5.0, lang: str = "en", links: bool = False) -> Status:
         """Cancel a pending or running task; waits up to ``wait_s`` for a running job to be stopped."""

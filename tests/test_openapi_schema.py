@@ -186,6 +186,13 @@ def test_every_route_answers_as_published(srv, doc, tmp_path, short_media):
                           ("POST", f"/api/rerun/{tid}"), ("GET", f"/api/beatgrid/{tid}")):
         check(method, route, 409)
     check("POST", f"/api/correct/{tid}", 409, json={"variant": "modular", "nudge_ms": 10})
+    # a task's inputs are there from the start (a sync preview plays them while the job runs)
+    assert check("GET", f"/api/task/{tid}/input/dance", 200).content == m.video_path.read_bytes()
+    part = check("GET", f"/api/task/{tid}/input/bgm", 206, headers={"Range": "bytes=0-99"})
+    assert part.content == m.song_path.read_bytes()[:100] and part.headers["content-type"] == "audio/wav"
+    check("HEAD", f"/api/task/{tid}/input/bgm", 200)
+    check("GET", f"/api/task/{tid}/input/song", 400)
+    check("HEAD", f"/api/task/{tid}/input/media", 400)
 
     # ---- a beat analysis (the explorer's kind of task: submitted through the service, in its own store)
     beats_task = _submit_beats(srv, m.song_path)
@@ -193,7 +200,8 @@ def test_every_route_answers_as_published(srv, doc, tmp_path, short_media):
     # ---- unknown and malformed ids, on every route that takes one
     for method, route in (("GET", "/api/status/{}"), ("GET", "/api/download/{}/v2"), ("HEAD", "/api/download/{}"),
                           ("GET", "/api/download/{}"), ("POST", "/api/cancel/{}"), ("POST", "/api/rerun/{}"),
-                          ("GET", "/api/beatgrid/{}"), ("HEAD", "/api/download/{}/modular")):
+                          ("GET", "/api/beatgrid/{}"), ("HEAD", "/api/download/{}/modular"),
+                          ("GET", "/api/task/{}/input/dance"), ("HEAD", "/api/task/{}/input/bgm")):
         check(method, route.format(missing), 404)
         check(method, route.format("not-an-id"), 400)
     check("POST", f"/api/correct/{missing}", 404, json={})
@@ -206,6 +214,7 @@ def test_every_route_answers_as_published(srv, doc, tmp_path, short_media):
         seen: list = []
         done = _wait(check, tid, seen=seen)
         assert done["status"] == "success", (done, worker.log_hint())
+        assert set(done["preview"]["variants"]) == {"modular", "v2"} and done["preview"]["frame_rate"] > 0, done
         assert "processing" in seen or len(seen) <= 2, seen
         for eng in ("modular", "v2"):
             assert done[f"{eng}_output"] == done["download"][eng] == f"/api/download/{tid}/{eng}"

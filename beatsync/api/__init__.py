@@ -25,7 +25,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from beatsync import __version__, contract
-from beatsync.api.openapi import VIDEO, Operation, Query, Reply, document, error
+from beatsync.api.openapi import INPUT_MEDIA, VIDEO, Operation, Query, Reply, document, error
 from beatsync.contract import (
     DEFAULT_ENGINE,
     ENGINES,
@@ -51,7 +51,7 @@ MAX_JSON_BYTES = 64 * 1024
 HTTP_STATUS = {
     "bad_request": 400, "bad_id": 400, "bad_option": 400, "bad_variant": 400, "incomplete_upload": 400,
     "bad_parameter": 400,
-    "not_found": 404, "expired": 404, "file_not_found": 404, "no_output": 404,
+    "not_found": 404, "expired": 404, "file_not_found": 404, "no_output": 404, "no_input": 404,
     "not_ready": 409, "already_finished": 409, "not_finished": 409,
     "too_large": 413,
     "unsupported_media_type": 415, "unsupported_type": 415,
@@ -251,6 +251,15 @@ async def download(request: Request, svc: BeatSync) -> Response:
 
 
 @_endpoint
+async def task_input(request: Request, svc: BeatSync) -> Response:
+    """One of a task's inputs, the class video or the song, read-only (HTTP Range supported): a sync
+    preview plays them in the browser."""
+    path, name, mime = await run_in_threadpool(svc.input_file, request.path_params["task_id"],
+                                               request.path_params["role"])
+    return FileResponse(path, media_type=mime, filename=name, content_disposition_type="inline")
+
+
+@_endpoint
 async def cancel(request: Request, svc: BeatSync) -> Response:
     """Cancel a pending or running task; returns its status (``failed``/``cancelled`` once stopped)."""
     lang = language(request)
@@ -311,6 +320,10 @@ _DOWNLOAD = {200: _VIDEO, 206: _VIDEO, 400: error("`bad_id`, `bad_variant`"),
              404: error("`not_found`, `expired`, `no_output` (that engine could not place the song)"),
              409: error("`not_ready`: the task has not finished successfully")}
 
+_INPUT = Reply("The file (206 for a Range request), with the media type of its extension", media=INPUT_MEDIA)
+_INPUT_REPLIES = {200: _INPUT, 206: _INPUT, 400: error("`bad_id`, `bad_parameter` (not `dance` or `bgm`)"),
+                  404: error("`not_found`, `expired`, `no_input`")}
+
 OPERATIONS: list[Operation] = [
     Operation("POST", "/api/upload", "Upload a class video or a song (streamed to disk, size-limited)", {
         201: Reply("Stored", UploadInfo),
@@ -330,6 +343,9 @@ OPERATIONS: list[Operation] = [
                 endpoint=download) for m in ("GET", "HEAD")),
     *(Operation(m, "/api/download/{task_id}", "Download a result (`?version=`; the original client's form)",
                 _DOWNLOAD, query=(_VARIANT,), endpoint=download) for m in ("GET", "HEAD")),
+    *(Operation(m, "/api/task/{task_id}/input/{role}", "One of a task's inputs, the class video (`dance`) or the "
+                "song (`bgm`), read-only with HTTP Range: what a sync preview plays", _INPUT_REPLIES,
+                endpoint=task_input) for m in ("GET", "HEAD")),
     Operation("POST", "/api/cancel/{task_id}", "Cancel a pending or running task", {
         200: Reply("The status once stopped (failed, error_code cancelled), or still processing if the job "
                    "has not stopped within 5 s", Status),

@@ -16,24 +16,29 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from beatsync.contract import ENGINES, ErrorBody
+from beatsync.contract import ENGINES, INPUT_ROLES, MEDIA_TYPES, ErrorBody
 
 REF = "#/components/schemas/{model}"
 VIDEO = "video/mp4"
+#: the media types a task's input file is served with (`beatsync.contract.MEDIA_TYPES`)
+INPUT_MEDIA: tuple[str, ...] = tuple(sorted(set(MEDIA_TYPES.values()) | {"application/octet-stream"}))
 _ID = {"type": "string", "format": "uuid", "description": "uuid4, canonical lowercase form"}
 _PARAMS = {  # path parameters by name
     "task_id": {"schema": _ID, "description": "the task's id"},
     "variant": {"schema": {"type": "string", "enum": list(ENGINES)}, "description": "which result"},
+    "role": {"schema": {"type": "string", "enum": list(INPUT_ROLES)},
+             "description": "which input: the class video (`dance`) or the song (`bgm`)"},
 }
 
 
 @dataclass(frozen=True)
 class Reply:
-    """One response of an operation: a JSON body of ``model``, a video (``media=VIDEO``), or any JSON."""
+    """One response of an operation: a JSON body of ``model``, a file (``media``: its media type, or
+    several), or any JSON."""
 
     description: str
     model: type[BaseModel] | None = None
-    media: str = "application/json"
+    media: str | tuple[str, ...] = "application/json"
     retry_after: bool = False  # sends a Retry-After header
 
 
@@ -72,8 +77,9 @@ def _path_params(path: str) -> list[dict]:
 
 
 def _content(reply: Reply, refs: dict) -> dict:
-    if reply.media == VIDEO:
-        return {VIDEO: {"schema": {"type": "string", "format": "binary"}}}
+    if reply.media != "application/json":  # a file
+        types = (reply.media,) if isinstance(reply.media, str) else reply.media
+        return {t: {"schema": {"type": "string", "format": "binary"}} for t in types}
     schema = refs[(reply.model, "serialization")] if reply.model is not None else {"type": "object"}
     return {reply.media: {"schema": schema}}
 
