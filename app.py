@@ -9,10 +9,12 @@ process's job workers once. Streamlit then runs this same file as the UI script 
 import streamlit as st
 
 if __name__ == "__main__":  # the UI script run
+    from ui import style
     from ui.i18n import language_switch, t
     from ui.state import service
 
     st.set_page_config(page_title="BeatSync", page_icon="🎵", layout="wide")
+    style.apply()
     service()  # workers start once per server process
     language_switch()
     pages = [

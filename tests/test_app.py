@@ -285,10 +285,11 @@ def test_upload_submit_progress_and_results(svc, pair):
     tid = query_task(at)
     assert tid, at.query_params
     assert uuid.UUID(tid).version == 4
-    assert texts(at.title) == [en("task.title")]
+    first = status(svc, tid)
+    # the heading says what is happening: working, then the result
+    assert texts(at.title) == [en("task.title" if first["status"] == "success" else "task.title_working")]
     assert en("task.files", dance="class.mp4", bgm="song.wav") in texts(at.markdown)
     assert en("task.id", id=tid) in texts(at.caption)
-    first = status(svc, tid)
     if first["status"] not in FINISHED:  # a job takes seconds: the first run shows it queued or running
         assert len(at.progress) == 1
         assert at.button(key=f"cancel-{tid}").label == en("task.cancel")
@@ -306,24 +307,32 @@ def test_upload_submit_progress_and_results(svc, pair):
     values = [bar[0] for bar in running]
     assert values == sorted(values) and values[-1] > 0, values
 
-    # the results
+    # the results: one recommended (the methods agree), the other under "compare methods"
     ok(at.run())
     assert not at.progress, "no progress bar once the job is done"
-    subheaders = texts(at.subheader)
-    assert subheaders[:2] == ["modular", "v2"], subheaders
-    assert en("task.plot") in subheaders
-    labels = [m.label for m in at.metric]
-    assert labels.count(en("task.offset")) == 2 and labels.count(en("task.confidence")) == 2, labels
-    offsets = [float(m.value.split()[0]) for m in at.metric if m.label == en("task.offset")]
-    assert offsets == pytest.approx([SHORT["music_at_s"]] * 2, abs=0.01)
-    agreement = texts(at.success)
-    assert len(agreement) == 1 and agreement[0].startswith("Both methods agree"), agreement
+    assert texts(at.title) == [en("task.title")]
+    headers = texts(at.header)
+    assert headers == [en("task.your_video"), en("preview.title"), en("task.plot")], headers
+    assert [e.label for e in at.expander][:1] == [en("task.compare")]
+    # where the music starts, as a fact; the exact numbers in the result's details
+    assert "- " + en("fact.position_start", video="0:03") in texts(at.markdown), texts(at.markdown)
+    details = [c for c in texts(at.caption) if c.startswith(("modular: confidence", "v2: confidence"))]
+    assert len(details) == 2, texts(at.caption)
+    for line in details:
+        assert f"video {SHORT['music_at_s']:.2f}" in line, line  # "exactly: video 2.50x s = song 0.00x s"
+    compare = " ".join(texts(at.markdown))
+    assert "Both methods found" in compare, compare  # the same sync (within n ms) or the very same video
     assert len(plotly_charts(at)) >= 1
-    assert len(at.get("video")) == 2
     downloads = [(d.label, d.key) for d in at.get("download_button")]
-    assert downloads == [(en("task.download", name=f"class_{v}.mp4"), f"dl-{tid}-{v}") for v in ("modular", "v2")]
+    if s["variants"]["v2"]["same_as"]:  # one video: the second is not shown again
+        assert downloads == [(en("task.download", name="class_modular.mp4"), f"dl-{tid}-modular")]
+    else:
+        assert downloads == [(en("task.download", name=f"class_{v}.mp4"), f"dl-{tid}-{v}") for v in ("modular", "v2")]
+    assert len(at.get("video")) == len(downloads)
     assert at.button(key=f"render-{tid}-modular").disabled  # nothing to render before a correction
     assert not at.error and not at.warning, (texts(at.error), texts(at.warning))
+    # the beat grid in words
+    assert any(m.startswith("Beat grid of modular:") for m in texts(at.markdown)), texts(at.markdown)
 
     for v in ("modular", "v2"):
         out = Path(s[f"{v}_output"])
@@ -387,6 +396,7 @@ def test_upload_of_a_bad_file_shows_an_error(svc, pair, tmp_path):
 def test_failed_job_shows_the_error_and_retry_creates_a_new_task(svc, failed_task):
     at = open_task(failed_task)
     s = status(svc, failed_task)
+    assert texts(at.title) == [en("task.title_failed")]
     (err,) = texts(at.error)
     assert err.startswith(f"**{en('task.failed')}**: ") and s["error"] in err, err
     assert en("task.try", hint=messages.HINTS["song_not_found"][0]) in texts(at.caption)
@@ -400,7 +410,7 @@ def test_failed_job_shows_the_error_and_retry_creates_a_new_task(svc, failed_tas
     s2 = status(svc, new)
     assert s2["rerun_of"] == failed_task
     assert s2["inputs"]["bgm"]["name"] == "other.wav"
-    assert texts(at.title) == [en("task.title")]
+    assert texts(at.title) == [en("task.title_working")]
     assert en("task.id", id=new) in texts(at.caption)
     with contextlib.suppress(BeatSyncError):  # no need to run it again: free the worker for the next tests
         svc.cancel(new, wait_s=10.0)
@@ -410,7 +420,7 @@ def test_failed_job_shows_the_error_and_retry_creates_a_new_task(svc, failed_tas
                          ids=["unknown", "dotdot", "encoded", "word"])
 def test_unknown_or_malformed_task_id_shows_a_friendly_warning(svc, task_id):
     at = open_task(task_id)
-    assert texts(at.subheader) == [en("error.title")]
+    assert texts(at.title) == [en("error.title")]
     (warn,) = texts(at.warning)
     assert "Traceback" not in warn and len(warn) > 10
     if task_id.count("-") == 4:
@@ -428,7 +438,7 @@ def test_job_page_without_an_id(svc):
     assert texts(at.info) == [en("task.none")]
     at.text_input(key="open_id").input(str(uuid.uuid4()))
     ok(at.run())
-    assert texts(at.subheader) == [en("error.title")]
+    assert texts(at.title) == [en("error.title")]
 
 
 def test_cancel_a_pending_job_from_its_page(idle_svc, pair):
@@ -472,7 +482,7 @@ def test_correction_creates_a_follow_up_task_shown_on_the_same_page(svc, done_ta
     at = open_task(done_task)
     render = at.button(key=f"render-{done_task}-modular")
     assert render.disabled
-    at.slider(key=f"nudge-{done_task}-modular").set_value(40)
+    at.number_input(key=f"nudge-{done_task}-modular").set_value(40)
     ok(at.run())
     render = at.button(key=f"render-{done_task}-modular")
     assert not render.disabled
@@ -482,23 +492,28 @@ def test_correction_creates_a_follow_up_task_shown_on_the_same_page(svc, done_ta
     (cid,) = status(svc, done_task)["corrections"]
     c = status(svc, cid)
     assert c["kind"] == "render" and c["correction"]["variant"] == "modular" and c["correction"]["nudge_ms"] == 40
+    if c["status"] not in FINISHED:  # its progress is shown where it was asked for: in the correction panel
+        (panel,) = [e for e in at.expander if e.label == en("task.correct")]
+        assert len(panel.get("progress")) == 1, "the correction's progress is not in the panel"
     s = poll_page(at, svc, cid)
     assert s["status"] == "success", s
     ok(at.run())
-    assert en("task.corrections") in texts(at.subheader)
+    assert en("task.corrections") in texts(at.header)
     text = all_text(at)
     assert en("task.correction_of", variant="modular", what="Moved +40 ms by hand.") in text, text
     downloads = [d.label for d in at.get("download_button")]
-    assert en("task.download", name="class_modular_corrected.mp4") in downloads, downloads
-    assert len(downloads) == 3  # the two original results and the corrected one
-    offsets = [float(m.value.split()[0]) for m in at.metric if m.label == en("task.offset")]
-    assert len(offsets) == 3 and offsets[2] == pytest.approx(offsets[0] + 0.040, abs=0.0015), offsets
+    assert en("task.download", name="class_modular_+40ms.mp4") in downloads, downloads  # says what it did
+    original = status(svc, done_task)["variants"]["modular"]["alignment"]["offset_s"]
+    assert s["variants"]["modular"]["alignment"]["offset_s"] == pytest.approx(original + 0.040, abs=1e-6)
+    corrected = [c for c in texts(at.caption) if c.startswith("modular: confidence")]
+    assert any(f"video {s['variants']['modular']['alignment']['segments'][0]['dance_start_s']:.3f} s" in c
+               for c in corrected), corrected
     info = media.probe(s["modular_output"])
     assert info.video is not None and info.audio is not None
     # the correction's own page links back to the original job
     at2 = open_task(cid)
     assert [p.label for p in at2.page_link] == [en("task.source")]
-    assert en("task.download", name="class_modular_corrected.mp4") in [d.label for d in at2.get("download_button")]
+    assert en("task.download", name="class_modular_+40ms.mp4") in [d.label for d in at2.get("download_button")]
 
 
 # --------------------------------------------------------------------------------------------
@@ -551,9 +566,10 @@ def test_each_variant_shows_the_part_it_kept(svc, done_task):
         at = open_task(done_task)
         kept = en("task.kept", a=1.5, b=11.5, m0=2.5, m1=10.5)
         assert texts(at.caption).count(kept) == 1, texts(at.caption)
-        notice = messages.notice_message({"code": "same_result", "params": {"engine": "v2", "same_as": "modular"}},
-                                         "en")
-        assert notice in texts(at.info) and notice not in texts(at.warning)
+        # one video: said once, as news (not a warning), and not shown twice
+        assert en("task.same_file") in texts(at.markdown) and not at.warning
+        mine = [d.key for d in at.get("download_button") if d.key.startswith(f"dl-{done_task}")]
+        assert mine == [f"dl-{done_task}-modular"], mine  # (not the corrections made of it)
 
 
 def test_tasks_page_lists_this_sessions_jobs(svc, done_task, failed_task):
@@ -589,14 +605,14 @@ def test_explorer_shows_tempo_and_beats(svc, pair):
     # the analysis runs as a job (kind beats) in a worker: the page follows it, then draws its result
     tid = query_task(at)
     assert tid and status(svc, tid)["kind"] == "beats"
-    assert texts(at.subheader) == ["song.wav"]
+    assert texts(at.header) == ["song.wav"]
     seen: list = []
     s = poll_page(at, svc, tid, seen=seen)
     assert s["status"] == "success" and s["beats"]["duration_s"] == pytest.approx(SHORT["song_s"], abs=0.05), s
     running = [shown for _before, after, shown in seen if after["status"] not in FINISHED]
     assert all(len(bar) == 1 for bar in running), seen  # its progress while it runs
     ok(at.run())
-    assert texts(at.subheader) == ["song.wav"]
+    assert texts(at.header) == ["song.wav"]
     metrics = {m.label: m.value for m in at.metric}
     assert set(metrics) == {en("explore.tempo"), en("explore.count"), en("explore.duration")}, metrics
     bpm = float(metrics[en("explore.tempo")].split()[0])
@@ -661,7 +677,7 @@ def test_chinese_on_the_other_pages(svc):
 
 def test_chinese_error_message_for_a_failed_job(svc, failed_task):
     at = open_task(failed_task, lang="zh")
-    assert texts(at.title) == [zh("task.title")]
+    assert texts(at.title) == [zh("task.title_failed")]
     (err,) = texts(at.error)
     assert err == f"**{zh('task.failed')}**: " + messages.ERRORS_ZH["song_not_found"], err
     assert zh("task.try", hint=messages.HINTS["song_not_found"][1]) in texts(at.caption)
@@ -670,9 +686,10 @@ def test_chinese_error_message_for_a_failed_job(svc, failed_task):
 
 def test_chinese_results_and_unknown_id(svc, done_task):
     at = open_task(done_task, lang="zh")
-    assert texts(at.subheader)[:2] == ["modular", "v2"]
-    assert texts(at.success)[0].startswith("两种方法结果一致"), texts(at.success)
-    assert zh("task.offset") in [m.label for m in at.metric]
+    assert texts(at.header)[0] == zh("task.your_video")
+    assert "- " + zh("fact.position_start", video="0:03") in texts(at.markdown), texts(at.markdown)
+    assert any(c.startswith("modular：置信度") and "秒" in c for c in texts(at.caption)), texts(at.caption)
+    assert not [c for c in texts(at.caption) if " s " in c or c.endswith(" s")], "seconds are 秒 in Chinese"
     at = open_task(str(uuid.uuid4()), lang="zh")
-    assert texts(at.subheader) == [zh("error.title")]
+    assert texts(at.title) == [zh("error.title")]
     assert texts(at.warning) == [messages.ERRORS_ZH["not_found"]]

@@ -128,18 +128,22 @@ def test_sync_download_and_language_in_a_browser(browser, server, pair, tmp_path
     # the job's page: its link, then progress (if we are quick enough) and both results
     page.wait_for_url(TASK_URL, timeout=TIMEOUT_MS)
     task_id = TASK_URL.search(page.url).group(1)
-    expect(page.get_by_role("heading", name="Result", exact=True)).to_be_visible()
+    # the heading says what is happening: working, then the result
+    expect(page.get_by_role("heading", name=re.compile(r"^(Working…|Result)$"))).to_be_visible()
     expect(page.get_by_text(task_id)).to_be_visible()
-    for variant in ("modular", "v2"):
-        expect(page.get_by_role("heading", name=variant, exact=True)).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    expect(page.get_by_role("heading", name="Result", exact=True)).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    expect(page.get_by_role("heading", name="Your synced video", exact=True)).to_be_visible()
     expect(page.get_by_test_id("stProgress")).to_have_count(0)
-    expect(page.get_by_text("Both methods agree")).to_be_visible()
-    videos = page.locator("video")
-    expect(videos).to_have_count(2)
-    srcs = videos.evaluate_all("els => els.map(e => e.getAttribute('src'))")
-    assert [s.split("/api/download/", 1)[1] for s in srcs] == [f"{task_id}/modular", f"{task_id}/v2"], srcs
+    expect(page.get_by_text("The music starts at 0:03 in the video")).to_be_visible()
+    expect(page.get_by_text("Compare methods")).to_be_visible()
     status = su.status(server, task_id)
     assert status["status"] == "success", status
+    # the recommended result's player, and the other method's under "compare methods" (unless the same video)
+    videos = page.locator("video")
+    shown = ["modular"] if status["variants"]["v2"]["same_as"] else ["modular", "v2"]
+    expect(videos).to_have_count(len(shown))
+    srcs = videos.evaluate_all("els => els.map(e => e.getAttribute('src'))")
+    assert [s.split("/api/download/", 1)[1] for s in srcs] == [f"{task_id}/{v}" for v in shown], srcs
     progress_seen = page.evaluate("window.__progressSeen")
     if status["finished"] - status["created"] > 1.5:  # the page's first run came well before the end
         assert progress_seen, "no progress bar was shown while the job ran"
@@ -160,7 +164,7 @@ def test_sync_download_and_language_in_a_browser(browser, server, pair, tmp_path
     sidebar.get_by_test_id("stSelectbox").click()
     page.get_by_role("option", name="简体中文").click()
     expect(page.get_by_role("heading", name="结果", exact=True)).to_be_visible()
-    expect(page.get_by_text("两种方法结果一致")).to_be_visible()
+    expect(page.get_by_text("音乐从视频的 0:03 开始")).to_be_visible()
     expect(sidebar.get_by_text("同步视频")).to_be_visible()
     expect(sidebar.get_by_text("语言")).to_be_visible()
     sidebar.get_by_text("同步视频").click()

@@ -24,3 +24,13 @@ def remember(task_id: str) -> None:
 
 def my_tasks() -> list[str]:
     return list(st.session_state.get("my_tasks", []))
+
+
+def launched(task_id: str, where: str) -> None:
+    """Remember where on the page a correction was asked for (its progress is shown there)."""
+    st.session_state.setdefault("launched", {})[task_id] = where
+
+
+def launched_from(where: str) -> list[str]:
+    """The corrections this session asked for from ``where`` (newest last)."""
+    return [tid for tid, w in st.session_state.get("launched", {}).items() if w == where]

@@ -1,5 +1,11 @@
-"""Drawing a job: live progress while it runs, the two results to compare, the beat grid, the
-correction panel, the failure with what to try. Reads the job service; never runs a job."""
+"""Drawing a job: live progress with a time estimate while it runs, the sync preview as soon as the
+song is placed, then one recommended result (the other method under "compare methods", or both side
+by side with which to prefer and why), the facts found, the honest beat grid and corrections, each
+correction's progress where it was asked for. Reads the job service; never runs a job.
+
+The page keeps one order in every state (title, files, the state's own block, the preview, the rest),
+so the preview's component stays in place while the job ends and keeps what the user did with it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,6 @@ import streamlit as st
 
 from beatsync.align import Alignment
 from beatsync.contract import (
-    ENGINES,
     FAILED,
     FINISHED,
     PENDING,
@@ -22,18 +27,18 @@ from beatsync.contract import (
 )
 from beatsync.errors import BeatSyncError
 from beatsync.service import BeatSync
-from ui import i18n
-from ui.i18n import t
+from ui import i18n, preview, summary
+from ui.i18n import clock, duration, t
 from ui.plots import PLOT_CONFIG, alternatives_figure, beat_grid_figure, on_phone
-from ui.state import remember
+from ui.state import launched, launched_from, remember
 
 LOW_CONFIDENCE = 0.5
 REFRESH_S = 1.0
 # the download links (served by the API, so no file passes through the app's memory) look like buttons
 DOWNLOAD_CSS = """<style>
 a.bs-download {display: inline-block; padding: 0.45rem 0.9rem; margin: 0.3rem 0 0.6rem; border-radius: 0.5rem;
-  border: 1px solid rgba(49, 51, 63, 0.25); text-decoration: none; font-weight: 500; color: inherit;}
-a.bs-download:hover {border-color: #ff4b4b; color: #ff4b4b;}
+  border: 1px solid rgba(49, 51, 63, 0.45); text-decoration: none; font-weight: 500; color: inherit;}
+a.bs-download:hover {border-color: #b3261e; color: #b3261e;}
 </style>"""
 
 
@@ -54,16 +59,32 @@ def load(svc: BeatSync, task_id: str) -> Status | None:
     try:
         return status(svc, task_id)
     except BeatSyncError as e:
-        st.subheader(t("error.title"))
+        st.title(t("error.title"))
         st.warning(i18n.error(e))
         st.page_link("views/upload.py", label=t("task.go_upload"), icon="🎵")
         st.page_link("views/tasks.py", label=t("task.go_tasks"), icon="🗂️")
         return None
 
 
-def live(svc: BeatSync, task_ids: list[str]) -> None:
-    """Progress of the unfinished tasks, refreshed every second; when one ends, the whole page is
-    drawn again (and stops refreshing once nothing runs)."""
+def title(s: Status) -> str:
+    """The page's heading by the job's state: working, result, failed."""
+    if s.status == SUCCESS:
+        return t("task.title")
+    if s.status == FAILED:
+        return t("task.title_failed")
+    return t("task.title_working")
+
+
+def _preview_mark(s: Status) -> tuple:
+    """What the preview has to play (a change redraws the page, so the preview gets it at once)."""
+    return (s.preview.quick is not None, tuple(sorted(s.preview.variants)))
+
+
+def live(svc: BeatSync, task_ids: list[str], *, watch_preview: Status | None = None) -> None:
+    """Progress of the unfinished tasks, refreshed every second; when one ends (or, with
+    ``watch_preview``, when that task has a new alignment to preview), the whole page is drawn
+    again (and stops refreshing once nothing runs)."""
+    seen = _preview_mark(watch_preview) if watch_preview is not None else None
 
     @st.fragment(run_every=REFRESH_S)
     def _live() -> None:
@@ -73,6 +94,8 @@ def live(svc: BeatSync, task_ids: list[str]) -> None:
             except BeatSyncError:
                 st.rerun()
             if s.status in FINISHED:
+                st.rerun()
+            if seen is not None and tid == watch_preview.task_id and _preview_mark(s) != seen:
                 st.rerun()
             progress_block(svc, s)
 
@@ -95,11 +118,43 @@ def refresh_on_change(svc: BeatSync, snapshot: dict[str, tuple], *, every_s: flo
     _watch()
 
 
+def status_detail(s: Status) -> str:
+    """What a job's status word leaves out (never the same word again): its stage while it runs, how
+    long it took once done, what went wrong when it failed."""
+    if s.status == SUCCESS:
+        return t("tasks.took", t=duration(s.seconds or (s.finished or s.updated) - (s.started or s.created)))
+    if s.status == FAILED:
+        text = s.error or s.message
+        return text if len(text) <= 90 else text[:88].rstrip() + "…"
+    eta = eta_text(s)
+    return s.message + (f" · {eta}" if eta else "")
+
+
+def eta_text(s: Status) -> str | None:
+    """The time left in words: while processing, the job's estimate; while pending, its run time."""
+    if s.eta_s is None:
+        return None
+    if s.status == PENDING:
+        return t("task.eta_run", t=duration(_rounded(s.eta_s)))
+    if s.eta_s < 3:
+        return t("task.eta_soon")
+    return t("task.eta", t=duration(_rounded(s.eta_s)))
+
+
+def _rounded(secs: float) -> float:
+    """Seconds as an estimate reads: to 1 s under 10 s, 5 s under 2 minutes, 10 s beyond."""
+    step = 1 if secs < 10 else 5 if secs < 120 else 10
+    return max(step, round(secs / step) * step)
+
+
 def progress_block(svc: BeatSync, s: Status) -> None:
     label = t("task.pending") if s.status == PENDING else t("task.processing")
     st.progress(min(1.0, s.progress / 100.0), text=f"{label} · {s.message} · {s.progress:.0f}%")
     since = s.started or s.created
     info = [t("task.elapsed", s=int(time.time() - since))]
+    eta = eta_text(s)
+    if eta:
+        info.append(eta)
     if s.status == PENDING and s.queue_length:
         info.append(t("task.queue", n=s.queue_length))
     st.caption(" · ".join(info))
@@ -134,13 +189,18 @@ def failure(svc: BeatSync, s: Status) -> None:
             st.switch_page("views/task.py", query_params={"task": sub.task_id})
 
 
-def _player_and_download(svc: BeatSync, s: Status, variant: str) -> None:
-    """The result's player and download button: linked to the API (Range support, nothing loaded into
-    the app's memory) when this process serves it, else through Streamlit's own media handling."""
+def _player(svc: BeatSync, s: Status, variant: str) -> None:
+    """The result's player: linked to the API (Range support, nothing loaded into the app's memory)
+    when this process serves it, else through Streamlit's own media handling."""
+    path, _name = svc.output(s.task_id, variant)
+    st.video(server_url(svc, download_url(s.task_id, variant)) or str(path))
+
+
+def _download(svc: BeatSync, s: Status, variant: str) -> None:
+    """The result's download button (a link to the API, or Streamlit's own download button)."""
     path, name = svc.output(s.task_id, variant)
     url = server_url(svc, download_url(s.task_id, variant))
     label = t("task.download", name=name)
-    st.video(url or str(path))
     if url:
         st.markdown(f'<a href="{url}" download="{name}" class="bs-download" data-variant="{variant}">⬇ {label}</a>',
                     unsafe_allow_html=True)
@@ -155,73 +215,140 @@ def variant_trim(s: Status, variant: str) -> Trim | None:
     return (v.trim if v is not None else None) or s.trim
 
 
-def trims_differ(s: Status) -> bool:
-    """Whether the variants kept different parts of the video (each is then shown with its own)."""
-    trims = [v.trim for v in s.variants.values() if v.trim is not None]
-    return any(tr != trims[0] for tr in trims[1:])
-
-
 def kept_caption(trim: Trim | None) -> None:
     if trim is not None:
         st.caption(t("task.kept", a=trim.start_s, b=trim.end_s, m0=trim.music_start_s, m1=trim.music_end_s))
 
 
-def variant_column(svc: BeatSync, s: Status, variant: str, *, show_trim: bool = False) -> None:
-    st.subheader(variant)
+def facts(s: Status, variant: str) -> None:
+    """Where the music starts and the structure found, as facts (not warnings)."""
+    v = s.variants.get(variant)
+    al = v.alignment if v is not None else None
+    if al is None or not al.segments:
+        return
+    video_s, song_s = summary.music_position(al)
+    lines = [t("fact.position_start" if song_s < 0.5 else "fact.position", video=clock(video_s), song=clock(song_s))]
+    if abs(al.tempo_ratio - 1.0) >= 0.005 and len({round(g.rate, 3) for g in al.segments}) == 1:
+        lines.append(t("fact.speed", r=al.tempo_ratio))
+    for key, params in summary.structure_facts(s, variant):
+        try:
+            lines.append(t(key, **params))
+        except (KeyError, ValueError, IndexError):
+            continue
+    st.markdown("\n".join(f"- {line}" for line in lines))
+
+
+def result_block(svc: BeatSync, s: Status, variant: str, *, heading: bool = False, wide: bool = False) -> None:
+    """One method's result: its player and download, the part kept, its numbers in one line, and a
+    check to make when its confidence is low (``wide``: the player beside the rest, on a wide screen)."""
+    if heading:
+        st.subheader(variant)
     v = s.variants.get(variant)
     if v is not None and v.error is not None:
-        st.warning(t("task.variant_failed", error=i18n.error(v)))
+        st.caption(t("task.variant_failed", variant=variant, error=i18n.error(v)))
         return
     if not s.output(variant):
         return
-    _player_and_download(svc, s, variant)
-    if show_trim:
+    left, right = st.columns([3, 2]) if wide else (st.container(), st.container())
+    with left:
+        _player(svc, s, variant)
+    with right:
+        _download(svc, s, variant)
         kept_caption(variant_trim(s, variant))
-    al = v.alignment if v is not None else None
-    if al is not None:
-        with st.container(horizontal=True):  # side by side, wrapping on a phone
-            st.metric(t("task.offset"), f"{al.offset_s:.3f} s", help=t("task.offset_help"), width="content")
-            st.metric(t("task.tempo"), f"{al.tempo_ratio:.4f}", help=t("task.tempo_help"), width="content")
-            st.metric(t("task.confidence"), f"{al.confidence:.0%}", width="content")
-        if al.confidence < LOW_CONFIDENCE:
-            st.warning(t("task.low_conf", c=al.confidence))
-        if len(al.segments) > 1:
-            st.caption(t("task.segments") + ": " + "; ".join(
-                t("task.seg_row", a=g.dance_start_s, b=g.dance_end_s, s=g.bgm_start_s, r=g.rate)
-                for g in al.segments))
+        al = v.alignment if v is not None else None
+        if al is not None and al.segments:
+            video_s, song_s = summary.music_position(al)
+            st.caption(t("task.details", variant=variant, c=al.confidence, r=al.tempo_ratio, v=video_s, g=song_s))
+            if al.confidence < LOW_CONFIDENCE:
+                st.warning(t("task.low_conf", c=al.confidence))
 
 
-def success(svc: BeatSync, s: Status) -> None:
-    for n, text in zip(s.notices, s.warnings_localized, strict=True):
-        if n.code == "same_result":  # good news, not a warning: both downloads are one video
-            st.info(text)
-        elif n.code != "engines_disagree":
-            st.warning(text)
-    agree = s.agreement
-    if agree is not None:
-        if agree.agree:
-            st.success(t("task.agree", ms=max(1, round(agree.offset_difference_ms))))
-        else:
-            st.warning(t("task.disagree", ms=round(agree.offset_difference_ms)))
-    own = trims_differ(s)  # each variant kept its own part of the video: shown in its column
-    if not own:
-        kept_caption(s.trim)
-    variants = [v for v in ENGINES if v in s.variants]
-    cols = st.columns(len(variants)) if variants else []
-    for col, v in zip(cols, variants, strict=True):
-        with col:
-            variant_column(svc, s, v, show_trim=own)
+def results(svc: BeatSync, s: Status) -> str | None:
+    """A finished job's results: the recommended one, the other under "compare methods" when both
+    agree, both side by side with which to prefer and why when they do not. Returns the recommended
+    variant."""
+    rec = summary.recommend(s)
+    if rec.best is None:
+        return None
+    facts(s, rec.best)
+    for code in summary.checks(s, rec.best):
+        n = next(n for n in s.notices if n.code == code and n.params.get("engine") == rec.best)
+        st.warning(i18n.notice(n))
+    if rec.agree:
+        st.header(t("task.your_video"))
+        result_block(svc, s, rec.best, wide=True)
+        if rec.others or rec.failed:
+            with st.expander(t("task.compare")):
+                if rec.same_file:  # the other method's video is this one: nothing more to show of it
+                    st.markdown(t("task.same_file"))
+                elif rec.others:
+                    st.markdown(t("task.agree_fact", ms=max(1, round(rec.difference_ms))))
+                for v in ([] if rec.same_file else rec.others) + rec.failed:
+                    result_block(svc, s, v, heading=True, wide=True)
+    else:
+        st.header(t("task.two_results"))
+        why = t("why.join").join(t(k, **_worded(p)) for k, p in rec.reasons)
+        st.info(t("task.prefer", ms=round(rec.difference_ms), best=rec.best, why=why))
+        cols = st.columns(2)
+        for col, v in zip(cols, [rec.best, *rec.others], strict=False):
+            with col:
+                result_block(svc, s, v, heading=True)
+        for v in rec.failed:
+            result_block(svc, s, v, heading=True)
+    return rec.best
 
 
-def beat_grid_section(svc: BeatSync, s: Status) -> None:
-    """The beat grid, the alternatives and the correction panel (the grid moves with the nudge)."""
+def _worded(params: dict) -> dict:
+    """Reasons' parameters as they read: seconds of music as lengths of time."""
+    out = dict(params)
+    if "a" in out and isinstance(out["a"], float) and out["a"] > 1.5:
+        out["a"], out["b"] = duration(out["a"]), duration(out["b"])
+    return out
+
+
+def preview_section(svc: BeatSync, s: Status, *, choice: str | None) -> None:
+    """The sync preview, and the progress of the corrections asked for from it."""
+    st.header(t("preview.title"))
+    base = server_url(svc, "/")
+    found, _ = preview.alignments(s)
+    if base is None:
+        st.caption(t("preview.unavailable"))
+    elif not found:
+        st.caption(t("preview.waiting"))
+    else:
+        st.caption(t("preview.help_running") if s.status not in FINISHED else t("preview.help"))
+        preview.sync_preview(svc, s, base_url=base.rstrip("/"), choice=choice)
+    here_progress(svc, launched_from("preview"), source=s.task_id)
+
+
+def here_progress(svc: BeatSync, task_ids: list[str], *, source: str) -> None:
+    """The progress of the corrections of ``source`` asked for at this place of the page (a finished
+    one shows in "Corrected results")."""
+    running = []
+    for tid in task_ids:
+        try:
+            c = status(svc, tid)
+        except BeatSyncError:
+            continue
+        if c.correction is not None and c.correction.source_task == source and c.status not in FINISHED:
+            running.append(c)
+    for c in running:
+        st.markdown(t("pv.requested", variant=c.correction.variant, ms=c.correction.nudge_ms))
+    if running:
+        live(svc, [c.task_id for c in running])
+
+
+def beat_grid_section(svc: BeatSync, s: Status, *, choice: str | None) -> None:
+    """The beat grid (with its text summary), the alternatives and the correction panel."""
     grid = svc.beat_grid(s.task_id)
     found = {v: d.alignment for v, d in s.variants.items() if d.alignment is not None}
     if grid is None or not found:
         return
-    st.subheader(t("task.plot"))
+    st.header(t("task.plot"))
     st.caption(t("task.plot_help"))
-    variant = st.radio(t("task.plot_variant"), list(found), horizontal=True, key=f"plotvar-{s.task_id}")
+    names = list(found)
+    variant = st.radio(t("task.plot_variant"), names, horizontal=True, key=f"plotvar-{s.task_id}",
+                       index=names.index(choice) if choice in names else 0) if len(names) > 1 else names[0]
     al = found[variant]
     alts = al.alternatives
     disagree = s.agreement is not None and not s.agreement.agree
@@ -229,28 +356,38 @@ def beat_grid_section(svc: BeatSync, s: Status) -> None:
         st.caption(t("task.correct_help"))
         labels = {None: t("task.placement_found", o=al.offset_s)}
         labels |= {i: t("task.placement_alt", i=i + 1, o=a.offset_s, s=a.score) for i, a in enumerate(alts)}
-        choice = st.selectbox(t("task.placement"), list(labels), key=f"alt-{s.task_id}-{variant}",
-                              format_func=labels.__getitem__)
-        nudge = st.slider(t("task.nudge"), -500, 500, 0, 1, key=f"nudge-{s.task_id}-{variant}")
+        pick = st.selectbox(t("task.placement"), list(labels), key=f"alt-{s.task_id}-{variant}",
+                            format_func=labels.__getitem__)
+        nudge = st.number_input(t("task.nudge"), min_value=-2000, max_value=2000, value=0, step=1,
+                                key=f"nudge-{s.task_id}-{variant}")
         shown = Alignment.from_dict(al.model_dump())
-        if choice is not None:
-            shown = shown.corrected(alternative=choice)
-        if st.button(t("task.rerender"), key=f"render-{s.task_id}-{variant}", disabled=choice is None and not nudge):
+        if pick is not None:
+            shown = shown.corrected(alternative=pick)
+        if st.button(t("task.rerender"), key=f"render-{s.task_id}-{variant}", disabled=pick is None and not nudge):
             try:
-                sub = svc.submit_render(s.task_id, variant, alternative=choice, nudge_ms=nudge)
+                sub = svc.submit_render(s.task_id, variant, alternative=pick, nudge_ms=nudge)
             except BeatSyncError as e:
                 st.warning(i18n.error(e))
             else:
                 remember(sub.task_id)
+                launched(sub.task_id, "panel")
                 st.rerun()
+        here_progress(svc, launched_from("panel"), source=s.task_id)
     dance = s.inputs.get("dance")
-    fig = beat_grid_figure(grid, shown, variant=variant, trim=variant_trim(s, variant),
-                           video_duration_s=dance.duration_s if dance else None, nudge_ms=nudge, touch=on_phone())
-    st.plotly_chart(fig, key=f"grid-{s.task_id}", config=PLOT_CONFIG)
-    alt_fig = alternatives_figure(al)
-    if alt_fig is not None:
-        st.caption(t("task.alternatives"))
-        st.plotly_chart(alt_fig, key=f"alts-{s.task_id}")
+    edits = summary.edit_points(s, variant) if pick is None else []
+    g = beat_grid_figure(grid, shown, variant=variant, trim=variant_trim(s, variant),
+                         video_duration_s=dance.duration_s if dance else None, nudge_ms=nudge, edits=edits,
+                         touch=on_phone())
+    if g.summary:
+        st.markdown(g.summary)
+    if not g.match.can_match:
+        st.info(t("grid.unmatched"))
+    st.plotly_chart(g.figure, key=f"grid-{s.task_id}", config=PLOT_CONFIG)
+    alt = alternatives_figure(al)
+    if alt is not None:
+        st.subheader(t("task.alternatives"))
+        st.caption(alt[1])
+        st.plotly_chart(alt[0], key=f"alts-{s.task_id}", config=PLOT_CONFIG)
 
 
 def correction_result(svc: BeatSync, s: Status) -> None:
@@ -262,7 +399,7 @@ def correction_result(svc: BeatSync, s: Status) -> None:
         what.append(i18n.notice({"code": "nudged", "params": {"ms": round(c.nudge_ms)}}))
     st.markdown(t("task.correction_of", variant=c.variant if c else "", what=" ".join(what)))
     if s.status == SUCCESS and c is not None:
-        variant_column(svc, s, c.variant)
+        result_block(svc, s, c.variant, wide=True)
     elif s.status == FAILED:
         failure(svc, s)
 
@@ -276,34 +413,40 @@ def page(svc: BeatSync, task_id: str) -> None:
     if s.kind == TaskKind.BEATS:
         st.switch_page("views/explore.py", query_params={"task": task_id})
     st.markdown(DOWNLOAD_CSS, unsafe_allow_html=True)
-    st.title(t("task.title"))
+    st.title(title(s))
     names = {role: i.name for role, i in s.inputs.items()}
     st.markdown(t("task.files", dance=names.get("dance", "?"), bgm=names.get("bgm", "?")))
     st.caption(t("task.id", id=task_id))
     if s.kind == TaskKind.RENDER and s.correction is not None:
         st.page_link("views/task.py", label=t("task.source"), icon="↩️",
                      query_params={"task": s.correction.source_task})
-    running = [s.task_id] if s.status not in FINISHED else []
     corrections = []
     for cid in s.corrections:
         try:
             corrections.append(status(svc, cid))
         except BeatSyncError:
             continue
-    running += [c.task_id for c in corrections if c.status not in FINISHED]
-    if s.status == FAILED:
-        failure(svc, s)
-    elif s.status == SUCCESS:
-        if s.kind == TaskKind.RENDER:
+    best = None
+    with st.container():  # the state's own block: progress, the failure, or the results
+        if s.status not in FINISHED:
+            live(svc, [s.task_id], watch_preview=s)
+        elif s.status == FAILED:
+            failure(svc, s)
+        elif s.kind == TaskKind.RENDER:
             correction_result(svc, s)
         else:
-            success(svc, s)
+            best = results(svc, s)
+    with st.container():  # the preview, in the same place whatever the state
+        if s.status != FAILED:
+            preview_section(svc, s, choice=best)
+    if s.status == SUCCESS and s.kind != TaskKind.RENDER:
+        beat_grid_section(svc, s, choice=best)
+    here = set(launched_from("preview")) | set(launched_from("panel"))
     if corrections:
-        st.subheader(t("task.corrections"))
+        st.header(t("task.corrections"))
         for c in corrections:
             if c.status in FINISHED:
                 correction_result(svc, c)
-    if running:
-        live(svc, running)
-    if s.status == SUCCESS and s.kind != TaskKind.RENDER:
-        beat_grid_section(svc, s)
+        elsewhere = [c.task_id for c in corrections if c.status not in FINISHED and c.task_id not in here]
+        if elsewhere:
+            live(svc, elsewhere)

@@ -2,12 +2,14 @@
 other (kind ``beats``, in a worker, never in this script run): the page submits it, follows its
 progress and draws its result, which comes in the task's status (``beats``)."""
 
+from pathlib import Path
+
 import streamlit as st
 
-from beatsync.contract import FAILED, SONG_EXTS, SUCCESS, TaskKind
+from beatsync.contract import DANCE_EXTS, FAILED, SONG_EXTS, SUCCESS, TaskKind
 from beatsync.errors import BeatSyncError
 from ui import i18n
-from ui.i18n import t
+from ui.i18n import duration, seconds, t
 from ui.plots import PLOT_CONFIG, beats_figure, on_phone
 from ui.state import remember, service
 from ui.task_view import live, load
@@ -33,16 +35,21 @@ s = load(svc, task_id) if task_id else None
 if s is not None:
     if s.kind != TaskKind.BEATS:
         st.switch_page("views/task.py", query_params={"task": task_id})
-    st.subheader(s.inputs["media"].name)
+    name = s.inputs["media"].name
+    st.header(name)
     if s.status == SUCCESS and s.beats is not None:
         beats = s.beats
         c1, c2, c3 = st.columns(3)
         c1.metric(t("explore.tempo"), t("explore.bpm", bpm=beats.tempo_bpm))
         c2.metric(t("explore.count"), len(beats.beats_s))
-        c3.metric(t("explore.duration"), f"{beats.duration_s:.1f} s")
+        c3.metric(t("explore.duration"), seconds(beats.duration_s))
         if not beats.beats_s:
             st.warning(t("explore.none"))
-        st.plotly_chart(beats_figure(beats, touch=on_phone()), key="explore_plot", config=PLOT_CONFIG)
+        else:
+            st.markdown(t("explore.summary", name=name, bpm=beats.tempo_bpm, n=len(beats.beats_s),
+                          d=duration(beats.duration_s)))
+        song = Path(name).suffix.lower() not in DANCE_EXTS
+        st.plotly_chart(beats_figure(beats, song=song, touch=on_phone()), key="explore_plot", config=PLOT_CONFIG)
     elif s.status == FAILED:
         st.error(s.error or "")
     else:

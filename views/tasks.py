@@ -9,7 +9,7 @@ from beatsync.errors import BeatSyncError
 from ui import i18n
 from ui.i18n import t
 from ui.state import my_tasks, service
-from ui.task_view import cancel_button, refresh_on_change, status
+from ui.task_view import cancel_button, refresh_on_change, status, status_detail
 
 svc = service()
 st.title(t("tasks.title"))
@@ -38,7 +38,7 @@ for tid in ids:
             st.caption(t("tasks.created", t=time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created)))
                        + f" · `{tid[:8]}`")
         with c2:
-            st.write(f"**{t('status.' + s.status)}** · {s.message}")
+            st.write(f"**{t('status.' + s.status)}** · {status_detail(s)}")
             if s.status not in FINISHED:
                 st.progress(s.progress / 100.0)
                 unfinished[tid] = (s.status, round(s.progress))

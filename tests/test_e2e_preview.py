@@ -1,0 +1,208 @@
+"""The job page's sync preview, beat grid and phone layout in a real browser (Debian's chromium
+driven by Playwright, against a real ``streamlit run app.py`` with one worker; see
+test_e2e_browser.py, whose fixtures and helpers these tests share; chromium is required in CI).
+
+* The preview (a custom component whose root carries ``data-preview``) appears while the job is
+  still running, plays the song with the muted class video, and a nudge moves the song's position in
+  the page at once without any script rerun: the page sends nothing to the server (no websocket
+  message: a rerun is one) and the component receives no new arguments from Python. "Render this"
+  then sends the nudge once, and the correction job it starts shows its progress under the preview
+  and ends as a file named for what it did.
+* At 390 px: no horizontal scroll, and the beat grid opens on about 8 s of the video (the time axis
+  zooms, the vertical one is fixed).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import server_util as su
+from server_util import Server
+from test_e2e_browser import (
+    JOB_TIMEOUT_MS,
+    TASK_URL,
+    TIMEOUT_MS,
+    chromium_path,
+    new_page,
+    sync_playwright,
+    wait_app_ready,
+)
+
+PREVIEW = "iframe[title='ui.preview.sync_preview']"
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A fresh server with one worker thread."""
+    s = Server(tmp_path / "data", {"BEATSYNC_WORKERS": 1}, name="e2e-preview", log_dir=tmp_path)
+    s.start()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def browser():
+    exe = chromium_path()  # (fails in CI when missing, skips elsewhere: test_e2e_browser)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def long_pair(tmp_path_factory):
+    return su.long_pair(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def short_pair(tmp_path_factory):
+    return su.short_pair(tmp_path_factory)
+
+
+def preview_state(frame) -> dict:
+    return frame.evaluate("() => window.beatsyncPreview.state()")
+
+
+def wait_state(frame, predicate: str, timeout_ms: int = 20_000) -> dict:
+    frame.wait_for_function(f"() => {{ const s = window.beatsyncPreview && window.beatsyncPreview.state(); "
+                            f"return s && ({predicate}); }}", timeout=timeout_ms)
+    return preview_state(frame)
+
+
+def sync(page, server, pair) -> str:
+    """Choose the pair on the upload page, press Sync; returns the new task's id."""
+    from playwright.sync_api import expect
+
+    page.goto(server.url("/"))
+    inputs = page.locator("input[type=file]")
+    expect(inputs).to_have_count(2)
+    inputs.nth(0).set_input_files(str(pair.video_path))
+    expect(page.get_by_role("button", name=f"Remove {pair.video_path.name}")).to_be_visible()
+    inputs.nth(1).set_input_files(str(pair.song_path))
+    expect(page.get_by_role("button", name=f"Remove {pair.song_path.name}")).to_be_visible()
+    page.get_by_role("button", name="Sync", exact=True).click()
+    page.wait_for_url(TASK_URL, timeout=TIMEOUT_MS)
+    return TASK_URL.search(page.url).group(1)
+
+
+def test_preview_plays_and_a_nudge_needs_no_rerun(browser, server, long_pair):
+    from playwright.sync_api import expect
+
+    page = new_page(browser)
+    sent: list[float] = []  # every message the page sends the server (a script rerun is one)
+    page.on("websocket", lambda ws: ws.on("framesent", lambda _payload: sent.append(time.monotonic())))
+    task_id = sync(page, server, long_pair)
+    expect(page.get_by_role("heading", name="Working…", exact=True)).to_be_visible()
+
+    # the preview appears while the job still runs
+    page.locator(PREVIEW).wait_for(state="attached", timeout=JOB_TIMEOUT_MS)
+    when = su.status(server, task_id)
+    assert when["status"] == "processing", f"the preview came only once the job was {when['status']}"
+    assert when["preview"]["quick"] is not None or when["preview"]["variants"], when["preview"]
+    frame = page.frame_locator(PREVIEW)
+    expect(frame.locator("[data-preview]")).to_have_count(1)
+
+    # the job ends: the page says so, and the preview is still there
+    expect(page.get_by_role("heading", name="Result", exact=True)).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    done = su.status(server, task_id)
+    assert done["status"] == "success", done
+    wait_app_ready(page)
+    fr = page.frames[[i for i, f in enumerate(page.frames) if "sync_preview" in f.url][0]]
+    wait_state(fr, "s.ready && s.variant === 'modular'")
+    al = done["variants"]["modular"]["alignment"]
+    seg = al["segments"][0]
+    fps = done["preview"]["frame_rate"]
+    assert fps == pytest.approx(15.0)
+
+    # a point in the music: the song position the preview plays there is the alignment's
+    t = seg["dance_start_s"] + 5.0
+    fr.evaluate(f"() => {{ document.getElementById('video').currentTime = {t}; }}")
+    st1 = wait_state(fr, f"Math.abs(s.videoTime - {t}) < 0.01 && s.songTime !== null")
+    expected = seg["bgm_start_s"] + (t - seg["dance_start_s"]) * seg["rate"]
+    assert st1["songTime"] == pytest.approx(expected, abs=0.001), st1
+    renders = st1["argsChanges"]
+    page.wait_for_timeout(1500)
+    quiet = len(sent)  # (nothing is sent while the page is idle)
+
+    # nudges: +10 ms, +1 frame, a typed number; each moves the song at once, in the page
+    fr.get_by_role("button", name="10 ms later").click()
+    st2 = wait_state(fr, "s.nudgeMs === 10")
+    assert st2["songTime"] == pytest.approx(expected - 0.010, abs=0.0005), st2
+    assert st2["audioTime"] == pytest.approx(st2["songTime"], abs=0.002), "the song element itself moved"
+    fr.get_by_role("button", name="+1 frame").click()
+    st3 = wait_state(fr, f"Math.abs(s.nudgeMs - {10 + 1000 / fps}) < 0.11")
+    assert st3["songTime"] == pytest.approx(expected - 0.010 - 1 / fps, abs=0.0006), st3
+    box = fr.get_by_label("Move the song by (ms, + = later)")
+    box.fill("40")
+    box.press("Tab")
+    st4 = wait_state(fr, "s.nudgeMs === 40")
+    assert st4["songTime"] == pytest.approx(expected - 0.040, abs=0.0005), st4
+
+    # it plays: the muted class video, and the song following it
+    fr.get_by_role("button", name="▶ Play").click()
+    st5 = wait_state(fr, "!s.audioPaused && s.audioTime > 0", timeout_ms=10_000)
+    page.wait_for_timeout(1500)
+    st6 = preview_state(fr)
+    assert not st6["audioPaused"] and st6["audioTime"] > st5["audioTime"] + 0.5, (st5, st6)
+    assert abs(st6["audioTime"] - st6["songTime"]) < 0.08, st6
+    assert fr.locator("video").evaluate("v => v.muted && !v.paused")
+    fr.get_by_role("button", name="❚❚ Pause").click()
+    wait_state(fr, "s.audioPaused")
+
+    # none of it asked the server for anything, and Python sent the component nothing new
+    assert len(sent) == quiet, f"{len(sent) - quiet} message(s) sent to the server while nudging"
+    assert preview_state(fr)["argsChanges"] == renders, preview_state(fr)
+
+    # "Render this": the nudge goes to Python once, as a correction job shown under the preview
+    fr.get_by_role("button", name="Render this (+40 ms)").click()
+    deadline = time.monotonic() + 30
+    while not su.status(server, task_id)["corrections"]:
+        assert time.monotonic() < deadline, "no correction job"
+        time.sleep(0.2)
+    (cid,) = su.status(server, task_id)["corrections"]
+    c = su.status(server, cid)
+    assert c["correction"] == {"source_task": task_id, "variant": "modular", "alternative": None, "nudge_ms": 40.0}
+    expect(page.get_by_text("Rendering modular moved by +40 ms.")).to_be_visible()
+    expect(page.get_by_role("heading", name="Corrected results")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    link = page.locator("a.bs-download").filter(has_text="class_modular_+40ms.mp4")
+    expect(link).to_have_count(1)
+    assert su.status(server, cid)["status"] == "success"
+
+
+def test_phone_width_has_no_horizontal_scroll_and_the_grid_opens_on_8_seconds(browser, server, short_pair):
+    from playwright.sync_api import expect
+
+    page = new_page(browser, viewport={"width": 390, "height": 844})
+    task_id = sync(page, server, short_pair)
+    expect(page.get_by_role("heading", name="Result", exact=True)).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    assert su.status(server, task_id)["status"] == "success"
+    page.locator(".js-plotly-plot").first.wait_for(timeout=TIMEOUT_MS)
+    wait_app_ready(page)
+    page.wait_for_timeout(1000)
+    widths = page.evaluate("""() => {
+        // the document, and every element that scrolls (Streamlit scrolls its main area itself; the
+        // sidebar is closed on a phone)
+        const scrolls = [...document.querySelectorAll('body *')].filter(e => !e.closest('[data-testid=stSidebar]') && (() => {
+            const o = getComputedStyle(e).overflowX;
+            return (o === 'auto' || o === 'scroll') && e.scrollWidth > e.clientWidth + 1; })()).map(e => `${e.tagName}[${e.getAttribute('data-testid') || ''}] ${e.scrollWidth}>${e.clientWidth}`);
+        // HTML boxes (not a plot's clipped drawing) reaching past the window's right edge
+        const wide = [...document.querySelectorAll('body *')].filter(e => !e.closest('svg') && (() => {
+            const r = e.getBoundingClientRect(); return r.width > 0 && r.right > window.innerWidth + 1; })())
+            .map(e => `${e.tagName}[${e.getAttribute('data-testid') || ''}]`).slice(0, 5);
+        return {doc: document.documentElement.scrollWidth, body: document.body.scrollWidth,
+                view: window.innerWidth, scrolls, wide};
+    }""")
+    assert widths["doc"] <= widths["view"] and widths["body"] <= widths["view"], widths
+    assert not widths["scrolls"] and not widths["wide"], widths
+    axes = page.evaluate("""() => { const g = document.querySelector('.js-plotly-plot');
+        return {x: g._fullLayout.xaxis.range, yFixed: g._fullLayout.yaxis.fixedrange,
+                slider: g._fullLayout.xaxis.rangeslider.visible}; }""")
+    span = axes["x"][1] - axes["x"][0]
+    assert span == pytest.approx(8.0, abs=0.01) and axes["yFixed"] and axes["slider"], axes
+    start = su.status(server, task_id)["variants"]["modular"]["alignment"]["segments"][0]["dance_start_s"]
+    assert axes["x"][0] <= start <= axes["x"][1], (axes, start)
+    # the plot is described in words too
+    expect(page.get_by_text("Beat grid of modular:")).to_be_visible()
