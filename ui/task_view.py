@@ -85,8 +85,10 @@ def live(svc: BeatSync, task_ids: list[str], *, watch_preview: Status | None = N
     ``watch_preview``, when that task has a new alignment to preview), the whole page is drawn
     again (and stops refreshing once nothing runs)."""
     seen = _preview_mark(watch_preview) if watch_preview is not None else None
+    # twice as often while the preview waits for its first alignment: it comes seconds into the job
+    every = REFRESH_S / 2 if seen == (False, ()) else REFRESH_S
 
-    @st.fragment(run_every=REFRESH_S)
+    @st.fragment(run_every=every)
     def _live() -> None:
         for tid in task_ids:
             try:
