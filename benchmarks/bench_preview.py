@@ -77,7 +77,9 @@ def one_run(browser, server: su.Server, video: Path, song: Path, *, timeout_s: f
         page.locator(PREVIEW).wait_for(state="attached")
         t_preview = time.monotonic() - t0
         status_then = su.status(server, task_id)
-        frame = next(f for f in page.frames if "sync_preview" in f.url)
+        while not (frames := [f for f in page.frames if "sync_preview" in f.url]):
+            page.wait_for_timeout(50)  # (the frame element is there a moment before its document)
+        frame = frames[0]
         frame.wait_for_function("() => window.beatsyncPreview && window.beatsyncPreview.state().ready")
         frame.get_by_role("button", name="▶ Play").click()
         frame.wait_for_function("() => { const s = window.beatsyncPreview.state(); "

@@ -1,9 +1,12 @@
-"""Screenshots of the web UI: the upload page and a finished job's results page, full page, at
-desktop width (1366 px) and phone width (390 px), in English or Simplified Chinese.
+"""Screenshots of the web UI, full page, at desktop width (1366 px) and phone width (390 px), in
+English or Simplified Chinese: the upload page; a job's page while it works, with the sync preview
+already there (``working-*``); a finished job's results page (``result-*``); the sync preview itself
+after a nudge of +40 ms (``preview-*``: the component alone); the beat explorer (``explore-*``).
 
 Starts a real server (``python -m streamlit run app.py`` on a free port, with a temporary data
 dir), runs one job on generated media (a short synthesized dance class and its song) so the
-results page has content, then drives Debian's chromium with Playwright.
+results page has content, and for each width a longer one to catch it working, then drives
+Debian's chromium with Playwright.
 
     python scripts/screenshots.py                  # English, into screenshots/
     python scripts/screenshots.py --lang zh --out /tmp/shots
@@ -31,23 +34,45 @@ WIDTHS = {"desktop": (1366, 900), "phone": (390, 844)}
 LOCALES = {"en": "en-US", "zh": "zh-CN"}
 MEDIA = {"video_s": 14.0, "song_s": 12.0, "music_at_s": 2.5, "music_len_s": 10.0, "seed": 61,
          "size": (320, 180), "fps": 15.0, "gop": 15}
+#: a class long enough to be seen working (its job takes tens of seconds)
+LONG_MEDIA = {"video_s": 150.0, "song_s": 140.0, "music_at_s": 4.0, "music_len_s": 140.0, "seed": 62,
+              "size": (320, 180), "fps": 15.0, "gop": 15}
+PREVIEW = "iframe[title='ui.preview.sync_preview']"
 TIMEOUT_MS = 60_000
 
 
-def run_job(server: su.Server, folder: Path) -> str:
-    """Upload the generated pair through the API and wait for the job to succeed; returns its id."""
-    pair = sg.write_class_media(folder, **MEDIA)
+def run_job(server: su.Server, folder: Path, media: dict = MEDIA, *, wait: bool = True) -> str:
+    """Upload a generated pair through the API and (``wait``) wait for the job to succeed; returns its id."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pair = sg.write_class_media(folder, **media)
     dance = su.upload_ok(server, pair.video_path)["file_id"]
     song = su.upload_ok(server, pair.song_path)["file_id"]
     task_id = su.submit_ok(server, dance, song)
-    final = su.wait_status(server, task_id, until="success", timeout=180)
-    print(f"job {task_id}: {final['status']} in {final['finished'] - final['created']:.1f} s", file=sys.stderr)
+    if wait:
+        final = su.wait_status(server, task_id, until="success", timeout=180)
+        print(f"job {task_id}: {final['status']} in {final['finished'] - final['created']:.1f} s", file=sys.stderr)
     return task_id
 
 
-def settle(page) -> None:
-    """Wait until the script run is over, the charts are drawn and the videos show a frame."""
-    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=TIMEOUT_MS)
+def preview_frame(page):
+    """The sync preview's frame, once it can play."""
+    page.locator(PREVIEW).wait_for(state="attached", timeout=TIMEOUT_MS)
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while not (frames := [f for f in page.frames if "sync_preview" in f.url]):
+        assert time.monotonic() < deadline, "the preview's frame never loaded"
+        page.wait_for_timeout(100)
+    frame = frames[0]
+    frame.wait_for_function("() => window.beatsyncPreview && window.beatsyncPreview.state().ready",
+                            timeout=TIMEOUT_MS)
+    return frame
+
+
+def settle(page, *, running: bool = False) -> None:
+    """Wait until the script run is over (``running``: a job's page refreshes itself, so only for a
+    moment), the charts are drawn and the videos show a frame."""
+    if not running:
+        page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')",
+                               timeout=TIMEOUT_MS)
     page.wait_for_function(
         "() => [...document.querySelectorAll('video')].every(v => v.readyState >= 2)", timeout=TIMEOUT_MS)
     page.wait_for_function(
@@ -72,7 +97,8 @@ def full_page(page, path: Path, height: int) -> Path:
     return path
 
 
-def shoot(browser, base_url: str, task_id: str, lang: str, out: Path) -> list[Path]:
+def shoot(browser, server: su.Server, task_id: str, lang: str, out: Path, media: Path) -> list[Path]:
+    base_url = server.url("")
     written = []
     for name, (width, height) in WIDTHS.items():
         phone = name == "phone"
@@ -86,11 +112,38 @@ def shoot(browser, base_url: str, task_id: str, lang: str, out: Path) -> list[Pa
             settle(page)
             written.append(full_page(page, out / f"upload-{lang}-{name}.png", height))
 
+            # a job at work: the preview is there before the videos are
+            working = run_job(server, media / f"long-{name}", LONG_MEDIA, wait=False)
+            page.goto(f"{base_url}/task?task={working}")
+            preview_frame(page)
+            status = su.status(server, working)["status"]
+            settle(page, running=True)
+            written.append(full_page(page, out / f"working-{lang}-{name}.png", height))
+            print(f"working-{lang}-{name}: the job was {status} when the preview could play", file=sys.stderr)
+
             page.goto(f"{base_url}/task?task={task_id}")
-            page.locator("video").nth(1).wait_for()
+            page.locator("video").first.wait_for()
             page.locator("[data-testid=stPlotlyChart]").first.wait_for()
             settle(page)
             written.append(full_page(page, out / f"result-{lang}-{name}.png", height))
+
+            # the preview after a nudge of +40 ms, at a point in the music
+            frame = preview_frame(page)
+            frame.evaluate("() => { document.getElementById('video').currentTime = 6.0; "
+                           "window.beatsyncPreview.setNudge(40); }")
+            frame.wait_for_function("() => window.beatsyncPreview.state().nudgeMs === 40", timeout=TIMEOUT_MS)
+            page.wait_for_timeout(800)
+            frame_el = page.locator(PREVIEW)
+            frame_el.scroll_into_view_if_needed()
+            path = out / f"preview-{lang}-{name}.png"
+            frame_el.screenshot(path=str(path))
+            written.append(path)
+
+            page.goto(f"{base_url}/explore")
+            page.locator("input[type=file]").set_input_files(str(media / "song.wav"))
+            page.locator("[data-testid=stPlotlyChart]").first.wait_for(timeout=TIMEOUT_MS)
+            settle(page)
+            written.append(full_page(page, out / f"explore-{lang}-{name}.png", height))
         finally:
             ctx.close()
     return written
@@ -126,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 browser = p.chromium.launch(executable_path=args.chromium,
                                             args=["--no-sandbox", "--disable-dev-shm-usage"])
                 try:
-                    written = shoot(browser, server.url(""), task_id, args.lang, args.out)
+                    written = shoot(browser, server, task_id, args.lang, args.out, tmp / "media")
                 finally:
                     browser.close()
         except Exception:

@@ -62,6 +62,15 @@ def short_pair(tmp_path_factory):
     return su.short_pair(tmp_path_factory)
 
 
+def preview_frame(page):
+    """The preview's frame (its element is on the page a moment before its document)."""
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while not (frames := [f for f in page.frames if "sync_preview" in f.url]):
+        assert time.monotonic() < deadline, "the preview's frame never loaded"
+        page.wait_for_timeout(100)
+    return frames[0]
+
+
 def preview_state(frame) -> dict:
     return frame.evaluate("() => window.beatsyncPreview.state()")
 
@@ -110,7 +119,7 @@ def test_preview_plays_and_a_nudge_needs_no_rerun(browser, server, long_pair):
     done = su.status(server, task_id)
     assert done["status"] == "success", done
     wait_app_ready(page)
-    fr = page.frames[[i for i, f in enumerate(page.frames) if "sync_preview" in f.url][0]]
+    fr = preview_frame(page)
     wait_state(fr, "s.ready && s.variant === 'modular'")
     al = done["variants"]["modular"]["alignment"]
     seg = al["segments"][0]
@@ -206,3 +215,31 @@ def test_phone_width_has_no_horizontal_scroll_and_the_grid_opens_on_8_seconds(br
     assert axes["x"][0] <= start <= axes["x"][1], (axes, start)
     # the plot is described in words too
     expect(page.get_by_text("Beat grid of modular:")).to_be_visible()
+    # headings in order (h1, then h2, h3 never skipping a level), captions readable (>= 4.5:1)
+    levels = page.evaluate("() => [...document.querySelectorAll('h1,h2,h3,h4,h5,h6')].map(h => +h.tagName[1])")
+    assert levels[0] == 1 and levels.count(1) == 1, levels
+    assert all(b <= a + 1 for a, b in zip(levels, levels[1:], strict=False)), levels
+    ratios = page.evaluate(CONTRASTS)
+    assert ratios and min(ratios) >= 4.5, ratios
+
+
+#: the contrast ratio of every caption's text against the page (its colour blended over the background)
+CONTRASTS = r"""() => {
+  const rgba = (c) => {
+    let m = c.match(/^rgba?\(([^)]+)\)/);
+    if (m) { const v = m[1].split(/[ ,\/]+/).filter(Boolean).map(Number); return [v[0], v[1], v[2], v.length > 3 ? v[3] : 1]; }
+    m = c.match(/^color\(srgb ([^)]+)\)/);
+    if (m) { const v = m[1].split(/[ \/]+/).filter(Boolean).map(Number);
+             return [v[0] * 255, v[1] * 255, v[2] * 255, v.length > 3 ? v[3] : 1]; }
+    throw new Error('colour ' + c);
+  };
+  const lum = ([r, g, b]) => { const f = (x) => { x /= 255; return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; };
+                               return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const bg = rgba(getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor);
+  return [...document.querySelectorAll('[data-testid=stCaptionContainer]')].map((e) => {
+    const c = rgba(getComputedStyle(e).color);
+    const mix = [0, 1, 2].map((i) => c[i] * c[3] + bg[i] * (1 - c[3]));
+    const [hi, lo] = [lum(mix), lum(bg)].sort((a, b) => b - a);
+    return Math.round(((hi + 0.05) / (lo + 0.05)) * 100) / 100;
+  });
+}"""

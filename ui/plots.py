@@ -22,6 +22,12 @@ from ui.i18n import clock, seconds, t
 
 PLOT_CONFIG = {"scrollZoom": False, "displaylogo": False,  # the page scrolls over a plot
                "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
+#: on a touch screen the range slider moves and zooms along the time axis: no toolbar over the legend
+TOUCH_CONFIG = {**PLOT_CONFIG, "displayModeBar": False}
+
+
+def plot_config(touch: bool) -> dict:
+    return TOUCH_CONFIG if touch else PLOT_CONFIG
 CLASS_COLOR, SONG_COLOR, ONSET_COLOR = "#1f5f9e", "#c0392b", "#8ea3b5"
 CLASS_Y, SONG_Y = 2.25, 2.0  # where the two rows of beat ticks sit, above the onset curve (0..2)
 WINDOW_S = 8.0  # the time the grid opens on

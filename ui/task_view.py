@@ -29,7 +29,7 @@ from beatsync.errors import BeatSyncError
 from beatsync.service import BeatSync
 from ui import i18n, preview, summary
 from ui.i18n import clock, duration, t
-from ui.plots import PLOT_CONFIG, alternatives_figure, beat_grid_figure, on_phone
+from ui.plots import alternatives_figure, beat_grid_figure, on_phone, plot_config
 from ui.state import launched, launched_from, remember
 
 LOW_CONFIDENCE = 0.5
@@ -377,19 +377,20 @@ def beat_grid_section(svc: BeatSync, s: Status, *, choice: str | None) -> None:
         here_progress(svc, launched_from("panel"), source=s.task_id)
     dance = s.inputs.get("dance")
     edits = summary.edit_points(s, variant) if pick is None else []
+    touch = on_phone()
     g = beat_grid_figure(grid, shown, variant=variant, trim=variant_trim(s, variant),
                          video_duration_s=dance.duration_s if dance else None, nudge_ms=nudge, edits=edits,
-                         touch=on_phone())
+                         touch=touch)
     if g.summary:
         st.markdown(g.summary)
     if not g.match.can_match:
         st.info(t("grid.unmatched"))
-    st.plotly_chart(g.figure, key=f"grid-{s.task_id}", config=PLOT_CONFIG)
+    st.plotly_chart(g.figure, key=f"grid-{s.task_id}", config=plot_config(touch))
     alt = alternatives_figure(al)
     if alt is not None:
         st.subheader(t("task.alternatives"))
         st.caption(alt[1])
-        st.plotly_chart(alt[0], key=f"alts-{s.task_id}", config=PLOT_CONFIG)
+        st.plotly_chart(alt[0], key=f"alts-{s.task_id}", config=plot_config(touch))
 
 
 def correction_result(svc: BeatSync, s: Status) -> None:

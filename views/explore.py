@@ -10,7 +10,7 @@ from beatsync.contract import DANCE_EXTS, FAILED, SONG_EXTS, SUCCESS, TaskKind
 from beatsync.errors import BeatSyncError
 from ui import i18n
 from ui.i18n import duration, seconds, t
-from ui.plots import PLOT_CONFIG, beats_figure, on_phone
+from ui.plots import beats_figure, on_phone, plot_config
 from ui.state import remember, service
 from ui.task_view import live, load
 
@@ -49,7 +49,8 @@ if s is not None:
             st.markdown(t("explore.summary", name=name, bpm=beats.tempo_bpm, n=len(beats.beats_s),
                           d=duration(beats.duration_s)))
         song = Path(name).suffix.lower() not in DANCE_EXTS
-        st.plotly_chart(beats_figure(beats, song=song, touch=on_phone()), key="explore_plot", config=PLOT_CONFIG)
+        touch = on_phone()
+        st.plotly_chart(beats_figure(beats, song=song, touch=touch), key="explore_plot", config=plot_config(touch))
     elif s.status == FAILED:
         st.error(s.error or "")
     else:
