@@ -673,18 +673,21 @@ class _Status(Closed):
 
     @classmethod
     def from_record(cls, rec: TaskRecord, *, outputs: Mapping[str, str], queue_length: int | None = None,
-                    now: float | None = None, pending_eta_s: float | None = None) -> Status:
+                    now: float | None = None, run_time_s: float | None = None) -> Status:
         """The status of ``rec`` (``message`` and ``error`` as recorded, in English): ``outputs`` gives
         each finished variant's file path or download URL; ``now`` (epoch s) the time the estimate of
-        a running job is read at; ``pending_eta_s`` a pending job's estimated run time."""
+        a running job is read at; ``run_time_s`` the job's estimated run time (a pending job's
+        ``eta_s``, and a running one's until its job process has made its own estimate)."""
         refs = {e: (outputs.get(e) if rec.status == SUCCESS else None) for e in ENGINES}
         failed = rec.status == FAILED
+        now = time.time() if now is None else now
         eta = None
         if rec.status == PROCESSING and rec.estimate is not None:
-            left = rec.estimate.finish_at - (time.time() if now is None else now)
-            eta = round(max(left, rec.estimate.after_s, 0.0), 1)
+            eta = round(max(rec.estimate.finish_at - now, rec.estimate.after_s, 0.0), 1)
+        elif rec.status == PROCESSING and run_time_s is not None:
+            eta = round(max(run_time_s - (now - (rec.started or now)), 0.0), 1)
         elif rec.status == PENDING:
-            eta = pending_eta_s
+            eta = run_time_s
         return cls(
             task_id=rec.task_id, status=rec.status, message=rec.message, stage=rec.stage,
             stage_params=rec.stage_params, created=rec.created, updated=rec.updated, started=rec.started,

@@ -31,6 +31,7 @@ from beatsync.contract import (
     FINISHED,
     INPUT_ROLES,
     PENDING,
+    PROCESSING,
     SONG_EXTS,
     SUCCESS,
     BeatGrid,
@@ -361,9 +362,10 @@ class BeatSync:
         folder = self.store.task_dir(rec.task_id)
         outputs = {e: (download_url(rec.task_id, e) if links else str(folder / p)) for e, p in rec.outputs.items()}
         queue = self.store.queue_length() if rec.status == PENDING else None
-        eta = self.run_time_s(rec) if rec.status == PENDING else None
+        run = self.run_time_s(rec) if rec.status == PENDING or (rec.status == PROCESSING and rec.estimate is None) \
+            else None
         return messages.localize_status(Status.from_record(rec, outputs=outputs, queue_length=queue,
-                                                           pending_eta_s=eta), lang)
+                                                           run_time_s=run), lang)
 
     def run_time_s(self, rec: TaskRecord) -> float | None:
         """How long the task's job should take once a worker takes it (`beatsync.estimate`: the class

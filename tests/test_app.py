@@ -293,6 +293,9 @@ def test_upload_submit_progress_and_results(svc, pair):
     if first["status"] not in FINISHED:  # a job takes seconds: the first run shows it queued or running
         assert len(at.progress) == 1
         assert at.button(key=f"cancel-{tid}").label == en("task.cancel")
+        # and how long it should take: its run time while it waits, the time left once it runs
+        estimate = "takes about" if first["status"] == "pending" else " left"
+        assert any(estimate in c or en("task.eta_soon") in c for c in texts(at.caption)), texts(at.caption)
 
     seen: list = []
     s = poll_page(at, svc, tid, seen=seen)
@@ -590,6 +593,7 @@ def test_tasks_page_lists_this_sessions_jobs(svc, done_task, failed_task):
     statuses = [m for m in texts(at.markdown) if m.startswith("**")]
     assert statuses[0].startswith(f"**{en('status.failed')}**"), statuses  # the newest first
     assert statuses[1].startswith(f"**{en('status.success')}**"), statuses
+    assert "Done" not in statuses[1] and "took" in statuses[1], statuses  # not "done · Done"
     captions = " ".join(texts(at.caption))
     assert f"`{done_task[:8]}`" in captions and f"`{failed_task[:8]}`" in captions
     assert not at.button  # nothing to cancel

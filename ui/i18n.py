@@ -137,6 +137,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "pv.earlier": ("{ms} ms earlier", "提前 {ms} 毫秒"),
     "pv.later": ("{ms} ms later", "推后 {ms} 毫秒"),
     "pv.reset": ("Reset", "复位"),
+    "pv.ms": ("ms", "毫秒"),
     "pv.variant": ("Result:", "结果："),
     "pv.render": ("Render this ({ms} ms)", "生成这个版本（{ms} 毫秒）"),
     "pv.render_later": ("Available when the job is done.", "任务完成后才能生成。"),

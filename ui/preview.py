@@ -27,7 +27,7 @@ from ui.state import launched, remember
 FOLDER = Path(__file__).with_name("preview_component")
 #: what the component's labels are called in ui.i18n (``pv.<name>``)
 LABELS = ("title", "play", "pause", "sound", "song", "original", "loop", "nudge", "nudge_input", "minus_frame",
-          "plus_frame", "earlier", "later", "reset", "variant", "render", "render_later", "render_nudge_first",
+          "plus_frame", "earlier", "later", "reset", "ms", "variant", "render", "render_later", "render_nudge_first",
           "sent", "song_at", "no_song", "preliminary", "cannot_play", "video", "bgm")
 
 

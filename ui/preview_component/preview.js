@@ -248,11 +248,13 @@ function setLabels(L) {
   $("nudge-label").textContent = L.nudge || "";
   $("nudge-input-label").textContent = L.nudge_input || "";
   $("reset").textContent = L.reset || "0";
+  $("ms-unit").textContent = L.ms || "ms";
   $("variant-label").textContent = L.variant || "";
   $("root").setAttribute("aria-label", L.title || "");
   for (const b of document.querySelectorAll("[data-step]")) {
     const k = b.dataset.step;
-    b.textContent = k === "frame" ? L.plus_frame : k === "-frame" ? L.minus_frame : `${Number(k) > 0 ? "+" : "−"}${Math.abs(Number(k))} ms`;
+    b.textContent = k === "frame" ? L.plus_frame : k === "-frame" ? L.minus_frame
+      : `${Number(k) > 0 ? "+" : "−"}${Math.abs(Number(k))} ${L.ms || "ms"}`;
     b.setAttribute("aria-label", k.includes("frame") ? b.textContent : (Number(k) > 0 ? L.later : L.earlier).replace("{ms}", Math.abs(Number(k))));
   }
   setLoop(!!S.loop);
