@@ -113,6 +113,8 @@ def test_preview_plays_and_a_nudge_needs_no_rerun(browser, server, long_pair):
     assert when["preview"]["quick"] is not None or when["preview"]["variants"], when["preview"]
     frame = page.frame_locator(PREVIEW)
     expect(frame.locator("[data-preview]")).to_have_count(1)
+    early = preview_frame(page)
+    early.evaluate("() => window.beatsyncPreview.setNudge(20)")  # a nudge made while the job runs ...
 
     # the job ends: the page says so, and the preview is still there
     expect(page.get_by_role("heading", name="Result", exact=True)).to_be_visible(timeout=JOB_TIMEOUT_MS)
@@ -120,7 +122,9 @@ def test_preview_plays_and_a_nudge_needs_no_rerun(browser, server, long_pair):
     assert done["status"] == "success", done
     wait_app_ready(page)
     fr = preview_frame(page)
-    wait_state(fr, "s.ready && s.variant === 'modular'")
+    wait_state(fr, "s.ready && s.variant === 'modular' && s.nudgeMs === 20")  # ... is kept
+    fr.get_by_role("button", name="Reset").click()
+    wait_state(fr, "s.nudgeMs === 0")
     al = done["variants"]["modular"]["alignment"]
     seg = al["segments"][0]
     fps = done["preview"]["frame_rate"]
