@@ -1,11 +1,12 @@
 """A first estimate of where the song plays, a fraction of a second after the analysis: what a sync
 preview can play while the engines are still working.
 
-One FFT cross-correlation of the whole fine onset envelopes at normal speed (`envelope_lines`, 5.8 ms
-resolution; the envelopes are the ones the engines compute anyway) gives the best constant offset.
+One FFT cross-correlation of the whole fine onset envelopes at normal speed (`lag_scores`, as
+`beatsync.align.lines.envelope_lines` ranks offsets, 5.8 ms resolution; the envelopes are the ones
+the engines compute anyway, so they are computed once) gives the best constant offset.
 It is kept only when it stands far out of the correlation's spread (a robust z-score, and clearly
 above the next best offset): measured on generated classes and a real 3-minute class, the right
-song scores 29-31 and an unrelated one at most 5.3, so a class played at another speed, or a wrong
+song scores 29-31 and an unrelated one (at another tempo or the same) at most 5.3, so a class played at another speed, or a wrong
 song, gives no estimate rather than a wrong one. Where the music is heard is then read from 1-s
 windows (0.5 s apart) of the same envelopes at that offset (normalised correlation above `MUSIC_NCC`).
 
