@@ -367,6 +367,14 @@ def _is_zombie(pid: int) -> bool:
     return stat[stat.rfind(b")") + 2:].split(b" ", 1)[0] in (b"Z", b"X")
 
 
+def parent(pid: int) -> int | None:
+    """The parent pid of ``pid`` (None when it is gone)."""
+    stat = _proc_read(pid, "stat")
+    if stat is None:
+        return None
+    return int(stat[stat.rfind(b")") + 2:].split(b" ")[1])
+
+
 def _pids() -> list[int]:
     return [int(d) for d in os.listdir("/proc") if d.isdigit() and int(d) != os.getpid()]
 
