@@ -31,6 +31,8 @@ import numpy as np
 import requests
 import songgen as sg
 
+from beatsync.owner import new_token
+
 REPO = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 60.0
 JOB_MODULE = "beatsync.job"
@@ -121,6 +123,13 @@ class Server:
         self.port: int | None = None
         self.log_path: Path | None = None
         self.starts = 0
+        #: the owner token this test client uses for everything it uploads and submits (what a client
+        #: keeps: `upload`, `submit` and `cancel_running` send it; control requests made by hand add
+        #: ``headers=server.owner_headers()``)
+        self.owner = new_token()
+
+    def owner_headers(self, token: str | None = None) -> dict:
+        return {"X-BeatSync-Owner": token or self.owner}
 
     # ---- lifecycle
     def start(self, env: dict | None = None, *, wait: bool = True) -> Server:
@@ -460,7 +469,7 @@ def cancel_running(server: Server, task_id: str) -> dict:
     8 s, its job and ffmpeg gone, no outputs, downloads refused; returns the final status."""
     family = job_family(task_id)
     t0 = time.monotonic()
-    obj = check(server.post(f"/api/cancel/{task_id}"), 200, server=server)
+    obj = check(server.post(f"/api/cancel/{task_id}", headers=server.owner_headers()), 200, server=server)
     assert obj["task_id"] == task_id and obj["status"] in ("processing", "failed"), obj
     if obj["status"] == "failed":
         assert obj["error_code"] == "cancelled", obj
@@ -530,11 +539,13 @@ def check(r: requests.Response, status: int | tuple, error_code: str | tuple | N
     return obj
 
 
-def upload(server: Server, path, *, name: str | None = None, mime: str = "application/octet-stream"
-           ) -> requests.Response:
+def upload(server: Server, path, *, name: str | None = None, mime: str = "application/octet-stream",
+           owner: str | None = None) -> requests.Response:
+    """Upload a file, owned by the server's test client token (`Server.owner`) or by ``owner``."""
     path = Path(path)
     with open(path, "rb") as fh:
-        return server.post("/api/upload", files={"file": (name or path.name, fh, mime)}, timeout=120)
+        return server.post("/api/upload", files={"file": (name or path.name, fh, mime)}, timeout=120,
+                           headers=server.owner_headers(owner))
 
 
 def upload_ok(server: Server, path, **kw) -> dict:
@@ -543,11 +554,13 @@ def upload_ok(server: Server, path, **kw) -> dict:
     return obj
 
 
-def submit(server: Server, dance_id: str, bgm_id: str, options: dict | None = None) -> requests.Response:
+def submit(server: Server, dance_id: str, bgm_id: str, options: dict | None = None, *,
+           owner: str | None = None) -> requests.Response:
+    """Submit a job with the server's test client token (`Server.owner`) or ``owner``."""
     payload = {"dance_file_id": dance_id, "bgm_file_id": bgm_id}
     if options is not None:
         payload["options"] = options
-    return server.post("/api/process", json=payload)
+    return server.post("/api/process", json=payload, headers=server.owner_headers(owner))
 
 
 def submit_ok(server: Server, dance_id: str, bgm_id: str, options: dict | None = None) -> str:
