@@ -666,7 +666,10 @@ Status = create_model(
 
 
 class ProcessRequest(BaseModel):
-    """``POST /api/process``: two uploads and the options."""
+    """``POST /api/process``: two uploads and the options (an unknown field is refused: a misspelt
+    ``options`` must not silently give the defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     dance_file_id: str = Field(description="the class video's upload", json_schema_extra={"format": "uuid"})
     bgm_file_id: str = Field(description="the song's upload", json_schema_extra={"format": "uuid"})
@@ -679,7 +682,10 @@ class ProcessRequest(BaseModel):
 
 
 class CorrectRequest(BaseModel):
-    """``POST /api/correct/{task_id}``: re-render a variant with another placement and/or a nudge."""
+    """``POST /api/correct/{task_id}``: re-render a variant with another placement and/or a nudge (an
+    unknown field, such as a misspelt ``nudge_ms``, is refused)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     variant: Engine = DEFAULT_ENGINE  # type: ignore[valid-type]
     alternative: Annotated[int, Field(ge=0, strict=True)] | None = Field(
