@@ -11,6 +11,11 @@ What it takes and gives are the contract's models (`beatsync.contract`): `Option
 `Submitted`, `Status` (built from the stored `TaskRecord` by `Status.from_record`, in the reader's
 language), `BeatGrid`, `Health`.
 
+Control is owned: an upload answers with an owner token (`beatsync.owner`), and processing it, or
+cancelling, rerunning or correcting a task, takes that token (``owner=``); reading a status, a
+result or a download takes none. Uploads are counted against the size limit and the data
+directory's quota as their bytes arrive.
+
 `get_service()` is the process-wide instance; its workers start once per process
 (`start_workers`), however many browser sessions or script reruns ask for it.
 """

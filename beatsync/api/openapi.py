@@ -19,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 from beatsync.contract import ENGINES, ErrorBody
 
 from .guard import OPEN_PATHS
+from .responses import HTTP_STATUS
 
 REF = "#/components/schemas/{model}"
 VIDEO = "video/mp4"
@@ -194,7 +195,8 @@ def document(operations: Iterable[Operation], *, version: str = "1.0") -> dict:
         "info": {"title": "BeatSync API", "version": version,
                  "description": "Put the clean song under a dance-class video, in sync. Upload both files, submit "
                                 "a job, poll its status, download the two results. Every error is an `ErrorBody` "
-                                "(each error response lists its codes in `x-error-codes`); `message` and `error` "
+                                "(each error response lists its codes in `x-error-codes`, and the document's "
+                                "`x-error-codes` gives every code's HTTP status); `message` and `error` "
                                 "follow `Accept-Language` (or `?lang=`). Reading is open to anyone with a link; "
                                 "processing an upload and cancel, rerun, correct take the `owner_token` the upload "
                                 "or submission answered with. State-changing requests from another site's pages "
@@ -204,4 +206,5 @@ def document(operations: Iterable[Operation], *, version: str = "1.0") -> dict:
                                 "(`X-API-Key`)."},
         "paths": paths,
         "components": {"schemas": top.get("$defs", {}), "securitySchemes": SECURITY_SCHEMES},
+        "x-error-codes": dict(sorted(HTTP_STATUS.items(), key=lambda kv: (kv[1], kv[0]))),
     }
