@@ -65,6 +65,8 @@ from .guard import ApiGuard
 from .responses import HTTPError, error_response, language
 
 log = logging.getLogger("beatsync.api")
+# (python-multipart logs every malformed body a client sends as a warning; the client gets a 400)
+logging.getLogger("python_multipart.multipart").setLevel(logging.ERROR)
 
 MAX_JSON_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 32  # nesting levels of a JSON body (a request needs 3)
