@@ -126,9 +126,9 @@ class Upload:
         if expected_size is not None and expected_size > limit:
             raise BeatSyncError("too_large", f"{self.name} is {_mb(expected_size)}; the limit is {_mb(limit)}.",
                                 name=self.name, size=expected_size, limit=limit)
-        service.check_disk(expected_size or 0, upload=True)
         self._quota = service.settings.quota_bytes
         self._used_before = service.disk_used() if self._quota else 0  # the data dir without this upload
+        service.check_disk(expected_size or 0, upload=True, used=self._used_before if self._quota else None)
         self.file_id = new_id()
         self.folder = service.store.upload_dir(self.file_id)
         self.folder.mkdir(parents=True)
@@ -227,16 +227,17 @@ class BeatSync:
 
     # ------------------------------------------------------------------ disk
 
-    def check_disk(self, incoming: int, *, upload: bool = False) -> None:
+    def check_disk(self, incoming: int, *, upload: bool = False, used: int | None = None) -> None:
         """``disk_full`` when ``incoming`` more bytes would leave less than the configured free space;
         over the data directory's quota: ``quota_exceeded`` for an upload (``upload``), else
-        ``disk_full`` (a job's results would not fit)."""
+        ``disk_full`` (a job's results would not fit). ``used``: the data directory's size if the
+        caller has just measured it (`disk_used`)."""
         s = self.settings
         free = shutil.disk_usage(self.store.root).free
         if free - incoming < s.min_free_bytes:
             raise BeatSyncError("disk_full", "The server is running out of disk space, so it cannot take this "
                                 "file now. Please try again later.", free=free)
-        if s.quota_bytes and self.disk_used() + incoming > s.quota_bytes:
+        if s.quota_bytes and (self.disk_used() if used is None else used) + incoming > s.quota_bytes:
             if upload:
                 raise self.quota_error()
             raise BeatSyncError("disk_full", "The server's storage for uploads and results is full. Please try "

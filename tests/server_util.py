@@ -47,6 +47,10 @@ SMALL_PICTURE = {"size": (128, 96), "fps": 15.0, "gop": 15}
 #: re-encoded gives 0.97-1.0, the class's own recording of it (reverb, talking, noise) 0.78-0.87
 CLEAN_NCC = 0.95
 
+#: the owner token of "the test client": every `Server` uses it (`Server.owner`), so a job may be
+#: submitted on one server with uploads made through another, as one client of a deployment would
+CLIENT_OWNER = new_token()
+
 _live: list[subprocess.Popen] = []
 _media_cache: dict[str, sg.ClassMedia] = {}
 
@@ -123,10 +127,10 @@ class Server:
         self.port: int | None = None
         self.log_path: Path | None = None
         self.starts = 0
-        #: the owner token this test client uses for everything it uploads and submits (what a client
+        #: the owner token the test client uses for everything it uploads and submits (what a client
         #: keeps: `upload`, `submit` and `cancel_running` send it; control requests made by hand add
         #: ``headers=server.owner_headers()``)
-        self.owner = new_token()
+        self.owner = CLIENT_OWNER
 
     def owner_headers(self, token: str | None = None) -> dict:
         return {"X-BeatSync-Owner": token or self.owner}
