@@ -545,6 +545,8 @@ def test_api_key_mode(ksrv, short_media):
     up = check(ksrv.post("/api/upload", files={"file": ("song.wav", short_media.song_path.read_bytes())},
                          headers={**key, **ksrv.owner_headers()}), 201, server=ksrv)
     assert up["owner_token"] == ksrv.owner
+    # the web app's pages are not under /api/: served as ever
+    assert requests.get(ksrv.url("/"), timeout=10).status_code == 200
     # health and the document stay open (load balancers, API explorers)
     assert ksrv.health().status_code in (200, 503) and su.body(ksrv.health())["status"]
     assert ksrv.get("/api/openapi.json").status_code == 200
