@@ -220,7 +220,7 @@ class Options(Closed):
     model_config = ConfigDict(frozen=True)
 
     trim: StrictBool = Field(True, description="cut the parts of the video without music (keeping `margin_s`)")
-    margin_s: Annotated[float, Field(ge=0.0, le=MARGIN_MAX_S, strict=True)] = Field(
+    margin_s: Annotated[float, Field(ge=0.0, le=MARGIN_MAX_S, strict=True, allow_inf_nan=False)] = Field(
         1.0, description="seconds kept before the music starts and after it ends")
     fill: Literal[FILLS] = Field(  # type: ignore[valid-type]
         FILLS[0], description="what plays where the song does not: silence, or the video's original sound")
@@ -527,6 +527,8 @@ class TaskRequest(Closed):
     render: RenderRequest | None = None
     correction: Correction | None = None
     corrections: list[str] = Field([], description="the corrected renders made from this task")
+    owner_hash: str | None = Field(None, description="sha256 (hex) of the owner token that may cancel, rerun and "
+                                   "correct the task; private: never in a public answer (None: nobody may)")
 
 
 class TaskRecord(TaskRequest, JobOutcome):
@@ -551,9 +553,7 @@ class TaskRecord(TaskRequest, JobOutcome):
     error_params: dict[str, Any] = {}
 
 
-class UploadInfo(Closed):
-    """An upload (``POST /api/upload``'s answer)."""
-
+class _Upload(Closed):
     file_id: str = Field(json_schema_extra={"format": "uuid"})
     name: str
     size: int
@@ -563,11 +563,26 @@ class UploadInfo(Closed):
     duration_s: float
 
 
-class StoredUpload(UploadInfo):
-    """An upload as the store holds it."""
+#: what an owner token looks like (``secrets.token_urlsafe``: 22 characters are 128 bits)
+OWNER_TOKEN_PATTERN = r"^[A-Za-z0-9_-]{22,128}$"
+_OWNER_TOKEN = Field(description="the secret that controls what was made with it (processing an upload; cancel, "
+                     "rerun, correct a task): send it as `Authorization: Bearer <token>` or `X-BeatSync-Owner`. "
+                     "The one given with the request, else a new one",
+                     json_schema_extra={"pattern": OWNER_TOKEN_PATTERN})
+
+
+class UploadInfo(_Upload):
+    """An upload (``POST /api/upload``'s answer)."""
+
+    owner_token: str = _OWNER_TOKEN
+
+
+class StoredUpload(_Upload):
+    """An upload as the store holds it (its owner as a hash, never the token)."""
 
     file: str = Field(description="the file's name in its upload folder")
     created: float
+    owner_hash: str | None = None
 
 
 # ----------------------------------------------------------------------------- the public status object
@@ -651,7 +666,10 @@ Status = create_model(
 
 
 class ProcessRequest(BaseModel):
-    """``POST /api/process``: two uploads and the options."""
+    """``POST /api/process``: two uploads and the options (an unknown field is refused: a misspelt
+    ``options`` must not silently give the defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     dance_file_id: str = Field(description="the class video's upload", json_schema_extra={"format": "uuid"})
     bgm_file_id: str = Field(description="the song's upload", json_schema_extra={"format": "uuid"})
@@ -664,12 +682,15 @@ class ProcessRequest(BaseModel):
 
 
 class CorrectRequest(BaseModel):
-    """``POST /api/correct/{task_id}``: re-render a variant with another placement and/or a nudge."""
+    """``POST /api/correct/{task_id}``: re-render a variant with another placement and/or a nudge (an
+    unknown field, such as a misspelt ``nudge_ms``, is refused)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     variant: Engine = DEFAULT_ENGINE  # type: ignore[valid-type]
     alternative: Annotated[int, Field(ge=0, strict=True)] | None = Field(
         None, description="index into the variant's alignment.alternatives")
-    nudge_ms: Annotated[float, Field(ge=-10_000, le=10_000, strict=True)] = Field(
+    nudge_ms: Annotated[float, Field(ge=-10_000, le=10_000, strict=True, allow_inf_nan=False)] = Field(
         0.0, description="move the song this many ms later in the video")
 
     #: error codes by field
@@ -683,13 +704,16 @@ class Submitted(Closed):
     status: Literal["pending"] = "pending"
     message: str
     status_url: str
+    owner_token: str = _OWNER_TOKEN
 
 
 class Health(Closed):
     """Workers alive, queue, free disk. The counts are null when the task store cannot be reached."""
 
     status: Literal["ok", "degraded"]
-    problems: list[str] = []
+    problems: list[str] = Field([], description="why it is degraded, in words")
+    problem_codes: list[Literal["store_unavailable", "disk_low", "over_quota", "no_worker"]] = Field(
+        [], description="the same problems as stable codes")
     backend: str
     free_disk_bytes: int
     queue_max: int
@@ -712,7 +736,7 @@ __all__ = [
     "API_PREFIX", "DANCE_EXTS", "DEFAULT_ENGINE", "ENGINES", "FAILED", "FILLS", "FINISHED", "MODULAR", "PENDING",
     "PROCESSING", "SONG_EXTS", "V2", "STAGE_CODES", "SUCCESS", "Agreement", "Alignment", "Alternative", "BeatGrid", "Beats", "Correction",
     "CorrectRequest", "Downloads", "Engine", "ErrorBody", "FileBeats", "Health", "InputInfo", "JobOutcome", "Notice",
-    "OnsetBeats", "Options", "ProcessRequest", "ProcessResult", "RenderInfo", "RenderRequest", "Role", "Segment",
+    "OWNER_TOKEN_PATTERN", "OnsetBeats", "Options", "ProcessRequest", "ProcessResult", "RenderInfo", "RenderRequest", "Role", "Segment",
     "Stage", "StageCode", "Status", "StoredInput", "StoredUpload", "Submitted", "TaskKind", "TaskRecord",
     "TaskRequest", "TaskStatus", "Trim", "UploadInfo", "Variant", "VariantResult", "align_stage", "check_variant",
     "download_url", "output_field", "parse", "render_stage", "status_url",

@@ -161,6 +161,20 @@ ERRORS_ZH = {
     "ffmpeg_killed": "视频处理被中止了。",
     "ffmpeg_timeout": "视频处理超时。",
     "write_failed": "无法写入结果文件（磁盘可能已满）。",
+    "bad_json": "请求内容不是有效的 JSON（或嵌套太深、数字超出范围）。",
+    "bad_multipart": "无法读取上传的 multipart 内容：请检查分隔符（boundary）和各部分的头信息。",
+    "bad_path": "这个路径不允许使用（不能包含 '..' 或空字符）。",
+    "bad_range": "无法读取 Range 请求头。",
+    "range_not_satisfiable": "请求的字节范围超出了文件大小。",
+    "method_not_allowed": "这个接口不支持这种请求方法。",
+    "body_timeout": "请求内容停止传输的时间太长，请求已被放弃，请重新发送。",
+    "quota_exceeded": "服务器用于上传和结果的存储空间已满，请稍后再试（旧结果会在一段时间后删除），或换一个更小的文件。",
+    "owner_required": "只有创建者才能进行这个操作：请发送 owner token（Authorization: Bearer <owner_token> 或 X-BeatSync-Owner）。",
+    "not_owner": "这个 owner token 无权控制它。分享的链接只能查看和下载结果，不能修改。",
+    "bad_owner_token": "owner token 格式不对：应为 22 到 128 个字母、数字、'-' 或 '_'。",
+    "cross_origin": "只接受本站页面发出的修改请求，不接受其他网站发出的请求。",
+    "api_key_required": "这个接口需要 API 密钥：请在 X-API-Key 请求头中发送。",
+    "bad_api_key": "API 密钥（X-API-Key）不正确。",
 }
 
 # What to try, per error code (shown under a failed task).

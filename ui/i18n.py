@@ -66,6 +66,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     "task.failed": ("The job failed", "任务失败"),
     "task.try": ("What to try: {hint}", "可以试试：{hint}"),
     "task.retry": ("Run it again", "重新运行"),
+    "task.read_only": ("This job was started in another browser session: you can watch it and download its "
+                       "results; only that session can cancel, rerun or correct it.",
+                       "这个任务是在另一个浏览器会话中创建的：你可以查看并下载结果，只有创建它的会话才能取消、重新运行或修正它。"),
     "task.agree": ("Both methods agree (within {ms} ms): either result is in sync.",
                    "两种方法结果一致（相差 {ms} 毫秒以内）：两个结果都是同步的。"),
     "task.disagree": ("The two methods disagree by {ms} ms: watch both and keep the one whose beats match the "

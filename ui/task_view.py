@@ -25,7 +25,7 @@ from beatsync.service import BeatSync
 from ui import i18n
 from ui.i18n import t
 from ui.plots import PLOT_CONFIG, alternatives_figure, beat_grid_figure, on_phone
-from ui.state import remember
+from ui.state import owner_token, remember
 
 LOW_CONFIDENCE = 0.5
 REFRESH_S = 1.0
@@ -39,9 +39,15 @@ a.bs-download:hover {border-color: #ff4b4b; color: #ff4b4b;}
 
 def server_url(svc: BeatSync, path: str) -> str | None:
     """Absolute URL of one of this server's API routes; None when the API is not served by this
-    process (a host that runs the script without ``st.App``) or outside a browser session (AppTest)."""
+    process (a host that runs the script without ``st.App``), when it asks for an API key (which a
+    browser's player cannot send), or outside a browser session (AppTest)."""
     base = getattr(st.context, "url", None)
-    return urljoin(base, path) if base and svc.serves_api else None
+    return urljoin(base, path) if base and svc.serves_api and not svc.settings.api_key else None
+
+
+def controls(svc: BeatSync, task_id: str) -> bool:
+    """Whether this browser session may cancel, rerun or correct the task (it owns it)."""
+    return svc.owns(task_id, owner_token())
 
 
 def status(svc: BeatSync, task_id: str) -> Status:
@@ -107,10 +113,13 @@ def progress_block(svc: BeatSync, s: Status) -> None:
 
 
 def cancel_button(svc: BeatSync, task_id: str) -> None:
-    """A Cancel button for a pending or running task; the page is drawn again once it has stopped."""
+    """A Cancel button for a pending or running task that this session owns; the page is drawn again
+    once it has stopped."""
+    if not controls(svc, task_id):
+        return
     if st.button(t("task.cancel"), key=f"cancel-{task_id}"):
         try:
-            svc.cancel(task_id, wait_s=3.0)
+            svc.cancel(task_id, owner=owner_token(), wait_s=3.0)
         except BeatSyncError as e:
             st.warning(i18n.error(e))
         st.rerun()
@@ -124,9 +133,11 @@ def failure(svc: BeatSync, s: Status) -> None:
         h = i18n.hint(s.error_code)
         if h:
             st.caption(t("task.try", hint=h))
+    if not controls(svc, s.task_id):
+        return
     if st.button(t("task.retry"), key=f"retry-{s.task_id}", type="primary"):
         try:
-            sub = svc.rerun(s.task_id)
+            sub = svc.rerun(s.task_id, owner=owner_token())
         except BeatSyncError as e:
             st.warning(i18n.error(e))
         else:
@@ -225,6 +236,7 @@ def beat_grid_section(svc: BeatSync, s: Status) -> None:
     al = found[variant]
     alts = al.alternatives
     disagree = s.agreement is not None and not s.agreement.agree
+    mine = controls(svc, s.task_id)
     with st.expander(t("task.correct"), expanded=bool(alts) or disagree or al.confidence < LOW_CONFIDENCE):
         st.caption(t("task.correct_help"))
         labels = {None: t("task.placement_found", o=al.offset_s)}
@@ -235,9 +247,10 @@ def beat_grid_section(svc: BeatSync, s: Status) -> None:
         shown = Alignment.from_dict(al.model_dump())
         if choice is not None:
             shown = shown.corrected(alternative=choice)
-        if st.button(t("task.rerender"), key=f"render-{s.task_id}-{variant}", disabled=choice is None and not nudge):
+        if mine and st.button(t("task.rerender"), key=f"render-{s.task_id}-{variant}",
+                              disabled=choice is None and not nudge):
             try:
-                sub = svc.submit_render(s.task_id, variant, alternative=choice, nudge_ms=nudge)
+                sub = svc.submit_render(s.task_id, variant, alternative=choice, nudge_ms=nudge, owner=owner_token())
             except BeatSyncError as e:
                 st.warning(i18n.error(e))
             else:
@@ -280,6 +293,8 @@ def page(svc: BeatSync, task_id: str) -> None:
     names = {role: i.name for role, i in s.inputs.items()}
     st.markdown(t("task.files", dance=names.get("dance", "?"), bgm=names.get("bgm", "?")))
     st.caption(t("task.id", id=task_id))
+    if not controls(svc, task_id):
+        st.caption(t("task.read_only"))
     if s.kind == TaskKind.RENDER and s.correction is not None:
         st.page_link("views/task.py", label=t("task.source"), icon="↩️",
                      query_params={"task": s.correction.source_task})

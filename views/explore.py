@@ -9,7 +9,7 @@ from beatsync.errors import BeatSyncError
 from ui import i18n
 from ui.i18n import t
 from ui.plots import PLOT_CONFIG, beats_figure, on_phone
-from ui.state import remember, service
+from ui.state import owner_token, remember, service
 from ui.task_view import live, load
 
 svc = service()
@@ -20,7 +20,8 @@ f = st.file_uploader(t("explore.file"), type=[e[1:] for e in SONG_EXTS], key="ex
 if f is not None and st.session_state.get("explore_seen") != (f.name, f.size):
     st.session_state["explore_seen"] = (f.name, f.size)
     try:
-        sub = svc.submit_beats(svc.upload_file(f.name, f).file_id)
+        owner = owner_token()
+        sub = svc.submit_beats(svc.upload_file(f.name, f, owner=owner).file_id, owner=owner)
     except BeatSyncError as e:
         st.query_params.pop("task", None)
         st.error(i18n.error(e))
