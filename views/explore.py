@@ -20,7 +20,7 @@ f = st.file_uploader(t("explore.file"), type=[e[1:] for e in SONG_EXTS], key="ex
 if f is not None and st.session_state.get("explore_seen") != (f.name, f.size):
     st.session_state["explore_seen"] = (f.name, f.size)
     try:
-        sub = svc.submit_beats(svc.upload_file(f.name, f).file_id)
+        sub = svc.submit_beats(svc.upload_file(f.name, f, role="media").file_id)
     except BeatSyncError as e:
         st.query_params.pop("task", None)
         st.error(i18n.error(e))

@@ -40,8 +40,8 @@ with st.expander(t("upload.options")):
 if st.button(t("upload.sync"), type="primary", disabled=dance is None or song is None, key="sync"):
     try:
         with st.spinner(t("upload.uploading")):
-            d = svc.upload_file(dance.name, dance)
-            b = svc.upload_file(song.name, song)
+            d = svc.upload_file(dance.name, dance, role="dance")
+            b = svc.upload_file(song.name, song, role="bgm")
             sub = svc.submit(d.file_id, b.file_id, {"trim": trim, "margin_s": margin, "fill": fill})
     except BeatSyncError as e:
         st.error(error(e))

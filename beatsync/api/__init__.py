@@ -42,7 +42,7 @@ from beatsync.contract import (
 )
 from beatsync.errors import BeatSyncError, MediaError
 from beatsync.messages import localize_error, pick_language, stage_message
-from beatsync.service import BeatSync, get_service
+from beatsync.service import UPLOAD_ROLES, BeatSync, get_service
 
 log = logging.getLogger("beatsync.api")
 
@@ -130,8 +130,9 @@ async def _json_body(request: Request) -> dict:
 class _MultipartUpload:
     """Streams the first file part of a multipart body into an `Upload` as the bytes arrive."""
 
-    def __init__(self, svc: BeatSync, boundary: bytes):
+    def __init__(self, svc: BeatSync, boundary: bytes, *, role: str | None = None):
         self.svc = svc
+        self.role = role
         self.upload = None
         self.error: BeatSyncError | None = None
         self.done = False
@@ -167,7 +168,7 @@ class _MultipartUpload:
             return  # one file per upload; extra file parts are ignored
         name = params[b"filename"].decode("utf-8", "replace")
         try:
-            self.upload = self.svc.new_upload(name)
+            self.upload = self.svc.new_upload(name, role=self.role)
             self._in_file = True
         except BeatSyncError as e:
             self.error = e
@@ -195,6 +196,9 @@ async def upload(request: Request, svc: BeatSync) -> Response:
     if ctype != b"multipart/form-data" or not params.get(b"boundary"):
         raise BeatSyncError("unsupported_media_type", "Upload the file as multipart/form-data (a form field named "
                             "'file').")
+    role = request.query_params.get("role")
+    if role is not None and role not in UPLOAD_ROLES:
+        raise BeatSyncError("bad_request", f"role must be one of {', '.join(UPLOAD_ROLES)}.", field="role")
     declared = request.headers.get("content-length")
     size = int(declared) if declared and declared.isdigit() else None
     if size is not None and size > svc.settings.max_upload_bytes + 64 * 1024:
@@ -203,7 +207,7 @@ async def upload(request: Request, svc: BeatSync) -> Response:
                             limit=svc.settings.max_upload_bytes)
     if size is not None:
         await run_in_threadpool(svc.check_disk, size)  # refuse before receiving what the disk cannot keep
-    mp = _MultipartUpload(svc, params[b"boundary"])
+    mp = _MultipartUpload(svc, params[b"boundary"], role=role)
     try:
         async for chunk in request.stream():
             mp.parser.write(chunk)
@@ -307,6 +311,9 @@ _BUSY = error("`busy`: the queue is full; see Retry-After")
 _DISK = error("`disk_full`")
 _VARIANT = Query("version", {"type": "string", "enum": list(ENGINES), "default": DEFAULT_ENGINE},
                  "which result (the original client's form)")
+_ROLE = Query("role", {"type": "string", "enum": list(UPLOAD_ROLES)},
+              "what the file is for, if known: `dance` (the class video: it must have a picture, else 422 "
+              "`no_video`), `bgm` (the song), `media` (the beat explorer)")
 _DOWNLOAD = {200: _VIDEO, 206: _VIDEO, 400: error("`bad_id`, `bad_variant`"),
              404: error("`not_found`, `expired`, `no_output` (that engine could not place the song)"),
              409: error("`not_ready`: the task has not finished successfully")}
@@ -314,10 +321,11 @@ _DOWNLOAD = {200: _VIDEO, 206: _VIDEO, 400: error("`bad_id`, `bad_variant`"),
 OPERATIONS: list[Operation] = [
     Operation("POST", "/api/upload", "Upload a class video or a song (streamed to disk, size-limited)", {
         201: Reply("Stored", UploadInfo),
-        400: error("`bad_request` (no file part), `incomplete_upload` (the body ended early)"),
+        400: error("`bad_request` (no file part, an unknown `role`), `incomplete_upload` (the body ended early)"),
         413: error("`too_large`"), 415: error("`unsupported_media_type` (not multipart), `unsupported_type`"),
-        422: error("`not_media`, `empty_file`, `truncated`, `no_audio`, ...: not readable media"), 507: _DISK},
-        body="multipart", endpoint=upload),
+        422: error(f"the file does not play: {', '.join(f'`{c}`' for c in contract.UPLOAD_MEDIA_ERRORS)} "
+                   "(`ErrorBody.error_code` lists what each means)"), 507: _DISK},
+        body="multipart", query=(_ROLE,), endpoint=upload),
     Operation("POST", "/api/process", "Queue a job for two uploads", {
         202: Reply("Queued", Submitted),
         400: error("`bad_request` (malformed JSON, a missing field), `bad_id`, `bad_option`"),
