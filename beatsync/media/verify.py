@@ -275,7 +275,11 @@ def verify(path, info: MediaInfo | None = None) -> Verified:
                 broken = w
                 break
         if broken is None and known < claimed - slack:
-            w = _window(container, audio, others, at_s=max(begin, claimed - END_WINDOW_S), length_s=None)
+            at = max(begin, claimed - END_WINDOW_S)
+            w = _window(container, audio, [], at_s=at, length_s=None)
+            if (w.last_end_s is None or w.last_end_s < claimed - slack) and others:
+                # the sound may end before the picture: where does the picture's data end?
+                w = _window(container, audio, others, at_s=at, length_s=None)
             windows.append(w)
             if w.last_end_s is None or w.last_end_s < claimed - slack:
                 broken = w
