@@ -121,7 +121,7 @@ def failure(svc: BeatSync, s: Status) -> None:
         st.info(t("task.cancelled"))
     else:
         st.error(f"**{t('task.failed')}**: " + (s.error or ""))
-        h = i18n.hint(s.error_code)
+        h = i18n.hint(s.error_code, s.error_params)
         if h:
             st.caption(t("task.try", hint=h))
     if st.button(t("task.retry"), key=f"retry-{s.task_id}", type="primary"):
