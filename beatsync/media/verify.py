@@ -76,12 +76,20 @@ def _seek(container, stream, t: float) -> bool:
     return True
 
 
-def _window(container, audio, others, *, at_s: float | None, length_s: float | None) -> Window:
+def _seek_stream(container, audio, video):
+    """The stream to seek on: the sound's, except in Matroska/WebM, whose index (Cues) usually lists
+    the picture's keyframes only: seeking on a stream without cues reads the file from its start."""
+    if video is not None and "matroska" in (container.format.name or ""):
+        return video
+    return audio
+
+
+def _window(container, audio, others, *, at_s: float | None, length_s: float | None, seek=None) -> Window:
     """Decode the sound from file time ``at_s`` (None: from the stream's start, no seek) for
     ``length_s`` seconds (None: to the end of the file), demuxing ``others`` alongside to see where
-    their data ends."""
+    their data ends. ``seek``: the stream to seek on (`_seek_stream`; the sound's by default)."""
     w = Window(at_s=at_s if at_s is not None else 0.0)
-    if at_s is not None and not _seek(container, audio, at_s):
+    if at_s is not None and not _seek(container, seek or audio, at_s):
         return w
     decoder = audio.codec_context
     with contextlib.suppress(av.error.FFmpegError):
@@ -121,10 +129,10 @@ def _window(container, audio, others, *, at_s: float | None, length_s: float | N
     return w
 
 
-def _reaches(container, audio, t: float) -> bool:
+def _reaches(container, audio, t: float, seek=None) -> bool:
     """Whether the sound's data reaches file time ``t``: seek a second before it and demux (no
     decoding) until a packet ends at or after it."""
-    if not _seek(container, audio, t - 1.0):
+    if not _seek(container, seek or audio, t - 1.0):
         return False
     try:
         for n, packet in enumerate(container.demux(audio)):
@@ -138,19 +146,21 @@ def _reaches(container, audio, t: float) -> bool:
     return False
 
 
-def playable_end(container, audio, *, known_s: float, claimed_s: float | None) -> float:
+def playable_end(container, audio, *, known_s: float, claimed_s: float | None, seek=None) -> float:
     """File time in seconds where the sound's data really ends, by bisection with seeks.
 
     ``known_s``: a time known to have data (the end of what the start window decoded);
     ``claimed_s``: where the header says the file ends (None: unknown, found by doubling first).
     Each step seeks and demuxes a few packets; the last step demuxes from the bound found to the
-    end of the file, whose latest packet's end is the answer.
+    end of the file, whose latest packet's end is the answer. ``seek``: the stream to seek on
+    (`_seek_stream`). (A Matroska file cut before its index is read through once by the first
+    seek past its data: the demuxer indexes the clusters it reads, so the next steps are quick.)
     """
     lo = max(0.0, known_s)
     if claimed_s is None:  # no upper bound: double until the data stops
         hi = max(2.0 * lo, 8.0)
         for _ in range(24):
-            if not _reaches(container, audio, hi):
+            if not _reaches(container, audio, hi, seek):
                 break
             lo, hi = hi, 2.0 * hi
     else:
@@ -158,13 +168,13 @@ def playable_end(container, audio, *, known_s: float, claimed_s: float | None) -
     steps = 0
     while hi - lo > BISECT_RESOLUTION_S and steps < 40:
         mid = 0.5 * (lo + hi)
-        if _reaches(container, audio, mid):
+        if _reaches(container, audio, mid, seek):
             lo = mid
         else:
             hi = mid
         steps += 1
     last = lo
-    if _seek(container, audio, lo - 1.0):
+    if _seek(container, seek or audio, lo - 1.0):
         try:
             for n, packet in enumerate(container.demux(audio)):
                 end = _end(packet)
@@ -247,6 +257,7 @@ def verify(path, info: MediaInfo | None = None) -> Verified:
             if s is not audio and s not in others:
                 s.discard = av.stream.Discard.all
         begin = (container.start_time or 0) / 1_000_000 if container.start_time is not None else 0.0
+        seek = _seek_stream(container, audio, others[0] if others else None)
         duration = info.duration_s if info.duration_s > 0 else None
         head = _window(container, audio, [], at_s=None, length_s=WINDOW_S)
         windows.append(head)
@@ -257,7 +268,7 @@ def verify(path, info: MediaInfo | None = None) -> Verified:
                              name=name, at_s=0.0)
         known = head.last_end_s if head.last_end_s is not None else begin + head.decoded_s
         if duration is None:  # the header does not say: find where the sound ends
-            end = playable_end(container, audio, known_s=known, claimed_s=None)
+            end = playable_end(container, audio, known_s=known, claimed_s=None, seek=seek)
             return Verified(duration_s=max(0.0, end - begin), windows=windows, seconds=time.perf_counter() - t0)
         claimed = _claimed_end(container, [audio, *others], begin, duration)
         slack = END_SLACK_S + END_SLACK_FRACTION * duration
@@ -269,17 +280,17 @@ def verify(path, info: MediaInfo | None = None) -> Verified:
             places.append(begin + 0.5 * duration - 0.5 * WINDOW_S)
         broken = None
         for at in places:
-            w = _window(container, audio, [], at_s=at, length_s=WINDOW_S)
+            w = _window(container, audio, [], at_s=at, length_s=WINDOW_S, seek=seek)
             windows.append(w)
             if w.decoded_s <= 0:
                 broken = w
                 break
         if broken is None and known < claimed - slack:
             at = max(begin, claimed - END_WINDOW_S)
-            w = _window(container, audio, [], at_s=at, length_s=None)
+            w = _window(container, audio, [], at_s=at, length_s=None, seek=seek)
             if (w.last_end_s is None or w.last_end_s < claimed - slack) and others:
                 # the sound may end before the picture: where does the picture's data end?
-                w = _window(container, audio, others, at_s=at, length_s=None)
+                w = _window(container, audio, others, at_s=at, length_s=None, seek=seek)
             windows.append(w)
             if w.last_end_s is None or w.last_end_s < claimed - slack:
                 broken = w
@@ -287,7 +298,7 @@ def verify(path, info: MediaInfo | None = None) -> Verified:
                 raise MediaError("decode_failed", f"The sound of {name} cannot be decoded near its end: the file "
                                  "is damaged.", name=name, at_s=round(w.at_s - begin, 3))
         if broken is not None:
-            end = playable_end(container, audio, known_s=known, claimed_s=claimed)
+            end = playable_end(container, audio, known_s=known, claimed_s=claimed, seek=seek)
             if end < claimed - slack:
                 raise truncated_error(name, playable_s=end - begin, duration_s=duration)
             if broken.audio_packets > 0:  # the data is there, but its sound does not decode
