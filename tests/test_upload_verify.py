@@ -242,3 +242,15 @@ def test_ffmpeg_is_never_named_in_upload_messages():
 
     for err in (truncated_error("x.mp4"), truncated_error("x.mp4", playable_s=3, duration_s=30)):
         assert "ffmpeg" not in err.message.lower()
+
+
+def test_openapi_lists_the_codes_and_the_role(srv):
+    doc = check(srv.get("/api/openapi.json"), 200, server=srv)
+    code = doc["components"]["schemas"]["ErrorBody"]["properties"]["error_code"]
+    for c in ("not_media", "truncated", "no_video", "no_audio", "decode_failed", "encode_failed", "crashed"):
+        assert c in code["examples"] and f"`{c}`" in code["description"], c
+    assert "playable_s" in code["description"] and "oom" in code["description"]
+    upload = doc["paths"]["/api/upload"]["post"]
+    (role,) = [p for p in upload["parameters"] if p["name"] == "role"]
+    assert role["in"] == "query" and role["schema"]["enum"] == ["dance", "bgm", "media"]
+    assert "`truncated`" in upload["responses"]["422"]["description"]

@@ -9,7 +9,10 @@ and turns the child's exit into the task's final state.
 
 The child protocol (see `beatsync.job`): it is started as ``<job command> --data-dir D --attempt N
 TASK_ID``, reports progress through the store, and before exiting writes ``result.json`` (exit 0)
-or ``error.json`` (exit 2: ``{"error", "error_code", ...}``) into the task folder.
+or ``error.json`` (exit 2: ``{"error", "error_code", ...}``) into the task folder; exit 3 (with
+``crash.json`` when its ffmpeg was killed by a signal) or death by a signal runs it again. A crashed
+task's error says what is known (`crash_reason`: the signal, which part died; out of memory only on
+the kernel's word, `beatsync.tasks.oom`).
 
 `Maintenance` (one per worker process) registers the process as alive, takes over tasks whose
 worker stopped heartbeating (a killed server or worker process): they run again, up to
