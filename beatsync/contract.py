@@ -160,6 +160,61 @@ def download_url(task_id: str, variant: str) -> str:
     return f"{API_PREFIX}/download/{task_id}/{variant}"
 
 
+# ----------------------------------------------------------------------------- error codes
+
+#: the error codes a client can meet (an `ErrorBody`'s or a failed `Status`'s ``error_code``), with what
+#: each means; the OpenAPI document lists them (`ErrorBody`). ``error_params`` carries the values the
+#: message refers to (``name``: the file as the user uploaded it).
+ERROR_CODES: dict[str, str] = {
+    # a request's form
+    "bad_request": "malformed request (JSON, multipart, a missing field, an unknown upload `role`)",
+    "bad_id": "an id that is not a canonical uuid4",
+    "bad_option": "an option of the wrong type or out of range (`field`)",
+    "bad_variant": "a result name other than the engines'",
+    "unsupported_media_type": "an upload that is not multipart/form-data, a body that is not JSON",
+    "unsupported_type": "a file type (extension) that is not accepted",
+    "too_large": "a file or body over the limit (`limit`)",
+    "incomplete_upload": "the upload's body ended before the whole file arrived",
+    # an upload's file (checked by decoding a little of it at the start, the middle and the end)
+    "empty_file": "the file is empty",
+    "not_media": "not a sound or video file: nothing in it decodes",
+    "truncated": "the file stops before its end, as an upload or a copy cut short: `playable_s` seconds of "
+                 "it play (0: none), of the `duration_s` its header claims",
+    "decode_failed": "the file's sound (or picture) does not decode (`name`; at upload `at_s`: where); in a "
+                     "job, when the class video or the song turns out damaged",
+    "no_streams": "neither sound nor picture",
+    "no_audio": "no sound track (every file needs one)",
+    "no_video": "no picture in the class video's slot (an upload with `role` dance, or a submission)",
+    # tasks and files
+    "not_found": "no such task (or API route)",
+    "expired": "the task's results were deleted after their time",
+    "file_not_found": "an upload is unknown or expired",
+    "not_ready": "the task has not finished successfully (nothing to download or correct yet)",
+    "no_output": "that engine could not place the song: no such result",
+    "already_finished": "the task has already ended (cancel)",
+    "not_finished": "the task is still running (rerun)",
+    "busy": "the queue is full (see Retry-After)",
+    "store_unavailable": "the task store (Redis) is out of reach (see Retry-After)",
+    "disk_full": "the server's disk or quota is full",
+    # a job's outcome (a failed task's error_code)
+    "song_not_found": "the song is not heard in the class video",
+    "too_short": "a sound shorter than the analysis needs",
+    "silent": "a silent sound track",
+    "encode_failed": "the result video could not be written from the class video (`name`: the class video, "
+                     "`reason`)",
+    "write_failed": "the result file could not be written (disk)",
+    "cancelled": "cancelled by a user",
+    "time_limit": "stopped at the time limit (`limit_s`)",
+    "crashed": "the job's process (or its decoder or video writer) was killed on every attempt (`attempts`, "
+               "`reason`: exit, signal, ffmpeg_signal or worker_lost; `signal`; `oom`: true only when the "
+               "kernel reported an out-of-memory kill)",
+    "internal": "a bug (the server logs it)",
+}
+#: the codes an upload's file itself can get (422)
+UPLOAD_MEDIA_ERRORS: tuple[str, ...] = ("not_media", "truncated", "decode_failed", "empty_file", "no_streams",
+                                        "no_audio", "no_video")
+
+
 # ----------------------------------------------------------------------------- models: base classes
 
 
@@ -610,7 +665,8 @@ class _Status(Closed):
     progress: Annotated[float, Field(ge=0, le=100)] = Field(description="0..100, never goes down")
     error: str | None = Field(None, description="failed: what went wrong, in the reader's language")
     error_code: str | None = Field(None, description="failed: machine-readable (cancelled, time_limit, crashed, "
-                                                     "song_not_found, ...)")
+                                                     "song_not_found, decode_failed, encode_failed, ...: the "
+                                                     "codes of `ErrorBody`)")
     error_params: dict[str, Any] = Field({}, description="failed: values the error refers to")
     queue_length: int | None = Field(None, description="pending: tasks waiting in the queue")
     cancel_requested: bool = Field(False, description="a cancellation is on its way to the running job")
@@ -728,13 +784,15 @@ class ErrorBody(Closed):
     values the message refers to."""
 
     error: str
-    error_code: str
+    error_code: str = Field(
+        description="stable, machine-readable: " + "; ".join(f"`{c}`: {m}" for c, m in ERROR_CODES.items()),
+        json_schema_extra={"examples": list(ERROR_CODES)})
     error_params: dict[str, Any] = {}
 
 
 __all__ = [
-    "API_PREFIX", "DANCE_EXTS", "DEFAULT_ENGINE", "ENGINES", "FAILED", "FILLS", "FINISHED", "MODULAR", "PENDING",
-    "PROCESSING", "SONG_EXTS", "V2", "STAGE_CODES", "SUCCESS", "Agreement", "Alignment", "Alternative", "BeatGrid", "Beats", "Correction",
+    "API_PREFIX", "DANCE_EXTS", "DEFAULT_ENGINE", "ENGINES", "ERROR_CODES", "FAILED", "FILLS", "FINISHED", "MODULAR", "PENDING",
+    "PROCESSING", "SONG_EXTS", "V2", "STAGE_CODES", "SUCCESS", "UPLOAD_MEDIA_ERRORS", "Agreement", "Alignment", "Alternative", "BeatGrid", "Beats", "Correction",
     "CorrectRequest", "Downloads", "Engine", "ErrorBody", "FileBeats", "Health", "InputInfo", "JobOutcome", "Notice",
     "OWNER_TOKEN_PATTERN", "OnsetBeats", "Options", "ProcessRequest", "ProcessResult", "RenderInfo", "RenderRequest", "Role", "Segment",
     "Stage", "StageCode", "Status", "StoredInput", "StoredUpload", "Submitted", "TaskKind", "TaskRecord",

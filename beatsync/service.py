@@ -1,8 +1,9 @@
 """The product's job service: uploads, submissions, status, downloads, cancel, re-run, health.
 
 The one place the UI (`views/`, `ui/`) and the JSON API (`beatsync.api`) go through, over the task
-store and workers of `beatsync.tasks`. Uploads are validated (type, size, free disk, readable
-media) before they are kept; a submission is checked (the class video has picture and sound, the
+store and workers of `beatsync.tasks`. Uploads are validated (type, size, free disk, media whose
+sound decodes at its start, middle and end and whose data reaches its claimed end) before they
+are kept; a submission is checked (the class video has picture and sound, the
 song has sound, the options are valid) before it is queued, so a bad input is refused at once
 with a specific message instead of failing later in a worker. Every job, the beat explorer's
 included, runs in a worker, never in the web process.
@@ -100,21 +101,30 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+#: what an upload is for (``role``): the class video needs a picture; every upload needs sound
+UPLOAD_ROLES = ("dance", "bgm", "media")
+
+
 class Upload:
     """An upload being written into the store: ``write(chunk)`` as bytes arrive, then ``commit()``.
 
     Every chunk is counted as it arrives: past the per-upload limit (``too_large``) or the data
     directory's quota (``quota_exceeded``) the upload stops at once, whether its size was announced
-    or not; free disk is looked at again every 64 MB. ``commit`` probes the file and keeps it only
-    if it is readable media. Any failure removes the partial file.
+    or not; free disk is looked at again every 64 MB. ``commit`` probes the file and checks that it
+    plays by decoding a little of its sound at the start, the middle and the end (`media.verify`:
+    seeks, never reads it through) and keeps it only if it is sound (and, for the class video's slot,
+    ``role="dance"``, a picture too). Any failure removes the partial file.
 
     ``owner``: the owner token the client already has (the upload is then owned by it), or None for
     a new one; `token` is the one the upload answers with.
     """
 
     def __init__(self, service: BeatSync, filename: str, *, expected_size: int | None = None,
-                 owner: str | None = None):
+                 owner: str | None = None, role: str | None = None):
         self.service = service
+        if role is not None and role not in UPLOAD_ROLES:
+            raise BeatSyncError("bad_request", f"role must be one of {', '.join(UPLOAD_ROLES)}.", field="role")
+        self.role = role
         self.name = upload_name(filename)
         self.ext = Path(self.name).suffix.lower()
         self.token = _owner.check_token(owner) if owner is not None else _owner.new_token()
@@ -163,10 +173,11 @@ class Upload:
             raise
 
     def commit(self) -> UploadInfo:
-        """Probe and keep the file; returns its public description (``file_id``, ``kind``, ``owner_token``...)."""
+        """Probe and verify the file (`check`), and keep it; returns its public description
+        (``file_id``, ``kind``, ``owner_token``...)."""
         self._f.close()
         try:
-            info = media.probe(self.path)
+            info, verified = self.check()
         except BeatSyncError as e:
             self.abort()
             raise e.renamed({self.path.name: self.name}) from None
@@ -175,7 +186,7 @@ class Upload:
             raise
         meta = StoredUpload(file_id=self.file_id, name=self.name, size=self.size, file=self.path.name,
                             kind="video" if info.video is not None else "audio", has_video=info.video is not None,
-                            has_audio=info.audio is not None, duration_s=round(info.duration_s, 3),
+                            has_audio=info.audio is not None, duration_s=round(verified.duration_s, 3),
                             created=time.time(), owner_hash=_owner.token_hash(self.token))
         try:
             self.service.store.add_upload(meta.model_dump(mode="json"))
@@ -183,6 +194,22 @@ class Upload:
             self.abort()
             raise
         return UploadInfo(**meta.model_dump(include=set(UploadInfo.model_fields)), owner_token=self.token)
+
+    def check(self) -> tuple[media.MediaInfo, media.Verified]:
+        """The stored file's probe and verification: `MediaError` ``not_media``, ``truncated`` (with
+        ``playable_s``), ``decode_failed``, ``no_audio``, ``no_video`` (in the class video's slot), ...
+        naming the stored file (`commit` renames it to the user's)."""
+        info = media.probe(self.path)
+        name = self.path.name
+        if self.role == "dance" and info.video is None:
+            raise MediaError("no_video", f"{name} has no picture: the class video must be a video, and this file "
+                             "is sound only.", name=name, role="dance")
+        if info.audio is None:
+            what = {"dance": "a class video needs the sound recorded in class",
+                    "bgm": "the song must be heard"}.get(self.role or "", "BeatSync works from the sound")
+            raise MediaError("no_audio", f"{name} has no sound track: {what}.", name=name,
+                             **({"role": self.role} if self.role else {}))
+        return info, media.verify(self.path, info)
 
     def abort(self) -> None:
         if not self._f.closed:
@@ -259,19 +286,22 @@ class BeatSync:
 
     # ------------------------------------------------------------------ uploads and submissions
 
-    def new_upload(self, filename: str, *, expected_size: int | None = None, owner: str | None = None) -> Upload:
+    def new_upload(self, filename: str, *, expected_size: int | None = None, owner: str | None = None,
+                   role: str | None = None) -> Upload:
         """An upload to write chunk by chunk (see `Upload`), owned by ``owner`` (an owner token the
-        client has) or by a new token."""
-        return Upload(self, filename, expected_size=expected_size, owner=owner)
+        client has) or by a new token; ``role``: what it is for (`UPLOAD_ROLES`; ``"dance"``, the class
+        video's slot, must have a picture), if known."""
+        return Upload(self, filename, expected_size=expected_size, owner=owner, role=role)
 
-    def upload_file(self, filename: str, fileobj, *, chunk_size: int = 1 << 20, owner: str | None = None
-                    ) -> UploadInfo:
+    def upload_file(self, filename: str, fileobj, *, chunk_size: int = 1 << 20, owner: str | None = None,
+                    role: str | None = None) -> UploadInfo:
         """Store a file-like object (e.g. a Streamlit ``UploadedFile``) as an upload, owned by ``owner``
-        (or by a new token: the answer's ``owner_token``)."""
+        (or by a new token: the answer's ``owner_token``); ``role`` as for `new_upload`."""
         size = getattr(fileobj, "size", None)
         if hasattr(fileobj, "seek"):
             fileobj.seek(0)
-        up = self.new_upload(filename, expected_size=size if isinstance(size, int) else None, owner=owner)
+        up = self.new_upload(filename, expected_size=size if isinstance(size, int) else None, owner=owner,
+                             role=role)
         while chunk := fileobj.read(chunk_size):
             up.write(chunk)
         return up.commit()
@@ -500,4 +530,4 @@ def get_service() -> BeatSync:
         return _service
 
 
-__all__ = ["DANCE_EXTS", "SONG_EXTS", "BeatSync", "Upload", "get_service"]
+__all__ = ["DANCE_EXTS", "SONG_EXTS", "UPLOAD_ROLES", "BeatSync", "Upload", "get_service"]

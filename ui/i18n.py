@@ -167,5 +167,5 @@ def notice(n) -> str:
     return messages.notice_message(n, current())
 
 
-def hint(code: str | None) -> str | None:
-    return messages.hint(code, current())
+def hint(code: str | None, params: dict | None = None) -> str | None:
+    return messages.hint(code, current(), params)

@@ -130,7 +130,7 @@ def failure(svc: BeatSync, s: Status) -> None:
         st.info(t("task.cancelled"))
     else:
         st.error(f"**{t('task.failed')}**: " + (s.error or ""))
-        h = i18n.hint(s.error_code)
+        h = i18n.hint(s.error_code, s.error_params)
         if h:
             st.caption(t("task.try", hint=h))
     if not controls(svc, s.task_id):

@@ -21,7 +21,7 @@ if f is not None and st.session_state.get("explore_seen") != (f.name, f.size):
     st.session_state["explore_seen"] = (f.name, f.size)
     try:
         owner = owner_token()
-        sub = svc.submit_beats(svc.upload_file(f.name, f, owner=owner).file_id, owner=owner)
+        sub = svc.submit_beats(svc.upload_file(f.name, f, role="media", owner=owner).file_id, owner=owner)
     except BeatSyncError as e:
         st.query_params.pop("task", None)
         st.error(i18n.error(e))

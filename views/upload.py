@@ -41,8 +41,8 @@ if st.button(t("upload.sync"), type="primary", disabled=dance is None or song is
     try:
         with st.spinner(t("upload.uploading")):
             owner = owner_token()
-            d = svc.upload_file(dance.name, dance, owner=owner)
-            b = svc.upload_file(song.name, song, owner=owner)
+            d = svc.upload_file(dance.name, dance, role="dance", owner=owner)
+            b = svc.upload_file(song.name, song, role="bgm", owner=owner)
             sub = svc.submit(d.file_id, b.file_id, {"trim": trim, "margin_s": margin, "fill": fill}, owner=owner)
     except BeatSyncError as e:
         st.error(error(e))

@@ -59,7 +59,7 @@ from beatsync.contract import (
 from beatsync.errors import BeatSyncError
 from beatsync.messages import stage_message
 from beatsync.owner import check_token, tokens_of
-from beatsync.service import BeatSync, get_service
+from beatsync.service import UPLOAD_ROLES, BeatSync, get_service
 
 from .guard import ApiGuard
 from .responses import HTTPError, error_response, language
@@ -185,9 +185,10 @@ async def _json_body(request: Request) -> dict:
 class _MultipartUpload:
     """Streams the first file part of a multipart body into an `Upload` as the bytes arrive."""
 
-    def __init__(self, svc: BeatSync, boundary: bytes, owner: str | None = None):
+    def __init__(self, svc: BeatSync, boundary: bytes, owner: str | None = None, *, role: str | None = None):
         self.svc = svc
         self.owner = owner
+        self.role = role
         self.upload = None
         self.error: BeatSyncError | None = None
         self.done = False
@@ -223,7 +224,7 @@ class _MultipartUpload:
             return  # one file per upload; extra file parts are ignored
         name = params[b"filename"].decode("utf-8", "replace")
         try:
-            self.upload = self.svc.new_upload(name, owner=self.owner)
+            self.upload = self.svc.new_upload(name, owner=self.owner, role=self.role)
             self._in_file = True
         except BeatSyncError as e:
             self.error = e
@@ -262,6 +263,9 @@ async def upload(request: Request, svc: BeatSync) -> Response:
     if ctype != b"multipart/form-data" or not boundary:
         raise BeatSyncError("unsupported_media_type", "Upload the file as multipart/form-data (a form field named "
                             "'file').")
+    role = request.query_params.get("role")
+    if role is not None and role not in UPLOAD_ROLES:
+        raise BeatSyncError("bad_request", f"role must be one of {', '.join(UPLOAD_ROLES)}.", field="role")
     if len(boundary) > MAX_BOUNDARY_BYTES:
         raise BeatSyncError("bad_multipart", f"The multipart boundary is longer than {MAX_BOUNDARY_BYTES} bytes.")
     tokens = owner_tokens(request)
@@ -275,7 +279,7 @@ async def upload(request: Request, svc: BeatSync) -> Response:
                             limit=svc.settings.max_upload_bytes)
     if size is not None:  # refuse before receiving what the disk cannot keep
         await run_in_threadpool(lambda: svc.check_disk(size, upload=True))
-    mp = _MultipartUpload(svc, boundary, owner)
+    mp = _MultipartUpload(svc, boundary, owner, role=role)
     received = 0
     try:
         async for chunk in request.stream():
@@ -430,6 +434,9 @@ _BUSY = error("`busy`: the queue is full; see Retry-After")
 _DISK = error("`disk_full`")
 _VARIANT = Query("version", {"type": "string", "enum": list(ENGINES), "default": DEFAULT_ENGINE},
                  "which result (the original client's form)")
+_ROLE = Query("role", {"type": "string", "enum": list(UPLOAD_ROLES)},
+              "what the file is for, if known: `dance` (the class video: it must have a picture, else 422 "
+              "`no_video`), `bgm` (the song), `media` (the beat explorer)")
 _DOWNLOAD = {200: _VIDEO, 206: _VIDEO, 400: error("`bad_id`, `bad_variant`, `bad_range` (a Range header that "
                                                    "cannot be read)"),
              404: error("`not_found`, `expired`, `no_output` (that engine could not place the song)"),
@@ -438,16 +445,18 @@ _DOWNLOAD = {200: _VIDEO, 206: _VIDEO, 400: error("`bad_id`, `bad_variant`, `bad
                         "its size)")}
 
 OPERATIONS: list[Operation] = [
-    Operation("POST", "/api/upload", "Upload a class video or a song (streamed to disk, size-limited); an owner "
-              "token may be sent to own it with the token a client already has", {
+    Operation("POST", "/api/upload", "Upload a class video or a song (streamed to disk, size-limited, verified "
+              "by decoding); an owner token may be sent to own it with the token a client already has", {
         201: Reply("Stored, with its owner token (the one sent, else a new one)", UploadInfo),
-        400: error("`bad_request` (no file part), `incomplete_upload` (the body ended early), `bad_multipart` (a "
-                   "wrong boundary, a part header over 16 KB), `bad_owner_token` (the token sent is malformed)"),
+        400: error("`bad_request` (no file part, an unknown `role`), `incomplete_upload` (the body ended early), "
+                   "`bad_multipart` (a wrong boundary, a part header over 16 KB), `bad_owner_token` (the token "
+                   "sent is malformed)"),
         413: error("`too_large` (over the upload limit), `quota_exceeded` (over the data directory's quota): "
                    "counted as the bytes arrive, chunked or not"),
         415: error("`unsupported_media_type` (not multipart), `unsupported_type`"),
-        422: error("`not_media`, `empty_file`, `truncated`, `no_audio`, ...: not readable media"), 507: _DISK},
-        body="multipart", endpoint=upload),
+        422: error(f"the file does not play: {', '.join(f'`{c}`' for c in contract.UPLOAD_MEDIA_ERRORS)} "
+                   "(`ErrorBody.error_code` lists what each means)"), 507: _DISK},
+        body="multipart", query=(_ROLE,), endpoint=upload),
     Operation("POST", "/api/process", "Queue a job for two uploads (with their owner token: the task is owned by "
               "it)", {
         202: Reply("Queued", Submitted),
