@@ -27,4 +27,4 @@ if __name__ == "__main__":  # the UI script run
 else:  # imported by the server: the ASGI app with the API routes and the workers
     from beatsync import api
 
-    app = st.App(__file__, routes=api.routes(), lifespan=api.lifespan)
+    app = st.App(__file__, routes=api.routes(), middleware=api.middleware(), lifespan=api.lifespan)

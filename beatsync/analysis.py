@@ -19,7 +19,6 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft
-import scipy.ndimage
 
 from beatsync.errors import ParameterError
 
@@ -231,7 +230,7 @@ def local_normalize(x: np.ndarray, *, width: int) -> np.ndarray:
     out = np.empty(x.shape, np.float32)
     for i in range(0, x.shape[0], 8):
         rows = x[i:i + 8]
-        hp = rows - scipy.ndimage.uniform_filter1d(rows, max(1, int(width)), axis=-1, mode="nearest")
+        hp = rows - moving_average(rows, width).astype(np.float32)
         rms = np.sqrt(np.mean(np.square(hp), axis=-1, keepdims=True, dtype=np.float64)) + 1e-9
         out[i:i + 8] = hp / rms.astype(np.float32)
     return out

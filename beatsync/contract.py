@@ -179,6 +179,63 @@ def input_url(task_id: str, role: str) -> str:
     return f"{API_PREFIX}/task/{task_id}/input/{role}"
 
 
+# ----------------------------------------------------------------------------- error codes
+
+#: the error codes a client can meet (an `ErrorBody`'s or a failed `Status`'s ``error_code``), with what
+#: each means; the OpenAPI document lists them (`ErrorBody`). ``error_params`` carries the values the
+#: message refers to (``name``: the file as the user uploaded it).
+ERROR_CODES: dict[str, str] = {
+    # a request's form
+    "bad_request": "malformed request (JSON, multipart, a missing field, an unknown upload `role`)",
+    "bad_id": "an id that is not a canonical uuid4",
+    "bad_option": "an option of the wrong type or out of range (`field`)",
+    "bad_variant": "a result name other than the engines'",
+    "unsupported_media_type": "an upload that is not multipart/form-data, a body that is not JSON",
+    "unsupported_type": "a file type (extension) that is not accepted",
+    "too_large": "a file or body over the limit (`limit`)",
+    "incomplete_upload": "the upload's body ended before the whole file arrived",
+    # an upload's file (checked by decoding a little of it at the start, the middle and the end)
+    "empty_file": "the file is empty",
+    "not_media": "not a sound or video file: nothing in it decodes",
+    "truncated": "the file stops before its end, as an upload or a copy cut short: `playable_s` seconds of "
+                 "it play (0: none), of the `duration_s` its header claims",
+    "decode_failed": "the file's sound (or picture) does not decode (`name`; at upload `at_s`: where); in a "
+                     "job, when the class video or the song turns out damaged",
+    "no_streams": "neither sound nor picture",
+    "no_audio": "no sound track (every file needs one)",
+    "no_video": "no picture in the class video's slot (an upload with `role` dance, or a submission)",
+    # tasks and files
+    "not_found": "no such task (or API route)",
+    "expired": "the task's results were deleted after their time",
+    "file_not_found": "an upload is unknown or expired",
+    "not_ready": "the task has not finished successfully (nothing to download or correct yet)",
+    "no_output": "that engine could not place the song: no such result",
+    "no_input": "the task's input file (`role`: dance, the class video, or bgm, the song) is not there (any "
+                "more): nothing for a sync preview to play",
+    "already_finished": "the task has already ended (cancel)",
+    "not_finished": "the task is still running (rerun)",
+    "busy": "the queue is full (see Retry-After)",
+    "store_unavailable": "the task store (Redis) is out of reach (see Retry-After)",
+    "disk_full": "the server's disk or quota is full",
+    # a job's outcome (a failed task's error_code)
+    "song_not_found": "the song is not heard in the class video",
+    "too_short": "a sound shorter than the analysis needs",
+    "silent": "a silent sound track",
+    "encode_failed": "the result video could not be written from the class video (`name`: the class video, "
+                     "`reason`)",
+    "write_failed": "the result file could not be written (disk)",
+    "cancelled": "cancelled by a user",
+    "time_limit": "stopped at the time limit (`limit_s`)",
+    "crashed": "the job's process (or its decoder or video writer) was killed on every attempt (`attempts`, "
+               "`reason`: exit, signal, ffmpeg_signal or worker_lost; `signal`; `oom`: true only when the "
+               "kernel reported an out-of-memory kill)",
+    "internal": "a bug (the server logs it)",
+}
+#: the codes an upload's file itself can get (422)
+UPLOAD_MEDIA_ERRORS: tuple[str, ...] = ("not_media", "truncated", "decode_failed", "empty_file", "no_streams",
+                                        "no_audio", "no_video")
+
+
 # ----------------------------------------------------------------------------- models: base classes
 
 
@@ -239,7 +296,7 @@ class Options(Closed):
     model_config = ConfigDict(frozen=True)
 
     trim: StrictBool = Field(True, description="cut the parts of the video without music (keeping `margin_s`)")
-    margin_s: Annotated[float, Field(ge=0.0, le=MARGIN_MAX_S, strict=True)] = Field(
+    margin_s: Annotated[float, Field(ge=0.0, le=MARGIN_MAX_S, strict=True, allow_inf_nan=False)] = Field(
         1.0, description="seconds kept before the music starts and after it ends")
     fill: Literal[FILLS] = Field(  # type: ignore[valid-type]
         FILLS[0], description="what plays where the song does not: silence, or the video's original sound")
@@ -577,6 +634,8 @@ class TaskRequest(Closed):
     render: RenderRequest | None = None
     correction: Correction | None = None
     corrections: list[str] = Field([], description="the corrected renders made from this task")
+    owner_hash: str | None = Field(None, description="sha256 (hex) of the owner token that may cancel, rerun and "
+                                   "correct the task; private: never in a public answer (None: nobody may)")
 
 
 class TaskRecord(TaskRequest, JobOutcome):
@@ -603,9 +662,7 @@ class TaskRecord(TaskRequest, JobOutcome):
     estimate: Estimate | None = None
 
 
-class UploadInfo(Closed):
-    """An upload (``POST /api/upload``'s answer)."""
-
+class _Upload(Closed):
     file_id: str = Field(json_schema_extra={"format": "uuid"})
     name: str
     size: int
@@ -615,11 +672,26 @@ class UploadInfo(Closed):
     duration_s: float
 
 
-class StoredUpload(UploadInfo):
-    """An upload as the store holds it."""
+#: what an owner token looks like (``secrets.token_urlsafe``: 22 characters are 128 bits)
+OWNER_TOKEN_PATTERN = r"^[A-Za-z0-9_-]{22,128}$"
+_OWNER_TOKEN = Field(description="the secret that controls what was made with it (processing an upload; cancel, "
+                     "rerun, correct a task): send it as `Authorization: Bearer <token>` or `X-BeatSync-Owner`. "
+                     "The one given with the request, else a new one",
+                     json_schema_extra={"pattern": OWNER_TOKEN_PATTERN})
+
+
+class UploadInfo(_Upload):
+    """An upload (``POST /api/upload``'s answer)."""
+
+    owner_token: str = _OWNER_TOKEN
+
+
+class StoredUpload(_Upload):
+    """An upload as the store holds it (its owner as a hash, never the token)."""
 
     file: str = Field(description="the file's name in its upload folder")
     created: float
+    owner_hash: str | None = None
 
 
 # ----------------------------------------------------------------------------- the public status object
@@ -647,7 +719,8 @@ class _Status(Closed):
     progress: Annotated[float, Field(ge=0, le=100)] = Field(description="0..100, never goes down")
     error: str | None = Field(None, description="failed: what went wrong, in the reader's language")
     error_code: str | None = Field(None, description="failed: machine-readable (cancelled, time_limit, crashed, "
-                                                     "song_not_found, ...)")
+                                                     "song_not_found, decode_failed, encode_failed, ...: the "
+                                                     "codes of `ErrorBody`)")
     error_params: dict[str, Any] = Field({}, description="failed: values the error refers to")
     queue_length: int | None = Field(None, description="pending: tasks waiting in the queue")
     cancel_requested: bool = Field(False, description="a cancellation is on its way to the running job")
@@ -731,7 +804,10 @@ Status = create_model(
 
 
 class ProcessRequest(BaseModel):
-    """``POST /api/process``: two uploads and the options."""
+    """``POST /api/process``: two uploads and the options (an unknown field is refused: a misspelt
+    ``options`` must not silently give the defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     dance_file_id: str = Field(description="the class video's upload", json_schema_extra={"format": "uuid"})
     bgm_file_id: str = Field(description="the song's upload", json_schema_extra={"format": "uuid"})
@@ -744,12 +820,15 @@ class ProcessRequest(BaseModel):
 
 
 class CorrectRequest(BaseModel):
-    """``POST /api/correct/{task_id}``: re-render a variant with another placement and/or a nudge."""
+    """``POST /api/correct/{task_id}``: re-render a variant with another placement and/or a nudge (an
+    unknown field, such as a misspelt ``nudge_ms``, is refused)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     variant: Engine = DEFAULT_ENGINE  # type: ignore[valid-type]
     alternative: Annotated[int, Field(ge=0, strict=True)] | None = Field(
         None, description="index into the variant's alignment.alternatives")
-    nudge_ms: Annotated[float, Field(ge=-10_000, le=10_000, strict=True)] = Field(
+    nudge_ms: Annotated[float, Field(ge=-10_000, le=10_000, strict=True, allow_inf_nan=False)] = Field(
         0.0, description="move the song this many ms later in the video")
 
     #: error codes by field
@@ -763,13 +842,16 @@ class Submitted(Closed):
     status: Literal["pending"] = "pending"
     message: str
     status_url: str
+    owner_token: str = _OWNER_TOKEN
 
 
 class Health(Closed):
     """Workers alive, queue, free disk. The counts are null when the task store cannot be reached."""
 
     status: Literal["ok", "degraded"]
-    problems: list[str] = []
+    problems: list[str] = Field([], description="why it is degraded, in words")
+    problem_codes: list[Literal["store_unavailable", "disk_low", "over_quota", "no_worker"]] = Field(
+        [], description="the same problems as stable codes")
     backend: str
     free_disk_bytes: int
     queue_max: int
@@ -784,16 +866,20 @@ class ErrorBody(Closed):
     values the message refers to."""
 
     error: str
-    error_code: str
+    error_code: str = Field(
+        description="stable, machine-readable: " + "; ".join(f"`{c}`: {m}" for c, m in ERROR_CODES.items()),
+        json_schema_extra={"examples": list(ERROR_CODES)})
     error_params: dict[str, Any] = {}
 
 
 __all__ = [
-    "API_PREFIX", "DANCE_EXTS", "DEFAULT_ENGINE", "ENGINES", "FAILED", "FILLS", "FINISHED", "INPUT_ROLES",
-    "MEDIA_TYPES", "MODULAR", "PENDING",
-    "PROCESSING", "SONG_EXTS", "V2", "STAGE_CODES", "SUCCESS", "Agreement", "Alignment", "Alternative", "BeatGrid", "Beats", "Correction",
-    "ClassBeats", "CorrectRequest", "Downloads", "Engine", "ErrorBody", "Estimate", "FileBeats", "Health", "InputInfo", "JobOutcome", "Notice",
-    "OnsetBeats", "Options", "Preview", "ProcessRequest", "ProcessResult", "RenderInfo", "RenderRequest", "Role", "Segment",
+    "API_PREFIX", "DANCE_EXTS", "DEFAULT_ENGINE", "ENGINES", "ERROR_CODES", "FAILED", "FILLS", "FINISHED",
+    "INPUT_ROLES", "MEDIA_TYPES", "MODULAR", "PENDING",
+    "PROCESSING", "SONG_EXTS", "V2", "STAGE_CODES", "SUCCESS", "UPLOAD_MEDIA_ERRORS", "Agreement", "Alignment",
+    "Alternative", "BeatGrid", "Beats", "ClassBeats", "Correction",
+    "CorrectRequest", "Downloads", "Engine", "ErrorBody", "Estimate", "FileBeats", "Health", "InputInfo",
+    "JobOutcome", "Notice", "OWNER_TOKEN_PATTERN", "OnsetBeats", "Options", "Preview", "ProcessRequest",
+    "ProcessResult", "RenderInfo", "RenderRequest", "Role", "Segment",
     "Stage", "StageCode", "Status", "StoredInput", "StoredUpload", "Submitted", "TaskKind", "TaskRecord",
     "TaskRequest", "TaskStatus", "Trim", "UploadInfo", "Variant", "VariantResult", "align_stage", "check_variant",
     "download_url", "input_url", "media_type", "output_field", "parse", "preview_of", "render_stage", "status_url",

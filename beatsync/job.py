@@ -4,9 +4,11 @@ Started by a worker (`beatsync.tasks.supervisor.Supervisor`, for either backend)
 process group. Reads the task's record (`beatsync.contract.TaskRecord`), runs the pipeline on its
 inputs, reports progress into the store, and leaves ``result.json`` (exit 0: a
 `beatsync.contract.JobOutcome`) or ``error.json`` (exit 2: a `beatsync.contract.ErrorBody`) in the
-task folder for the worker to conclude the task (the protocol: `beatsync.tasks.interfaces`). If
-the worker's process dies, this process kills its whole group (itself and its ffmpeg children)
-within a second.
+task folder for the worker to conclude the task (the protocol: `beatsync.tasks.interfaces`). An
+ffmpeg child killed by a signal (``ffmpeg_killed``: the kernel's out-of-memory killer, an operator)
+is no fault of the inputs: the job leaves ``crash.json`` and exits `EXIT_RETRY`, and the worker runs
+it again like a job process that died, within the attempt limit. If the worker's process dies,
+this process kills its whole group (itself and its ffmpeg children) within a second.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from beatsync.contract import ErrorBody, JobOutcome, Preview, TaskKind, TaskReco
 from beatsync.errors import BeatSyncError
 from beatsync.tasks import Settings, Store, open_store
 from beatsync.tasks.interfaces import (
+    CRASH_FILE,
     ERROR_FILE,
     EXIT_ERROR,
     EXIT_OK,
@@ -161,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     except BeatSyncError as e:
         if e.code == STORE_UNAVAILABLE:  # not the job's fault: exit without a report, so it runs again
             print(f"error: {e.message}", file=sys.stderr)
+            return EXIT_RETRY
+        if e.code == "ffmpeg_killed":  # a signal from outside, not the inputs' fault: run it again
+            crash = {"reason": "ffmpeg_signal", "signal": e.params.get("signal"), "step": e.params.get("step")}
+            pipeline.write_json(str(folder / CRASH_FILE), crash)
+            print(f"error: {e.message}; the job runs again", file=sys.stderr)
             return EXIT_RETRY
         error = ErrorBody(error=e.message, error_code=e.code, error_params=e.params)
         pipeline.write_json(str(folder / ERROR_FILE), error.model_dump(mode="json"))

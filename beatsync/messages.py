@@ -103,15 +103,23 @@ ERRORS_EN = {
     "cancelled": "The job was cancelled.",
     "time_limit": "The job took longer than the {limit_text} limit and was stopped. A shorter or smaller video "
                   "usually helps.",
-    "crashed": "The job stopped unexpectedly {attempts} times ({why}); the server may be short of memory. Try a "
-               "shorter or lower-resolution video.",
+    "crashed": "The job stopped unexpectedly {attempts} times; the last time, {why}.{advice}",
     "internal": "Something went wrong inside BeatSync while running this job.",
     "failed": "The job failed.",
     "results_missing": "The job finished but its result files are missing.",
 }
-#: why a job's process ended without a report (``error_params["reason"]``)
-REASONS = {"exit": "the job process ended unexpectedly (exit {exit_code})",
-           "worker_lost": "its worker stopped responding"}
+#: why a job's process ended without a report (``error_params["reason"]``), (English, Chinese). What is
+#: known, nothing guessed: an exit code, a signal, and "out of memory" only when the kernel counted an
+#: out-of-memory kill meanwhile (``oom``, `beatsync.tasks.oom`)
+REASONS = {"exit": ("the job process ended unexpectedly (exit {exit_code})", "任务进程意外退出（退出码 {exit_code}）"),
+           "signal": ("the job process was killed by signal {signal}", "任务进程被信号 {signal} 终止"),
+           "ffmpeg_signal": ("{step_text} was killed by signal {signal}", "{step_text}的进程被信号 {signal} 终止"),
+           "worker_lost": ("its worker stopped responding", "处理它的工作进程失去了响应")}
+#: what was running when a decoder or the video writer was killed (``error_params["step"]``)
+STEPS = {"decode": ("the sound decoder", "解码声音"), "render": ("the video writer", "生成视频"),
+         "media": ("the file reader", "读取文件")}
+OOM = ("by the kernel's out-of-memory killer: the server ran out of memory", "内核因服务器内存不足而终止了它")
+OOM_ADVICE = (" A shorter or lower-resolution video needs less memory.", "较短或分辨率较低的视频需要的内存更少。")
 
 
 def task_error(key: str, **params) -> str:
@@ -125,14 +133,18 @@ def task_error(key: str, **params) -> str:
 ERRORS_ZH = {
     "song_not_found": "在这个视频里没有找到这首歌：视频的声音和歌曲文件对不上（请确认选对了歌曲，并且视频里录到了音乐）。",
     "no_audio": "{name} 没有声音轨道，无法匹配。",
-    "no_video": "{name} 没有画面：第一个文件必须是课堂视频。",
-    "not_media": "{name} 不是可读取的音频或视频文件。",
-    "truncated": "{name} 不完整（文件可能没有上传或复制完整），请重新导出或上传。",
+    "no_video": "{name} 没有画面：课堂视频必须是视频文件，这个文件只有声音。",
+    "not_media": "{name} 不是可以播放的音频或视频文件。",
+    "truncated": "{name} 不完整：只有前 {playable_text}可以播放（文件应有 {duration_text}）。上传或复制可能中断了，"
+                 "请重新复制或导出后再上传。",
+    "truncated_part": "{name} 不完整：只有前 {playable_text}可以播放。上传或复制可能中断了，请重新复制或导出后再上传。",
+    "truncated_none": "{name} 不完整：文件在能够播放的部分之前就被截断了。请重新复制或导出后再上传。",
     "empty_file": "{name} 是空文件（0 字节）。",
     "no_streams": "{name} 里既没有声音也没有画面。",
     "unreadable": "无法读取 {name}。",
     "file_missing": "找不到文件 {name}。",
-    "decode_failed": "无法解码 {name} 的声音，文件可能已损坏。",
+    "decode_failed": "无法解码 {name}，文件已损坏。",
+    "encode_failed": "无法用 {name} 生成结果视频（{reason}）。",
     "too_short": "{file} 的声音太短，无法分析。",
     "silent": "{file} 的声音是静音的。",
     "unsupported_type": "不支持这种文件类型：请上传 mp4、mov、m4v、mkv、webm、avi 视频，或 mp3、m4a、aac、wav、flac、ogg、opus 音频。",
@@ -157,12 +169,26 @@ ERRORS_ZH = {
     "not_finished": "这个任务还在运行，结束后才能重新运行。",
     "cancelled": "任务已取消。",
     "time_limit": "任务运行超过了 {limit_min} 分钟的时间限制，已被停止。较短或较小的视频通常可以解决。",
-    "crashed": "任务意外停止了 {attempts} 次（服务器可能内存不足）。请试试更短或分辨率更低的视频。",
+    "crashed": "任务意外停止了 {attempts} 次；最后一次是{why}。{advice}",
     "internal": "BeatSync 内部出错了。请重试；如果问题一直存在，请告诉我们。",
-    "ffmpeg_failed": "处理视频时出错（ffmpeg 失败），文件可能已损坏。",
-    "ffmpeg_killed": "视频处理被中止了。",
+    "ffmpeg_failed": "处理视频时出错，文件可能已损坏。",
+    "ffmpeg_killed": "视频处理被信号 {signal} 终止了。",
     "ffmpeg_timeout": "视频处理超时。",
     "write_failed": "无法写入结果文件（磁盘可能已满）。",
+    "bad_json": "请求内容不是有效的 JSON（或嵌套太深、数字超出范围）。",
+    "bad_multipart": "无法读取上传的 multipart 内容：请检查分隔符（boundary）和各部分的头信息。",
+    "bad_path": "这个路径不允许使用（不能包含 '..' 或空字符）。",
+    "bad_range": "无法读取 Range 请求头。",
+    "range_not_satisfiable": "请求的字节范围超出了文件大小。",
+    "method_not_allowed": "这个接口不支持这种请求方法。",
+    "body_timeout": "请求内容停止传输的时间太长，请求已被放弃，请重新发送。",
+    "quota_exceeded": "服务器用于上传和结果的存储空间已满，请稍后再试（旧结果会在一段时间后删除），或换一个更小的文件。",
+    "owner_required": "只有创建者才能进行这个操作：请发送 owner token（Authorization: Bearer <owner_token> 或 X-BeatSync-Owner）。",
+    "not_owner": "这个 owner token 无权控制它。分享的链接只能查看和下载结果，不能修改。",
+    "bad_owner_token": "owner token 格式不对：应为 22 到 128 个字母、数字、'-' 或 '_'。",
+    "cross_origin": "只接受本站页面发出的修改请求，不接受其他网站发出的请求。",
+    "api_key_required": "这个接口需要 API 密钥：请在 X-API-Key 请求头中发送。",
+    "bad_api_key": "API 密钥（X-API-Key）不正确。",
 }
 
 # What to try, per error code (shown under a failed task).
@@ -173,7 +199,9 @@ HINTS = {
     "not_media": ("Export the file again from your phone or editor, then upload it.", "请从手机或剪辑软件重新导出文件后再上传。"),
     "truncated": ("The file is incomplete: copy or export it again.", "文件不完整：请重新复制或导出。"),
     "time_limit": ("Trim the video to the routine, or lower its resolution.", "请把视频剪到舞蹈部分，或降低分辨率。"),
-    "crashed": ("Try a shorter or lower-resolution video.", "请试试更短或分辨率更低的视频。"),
+    "crashed": ("Run it again; if it keeps stopping, tell us.", "请重新运行；如果一直停止，请告诉我们。"),
+    "decode_failed": ("Export the file again from your phone or editor, then upload it.",
+                      "请从手机或剪辑软件重新导出文件后再上传。"),
     "busy": ("Wait a few minutes and try again.", "请等几分钟再试。"),
     "store_unavailable": ("Try again in a minute.", "请一分钟后再试。"),
     "disk_full": ("Try again later.", "请稍后再试。"),
@@ -184,29 +212,64 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} minutes" if seconds >= 120 else f"{seconds:.0f} seconds"
 
 
-def _error_params(params: Mapping | None) -> dict:
-    """An error's params with what its templates derive from them (sizes in MB, durations in words)."""
+def _clock(seconds: float, lang: str) -> str:
+    """A length in words: ``"42.5 s"`` / ``"42.5 秒"``, ``"3:07"``, ``"1:02:07"``."""
+    s = max(0.0, float(seconds))
+    if s < 60:
+        return f"{s:.1f} 秒" if lang == "zh" else f"{s:.1f} s"
+    m, sec = divmod(int(round(s)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def _error_params(params: Mapping | None, lang: str = "en") -> dict:
+    """An error's params with what its templates derive from them (sizes in MB, durations in words, why
+    a job crashed), in ``lang``."""
     p = dict(params or {})
     if "limit" in p and isinstance(p["limit"], int | float):
         p.setdefault("limit_mb", round(p["limit"] / 2**20))
     if "limit_s" in p and isinstance(p["limit_s"], int | float):
         p.setdefault("limit_min", round(p["limit_s"] / 60))
         p.setdefault("limit_text", _minutes(p["limit_s"]))
+    for key in ("playable_s", "duration_s"):
+        if isinstance(p.get(key), int | float):
+            p.setdefault(key[:-2] + "_text", _clock(p[key], lang))
+    if p.get("step") in STEPS:
+        p.setdefault("step_text", in_language(STEPS[p["step"]], lang))
     if p.get("reason") in REASONS:
-        p.setdefault("why", _fill(REASONS[p["reason"]], p) or p["reason"])
+        why = _fill(in_language(REASONS[p["reason"]], lang), p) or p["reason"]
+        if p.get("oom"):
+            why += f"（{OOM[1]}）" if lang == "zh" else f" ({OOM[0]})"
+        p.setdefault("why", why)
+        p.setdefault("advice", in_language(OOM_ADVICE, lang) if p.get("oom") else "")
     return p
+
+
+def _zh_key(code: str, params: Mapping | None) -> str:
+    """The Chinese template of ``code`` that fits its params (a truncated file: how much plays)."""
+    if code == "truncated":
+        p = params or {}
+        if not p.get("playable_s"):
+            return "truncated_none"
+        if not p.get("duration_s"):
+            return "truncated_part"
+    return code
 
 
 def error_message(code: str | None, lang: str, *, params: Mapping | None = None, fallback: str = "") -> str:
     """The error in the reader's language (English: the engine's own message)."""
     if lang == "zh" and code in ERRORS_ZH:
-        text = _fill(ERRORS_ZH[code], _error_params(params))
+        text = _fill(ERRORS_ZH[_zh_key(code, params)], _error_params(params, lang))
         if text:
             return text
     return fallback or (code or "")
 
 
-def hint(code: str | None, lang: str) -> str | None:
+def hint(code: str | None, lang: str, params: Mapping | None = None) -> str | None:
+    """What to try after a failure with ``code`` (its ``params`` may say more: a crash for lack of
+    memory)."""
+    if code == "crashed" and (params or {}).get("oom"):
+        return in_language(("Try a shorter or lower-resolution video.", "请试试更短或分辨率更低的视频。"), lang)
     entry = HINTS.get(code or "")
     return None if entry is None else in_language(entry, lang)
 

@@ -1,8 +1,9 @@
 """The product's job service: uploads, submissions, status, downloads, cancel, re-run, health.
 
 The one place the UI (`views/`, `ui/`) and the JSON API (`beatsync.api`) go through, over the task
-store and workers of `beatsync.tasks`. Uploads are validated (type, size, free disk, readable
-media) before they are kept; a submission is checked (the class video has picture and sound, the
+store and workers of `beatsync.tasks`. Uploads are validated (type, size, free disk, media whose
+sound decodes at its start, middle and end and whose data reaches its claimed end) before they
+are kept; a submission is checked (the class video has picture and sound, the
 song has sound, the options are valid) before it is queued, so a bad input is refused at once
 with a specific message instead of failing later in a worker. Every job, the beat explorer's
 included, runs in a worker, never in the web process.
@@ -10,6 +11,11 @@ included, runs in a worker, never in the web process.
 What it takes and gives are the contract's models (`beatsync.contract`): `Options`, `UploadInfo`,
 `Submitted`, `Status` (built from the stored `TaskRecord` by `Status.from_record`, in the reader's
 language), `BeatGrid`, `Health`.
+
+Control is owned: an upload answers with an owner token (`beatsync.owner`), and processing it, or
+cancelling, rerunning or correcting a task, takes that token (``owner=``); reading a status, a
+result, a download or a task's input file (`input_file`, what a sync preview plays) takes none. Uploads are counted against the size limit and the data
+directory's quota as their bytes arrive.
 
 `get_service()` is the process-wide instance; its workers start once per process
 (`start_workers`), however many browser sessions or script reruns ask for it.
@@ -25,6 +31,7 @@ import time
 from pathlib import Path
 
 from beatsync import estimate, media, messages
+from beatsync import owner as _owner
 from beatsync.align import Alignment
 from beatsync.contract import (
     DANCE_EXTS,
@@ -61,7 +68,9 @@ from beatsync.pipeline import check_extension
 from beatsync.tasks import Runner, Settings, Store, check_id, new_id, open_runner, open_store, worker_command
 
 OUTPUT_SPACE_FACTOR = 2.2  # two output videos, each about the class video's size
-_DISK_CHECK_EVERY = 64 * 2**20
+_DISK_CHECK_EVERY = 64 * 2**20  # free disk is looked at again after this many bytes of an upload
+MAX_NAME_CHARS = 200  # an upload's name is cut to this length, keeping its extension
+_MAX_EXT_CHARS = 16
 
 
 def _safe_stem(name: str) -> str:
@@ -85,6 +94,19 @@ def correction_suffix(rec: TaskRecord) -> str:
     return "_" + "_".join(parts or ["corrected"])
 
 
+def upload_name(filename: str | None) -> str:
+    """The name an upload is known by: the file name without any folder, without control characters,
+    at most `MAX_NAME_CHARS` long (a longer one keeps its start and its extension)."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if c.isprintable()).strip()
+    if len(name) <= MAX_NAME_CHARS:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem or len(ext) > _MAX_EXT_CHARS:
+        return name[:MAX_NAME_CHARS]
+    return stem[:MAX_NAME_CHARS - len(ext) - 2].rstrip() + "~." + ext
+
+
 def _mb(n: int) -> str:
     return f"{n / 2**20:.0f} MB" if n < 2**30 else f"{n / 2**30:.1f} GB"
 
@@ -96,17 +118,33 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+#: what an upload is for (``role``): the class video needs a picture; every upload needs sound
+UPLOAD_ROLES = ("dance", "bgm", "media")
+
+
 class Upload:
     """An upload being written into the store: ``write(chunk)`` as bytes arrive, then ``commit()``.
 
-    Size and free disk are checked as the bytes arrive; ``commit`` probes the file and keeps it
-    only if it is readable media. Any failure removes the partial file.
+    Every chunk is counted as it arrives: past the per-upload limit (``too_large``) or the data
+    directory's quota (``quota_exceeded``) the upload stops at once, whether its size was announced
+    or not; free disk is looked at again every 64 MB. ``commit`` probes the file and checks that it
+    plays by decoding a little of its sound at the start, the middle and the end (`media.verify`:
+    seeks, never reads it through) and keeps it only if it is sound (and, for the class video's slot,
+    ``role="dance"``, a picture too). Any failure removes the partial file.
+
+    ``owner``: the owner token the client already has (the upload is then owned by it), or None for
+    a new one; `token` is the one the upload answers with.
     """
 
-    def __init__(self, service: BeatSync, filename: str, *, expected_size: int | None = None):
+    def __init__(self, service: BeatSync, filename: str, *, expected_size: int | None = None,
+                 owner: str | None = None, role: str | None = None):
         self.service = service
-        self.name = Path((filename or "").replace("\\", "/")).name[:255]
+        if role is not None and role not in UPLOAD_ROLES:
+            raise BeatSyncError("bad_request", f"role must be one of {', '.join(UPLOAD_ROLES)}.", field="role")
+        self.role = role
+        self.name = upload_name(filename)
         self.ext = Path(self.name).suffix.lower()
+        self.token = _owner.check_token(owner) if owner is not None else _owner.new_token()
         if self.ext not in SONG_EXTS:  # SONG_EXTS includes every video type
             raise MediaError("unsupported_type",
                              f"{self.name or 'The file'}: accepted types are {', '.join(e[1:] for e in SONG_EXTS)}.",
@@ -115,7 +153,9 @@ class Upload:
         if expected_size is not None and expected_size > limit:
             raise BeatSyncError("too_large", f"{self.name} is {_mb(expected_size)}; the limit is {_mb(limit)}.",
                                 name=self.name, size=expected_size, limit=limit)
-        service.check_disk(expected_size or 0)
+        self._quota = service.settings.quota_bytes
+        self._used_before = service.disk_used() if self._quota else 0  # the data dir without this upload
+        service.check_disk(expected_size or 0, upload=True, used=self._used_before if self._quota else None)
         self.file_id = new_id()
         self.folder = service.store.upload_dir(self.file_id)
         self.folder.mkdir(parents=True)
@@ -123,6 +163,10 @@ class Upload:
         self._f = open(self.path, "wb")  # noqa: SIM115 - closed in commit/abort
         self.size = 0
         self._next_disk_check = _DISK_CHECK_EVERY
+        # the quota is counted against what was on disk when the upload began, re-read every so often
+        # (so that uploads running at the same time, each under the quota alone, are seen together)
+        self._quota_step = max(2**20, min(16 * 2**20, self._quota // 8)) if self._quota else 0
+        self._next_quota_check = self._quota_step
 
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -131,19 +175,26 @@ class Upload:
             if self.size > limit:
                 raise BeatSyncError("too_large", f"{self.name} is larger than the {_mb(limit)} limit.",
                                     name=self.name, limit=limit)
+            if self._quota:
+                if self.size >= self._next_quota_check:
+                    self._next_quota_check = self.size + self._quota_step
+                    self._used_before = max(0, self.service.disk_used() - self._f.tell())
+                if self._used_before + self.size > self._quota:
+                    raise self.service.quota_error()
             if self.size >= self._next_disk_check:
                 self._next_disk_check += _DISK_CHECK_EVERY
-                self.service.check_disk(0)
+                self.service.check_disk(0, upload=True)
             self._f.write(chunk)
         except BaseException:
             self.abort()
             raise
 
     def commit(self) -> UploadInfo:
-        """Probe and keep the file; returns its public description (``file_id``, ``kind``...)."""
+        """Probe and verify the file (`check`), and keep it; returns its public description
+        (``file_id``, ``kind``, ``owner_token``...)."""
         self._f.close()
         try:
-            info = media.probe(self.path)
+            info, verified = self.check()
         except BeatSyncError as e:
             self.abort()
             raise e.renamed({self.path.name: self.name}) from None
@@ -152,14 +203,30 @@ class Upload:
             raise
         meta = StoredUpload(file_id=self.file_id, name=self.name, size=self.size, file=self.path.name,
                             kind="video" if info.video is not None else "audio", has_video=info.video is not None,
-                            has_audio=info.audio is not None, duration_s=round(info.duration_s, 3),
-                            created=time.time())
+                            has_audio=info.audio is not None, duration_s=round(verified.duration_s, 3),
+                            created=time.time(), owner_hash=_owner.token_hash(self.token))
         try:
             self.service.store.add_upload(meta.model_dump(mode="json"))
         except BaseException:  # e.g. the task store (Redis) is unreachable: keep nothing half-registered
             self.abort()
             raise
-        return UploadInfo(**meta.model_dump(include=set(UploadInfo.model_fields)))
+        return UploadInfo(**meta.model_dump(include=set(UploadInfo.model_fields)), owner_token=self.token)
+
+    def check(self) -> tuple[media.MediaInfo, media.Verified]:
+        """The stored file's probe and verification: `MediaError` ``not_media``, ``truncated`` (with
+        ``playable_s``), ``decode_failed``, ``no_audio``, ``no_video`` (in the class video's slot), ...
+        naming the stored file (`commit` renames it to the user's)."""
+        info = media.probe(self.path)
+        name = self.path.name
+        if self.role == "dance" and info.video is None:
+            raise MediaError("no_video", f"{name} has no picture: the class video must be a video, and this file "
+                             "is sound only.", name=name, role="dance")
+        if info.audio is None:
+            what = {"dance": "a class video needs the sound recorded in class",
+                    "bgm": "the song must be heard"}.get(self.role or "", "BeatSync works from the sound")
+            raise MediaError("no_audio", f"{name} has no sound track: {what}.", name=name,
+                             **({"role": self.role} if self.role else {}))
+        return info, media.verify(self.path, info)
 
     def abort(self) -> None:
         if not self._f.closed:
@@ -204,17 +271,27 @@ class BeatSync:
 
     # ------------------------------------------------------------------ disk
 
-    def check_disk(self, incoming: int) -> None:
-        """``disk_full`` when ``incoming`` more bytes would leave less than the configured free space
-        (or exceed the data directory's quota)."""
+    def check_disk(self, incoming: int, *, upload: bool = False, used: int | None = None) -> None:
+        """``disk_full`` when ``incoming`` more bytes would leave less than the configured free space;
+        over the data directory's quota: ``quota_exceeded`` for an upload (``upload``), else
+        ``disk_full`` (a job's results would not fit). ``used``: the data directory's size if the
+        caller has just measured it (`disk_used`)."""
         s = self.settings
         free = shutil.disk_usage(self.store.root).free
         if free - incoming < s.min_free_bytes:
             raise BeatSyncError("disk_full", "The server is running out of disk space, so it cannot take this "
                                 "file now. Please try again later.", free=free)
-        if s.quota_bytes and self.disk_used() + incoming > s.quota_bytes:
+        if s.quota_bytes and (self.disk_used() if used is None else used) + incoming > s.quota_bytes:
+            if upload:
+                raise self.quota_error()
             raise BeatSyncError("disk_full", "The server's storage for uploads and results is full. Please try "
                                 "again later (old results are deleted after a while).", quota=s.quota_bytes)
+
+    def quota_error(self) -> BeatSyncError:
+        q = self.settings.quota_bytes
+        return BeatSyncError("quota_exceeded", f"This upload does not fit in the server's storage for uploads and "
+                             f"results ({_mb(q)} in all). Please try again later (old results are deleted after a "
+                             "while), or with a smaller file.", quota=q, limit=q)
 
     def disk_used(self) -> int:
         total = 0
@@ -226,15 +303,22 @@ class BeatSync:
 
     # ------------------------------------------------------------------ uploads and submissions
 
-    def new_upload(self, filename: str, *, expected_size: int | None = None) -> Upload:
-        return Upload(self, filename, expected_size=expected_size)
+    def new_upload(self, filename: str, *, expected_size: int | None = None, owner: str | None = None,
+                   role: str | None = None) -> Upload:
+        """An upload to write chunk by chunk (see `Upload`), owned by ``owner`` (an owner token the
+        client has) or by a new token; ``role``: what it is for (`UPLOAD_ROLES`; ``"dance"``, the class
+        video's slot, must have a picture), if known."""
+        return Upload(self, filename, expected_size=expected_size, owner=owner, role=role)
 
-    def upload_file(self, filename: str, fileobj, *, chunk_size: int = 1 << 20) -> UploadInfo:
-        """Store a file-like object (e.g. a Streamlit ``UploadedFile``) as an upload."""
+    def upload_file(self, filename: str, fileobj, *, chunk_size: int = 1 << 20, owner: str | None = None,
+                    role: str | None = None) -> UploadInfo:
+        """Store a file-like object (e.g. a Streamlit ``UploadedFile``) as an upload, owned by ``owner``
+        (or by a new token: the answer's ``owner_token``); ``role`` as for `new_upload`."""
         size = getattr(fileobj, "size", None)
         if hasattr(fileobj, "seek"):
             fileobj.seek(0)
-        up = self.new_upload(filename, expected_size=size if isinstance(size, int) else None)
+        up = self.new_upload(filename, expected_size=size if isinstance(size, int) else None, owner=owner,
+                             role=role)
         while chunk := fileobj.read(chunk_size):
             up.write(chunk)
         return up.commit()
@@ -248,7 +332,8 @@ class BeatSync:
         folder = self.store.task_dir(rec.task_id)
         return {role: (folder / i.file, i) for role, i in rec.inputs.items()}
 
-    def _upload(self, file_id, role: str) -> StoredUpload:
+    def _upload(self, file_id, role: str, owner: str | list[str] | None) -> tuple[StoredUpload, str]:
+        """An upload's record and the presented owner token that owns it (`beatsync.owner.require_owner`)."""
         what = {"dance": "class video", "bgm": "song"}.get(role, "file")
         file_id = check_id(file_id, what=f"{what} file")
         raw = self.store.get_upload(file_id)
@@ -256,12 +341,16 @@ class BeatSync:
         if meta is None or not self._stored(meta).is_file():
             raise BeatSyncError("file_not_found", f"The {what} upload was not found (uploads are kept for a "
                                 "limited time): please upload it again.", role=role)
-        return meta
+        return meta, _owner.require_owner(meta.owner_hash, owner, what=f"{what} upload")
 
-    def submit(self, dance_file_id: str, bgm_file_id: str, options: Options | dict | None = None) -> Submitted:
-        """Queue a job for two uploads (`Options.parse` checks ``options``)."""
-        dance = self._upload(dance_file_id, "dance")
-        bgm = self._upload(bgm_file_id, "bgm")
+    def submit(self, dance_file_id: str, bgm_file_id: str, options: Options | dict | None = None, *,
+               owner: str | list[str] | None = None) -> Submitted:
+        """Queue a job for two uploads (`Options.parse` checks ``options``). ``owner``: the owner token
+        (or tokens) of the uploads: each upload must be owned by one of them (``owner_required``,
+        ``not_owner``); the task is owned by the first token given."""
+        tokens = _owner.tokens_of(owner)
+        dance, _ = self._upload(dance_file_id, "dance", tokens)
+        bgm, _ = self._upload(bgm_file_id, "bgm", tokens)
         if not dance.has_video:
             raise MediaError("no_video", f"{dance.name} has no picture: the first file must be the class video.",
                              name=dance.name, role="dance")
@@ -271,19 +360,21 @@ class BeatSync:
                 raise MediaError("no_audio", f"{meta.name} has no sound track, so the {what} cannot be "
                                  "matched.", name=meta.name, role=what)
         inputs = {role: (self._stored(m), m) for role, m in (("dance", dance), ("bgm", bgm))}
-        return self._create(inputs, Options.parse(options))
+        return self._create(inputs, Options.parse(options), owner=tokens[0])
 
     def submit_render(self, task_id: str, variant: str, *, alternative: int | None = None,
-                      nudge_ms: float = 0.0) -> Submitted:
+                      nudge_ms: float = 0.0, owner: str | list[str] | None = None) -> Submitted:
         """Queue a corrected render of a finished task's variant (an alternative placement and/or a
-        nudge in milliseconds): a new task that skips the analysis; the original stays as it is."""
+        nudge in milliseconds): a new task that skips the analysis; the original stays as it is.
+        Only the task's owner may (``owner``: its owner token); the new task has the same owner."""
         req = parse(CorrectRequest, {"variant": variant, "alternative": alternative, "nudge_ms": nudge_ms},
                     code="bad_option", codes=CorrectRequest.CODES, what="correction")
-        return self.correct(task_id, req)
+        return self.correct(task_id, req, owner=owner)
 
-    def correct(self, task_id: str, req: CorrectRequest) -> Submitted:
+    def correct(self, task_id: str, req: CorrectRequest, *, owner: str | list[str] | None = None) -> Submitted:
         """`submit_render` with the request as the API receives it."""
         rec = self._record(task_id)
+        token = _owner.require_owner(rec.owner_hash, owner)
         v = rec.variants.get(req.variant)
         al = v.alignment if v is not None else None
         if rec.status != SUCCESS or al is None:
@@ -297,20 +388,20 @@ class BeatSync:
         sub = self._create(self._task_inputs(rec), rec.options, kind=TaskKind.RENDER,
                            render=RenderRequest(variant=req.variant, alignment=corrected.to_dict()),
                            correction=Correction(source_task=task_id, variant=req.variant,
-                                                 alternative=req.alternative, nudge_ms=req.nudge_ms))
+                                                 alternative=req.alternative, nudge_ms=req.nudge_ms), owner=token)
         self.store.update(task_id, lambda r: r.setdefault("corrections", []).append(sub.task_id))
         return sub
 
-    def submit_beats(self, file_id: str) -> Submitted:
+    def submit_beats(self, file_id: str, *, owner: str | list[str] | None = None) -> Submitted:
         """Queue a beat analysis of one upload (the beat explorer): its tempo, beats and onset
-        strength come in the task's status (``beats``)."""
-        meta = self._upload(file_id, "media")
+        strength come in the task's status (``beats``). ``owner``: the upload's owner token."""
+        meta, token = self._upload(file_id, "media", owner)
         if not meta.has_audio:
             raise MediaError("no_audio", f"{meta.name} has no sound track.", name=meta.name)
-        return self._create({"media": (self._stored(meta), meta)}, Options(), kind=TaskKind.BEATS)
+        return self._create({"media": (self._stored(meta), meta)}, Options(), kind=TaskKind.BEATS, owner=token)
 
-    def _create(self, inputs: dict[Role, tuple[Path, InputInfo]], opts: Options, *, rerun_of: str | None = None,
-                kind: TaskKind = TaskKind.PROCESS, render: RenderRequest | None = None,
+    def _create(self, inputs: dict[Role, tuple[Path, InputInfo]], opts: Options, *, owner: str,
+                rerun_of: str | None = None, kind: TaskKind = TaskKind.PROCESS, render: RenderRequest | None = None,
                 correction: Correction | None = None) -> Submitted:
         if kind != TaskKind.BEATS:
             self.check_disk(int(inputs["dance"][1].size * OUTPUT_SPACE_FACTOR))
@@ -324,22 +415,25 @@ class BeatSync:
                 _link_or_copy(src, folder / file)
                 stored[role] = StoredInput(name=meta.name, size=meta.size, file=file, duration_s=meta.duration_s)
             req = TaskRequest(task_id=task_id, kind=kind, inputs=stored, options=opts, rerun_of=rerun_of,
-                              render=render, correction=correction)
+                              render=render, correction=correction, owner_hash=_owner.token_hash(owner))
             rec = self.store.create(req.model_dump(mode="json"), queue_max=self.settings.queue_max)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         if self.executor is not None:
             self.executor.wake()
-        return Submitted(task_id=task_id, status=rec["status"], message=rec["message"], status_url=status_url(task_id))
+        return Submitted(task_id=task_id, status=rec["status"], message=rec["message"], status_url=status_url(task_id),
+                         owner_token=owner)
 
-    def rerun(self, task_id: str) -> Submitted:
-        """A new task with the same inputs and options as a finished one."""
+    def rerun(self, task_id: str, *, owner: str | list[str] | None = None) -> Submitted:
+        """A new task with the same inputs and options as a finished one (only its owner may; the new
+        task has the same owner)."""
         rec = self._record(task_id)
+        token = _owner.require_owner(rec.owner_hash, owner)
         if rec.status not in FINISHED:
             raise BeatSyncError("not_finished", "This job is still running; it can be run again once it ends.")
         return self._create(self._task_inputs(rec), rec.options, rerun_of=task_id, kind=rec.kind, render=rec.render,
-                            correction=rec.correction)
+                            correction=rec.correction, owner=token)
 
     # ------------------------------------------------------------------ status, outputs, cancel
 
@@ -412,9 +506,20 @@ class BeatSync:
                                 "the song); download the other one.", variant=variant)
         return path, f"{_safe_stem(rec.inputs['dance'].name)}_{variant}{correction_suffix(rec)}.mp4"
 
-    def cancel(self, task_id: str, *, wait_s: float = 5.0, lang: str = "en", links: bool = False) -> Status:
-        """Cancel a pending or running task; waits up to ``wait_s`` for a running job to be stopped."""
+    def owns(self, task_id: str, owner: str | list[str] | None) -> bool:
+        """Whether ``owner`` (an owner token, or several) controls the task (False for an unknown task)."""
+        try:
+            rec = self._record(task_id)
+        except BeatSyncError:
+            return False
+        return _owner.owned_by(rec.owner_hash, owner) is not None
+
+    def cancel(self, task_id: str, *, owner: str | list[str] | None = None, wait_s: float = 5.0, lang: str = "en",
+               links: bool = False) -> Status:
+        """Cancel a pending or running task (only its owner may); waits up to ``wait_s`` for a running
+        job to be stopped."""
         rec = self._record(task_id)
+        _owner.require_owner(rec.owner_hash, owner)
         if rec.status in FINISHED:
             raise BeatSyncError("already_finished", "This job has already finished; there is nothing to cancel.",
                                 status=rec.status.value)
@@ -432,19 +537,25 @@ class BeatSync:
         seen = max(s.stale_s, 3 * s.sweep_s)
         free = shutil.disk_usage(self.store.root).free
         out = {"backend": s.backend, "free_disk_bytes": free, "queue_max": s.queue_max}
-        problems = []
+        problems: dict[str, str] = {}  # code -> words
         if free < s.min_free_bytes:
-            problems.append(f"free disk is low ({_mb(free)}): uploads are refused")
+            problems["disk_low"] = f"free disk is low ({_mb(free)}): uploads are refused"
+        if s.quota_bytes:
+            used = self.disk_used()
+            if used > s.quota_bytes:
+                problems["over_quota"] = (f"the data directory holds {_mb(used)}, over its {_mb(s.quota_bytes)} "
+                                          "quota: uploads are refused until old results expire")
         try:
             workers = self.store.workers(seen_within_s=seen)
             out.update(workers=len(workers), worker_threads=sum(int(w.get("threads", 0)) for w in workers.values()),
                        queue=self.store.queue_length(), processing=len(self.store.running()))
         except BeatSyncError as e:  # the task store (Redis) is unreachable
-            problems.insert(0, e.message)
+            problems = {"store_unavailable": e.message, **problems}
         else:
             if out["worker_threads"] == 0:
-                problems.append(f"no worker is running: new jobs will wait (start `{worker_command(s)}`)")
-        return Health(status="degraded" if problems else "ok", problems=problems, **out)
+                problems["no_worker"] = f"no worker is running: new jobs will wait (start `{worker_command(s)}`)"
+        return Health(status="degraded" if problems else "ok", problems=list(problems.values()),
+                      problem_codes=list(problems), **out)
 
 
 _service: BeatSync | None = None
@@ -460,4 +571,4 @@ def get_service() -> BeatSync:
         return _service
 
 
-__all__ = ["DANCE_EXTS", "SONG_EXTS", "BeatSync", "Upload", "get_service"]
+__all__ = ["DANCE_EXTS", "SONG_EXTS", "UPLOAD_ROLES", "BeatSync", "Upload", "get_service"]

@@ -46,7 +46,10 @@ import requests
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path.insert(0, str(TESTS))
-from server_util import free_port, tail  # noqa: E402  (the tests' server helpers)
+from server_util import CLIENT_OWNER, free_port, tail  # noqa: E402  (the tests' server helpers)
+
+#: the benchmark client's owner token: its uploads are owned by it, and its submissions send it
+OWNER_HEADERS = {"X-BeatSync-Owner": CLIENT_OWNER}
 
 REPO = Path(__file__).resolve().parents[1]  # whose app.py / beatsync/ is served (--repo)
 
@@ -327,7 +330,7 @@ def make_media(repo: Path, folder: Path, video_s: float) -> dict:
 def upload(base: str, path: str) -> dict:
     with open(path, "rb") as fh:
         r = requests.post(base + "/api/upload", files={"file": (Path(path).name, fh, "application/octet-stream")},
-                          timeout=120)
+                          headers=OWNER_HEADERS, timeout=120)
     if r.status_code != 201:
         raise RuntimeError(f"upload of {Path(path).name}: {r.status_code} {r.text[:500]}")
     return r.json()
@@ -383,7 +386,7 @@ def submit_burst(base: str, dance_id: str, bgm_id: str, n: int, threads: int,
         t0 = time.perf_counter()
         row = {"i": i, "t": t0}
         try:
-            r = local.session.post(base + "/api/process", json=payload, timeout=60)
+            r = local.session.post(base + "/api/process", json=payload, headers=OWNER_HEADERS, timeout=60)
             row["code"] = r.status_code
             try:
                 body = r.json()

@@ -2,8 +2,9 @@
 
 ``python tests/fake_job.py --data-dir DATA_DIR --attempt N TASK_ID`` (the job protocol's arguments;
 the store's backend comes from the environment, as for the real job); what it does comes from the task record's
-``behaviour``: ``{"steps": n, "step_s": s, "outcome": "ok" | "error" | "crash" | "crash_first",
-"child": bool}``. With ``child`` it starts a ``sleep`` child (like ffmpeg) and writes its pid to
+``behaviour``: ``{"steps": n, "step_s": s, "outcome": "ok" | "error" | "crash" | "crash_first" |
+"ffmpeg_killed" | "ffmpeg_killed_first", "child": bool}`` (``ffmpeg_killed``: what `beatsync.job`
+does when its ffmpeg was killed by a signal: ``crash.json`` and `EXIT_RETRY`). With ``child`` it starts a ``sleep`` child (like ffmpeg) and writes its pid to
 ``child.pid`` in the task folder. Every run appends its attempt to ``runs.txt``.
 """
 
@@ -35,6 +36,9 @@ def main() -> int:
     outcome = b.get("outcome", "ok")
     if outcome == "crash" or (outcome == "crash_first" and attempt == 1):
         os.kill(os.getpid(), signal.SIGKILL)
+    if outcome == "ffmpeg_killed" or (outcome == "ffmpeg_killed_first" and attempt == 1):
+        (folder / "crash.json").write_text(json.dumps({"reason": "ffmpeg_signal", "signal": 9, "step": "render"}))
+        return 3  # EXIT_RETRY
     n = int(b.get("steps", 3))
     for i in range(n):
         time.sleep(float(b.get("step_s", 0.05)))

@@ -433,3 +433,30 @@ def zero_mdat(path) -> int:
         pos += size
     Path(path).write_bytes(bytes(data))
     return zeroed
+
+
+def write_big_video(path, *, target_mb: float = 500.0, chunk_s: float = 10.0, size: tuple[int, int] = (320, 240),
+                    bitrate: str = "8M", faststart: bool = False) -> Path:
+    """A large class video, made cheaply: a ``chunk_s`` chunk of ``testsrc2`` (x264 ``ultrafast`` at
+    ``bitrate``, so that a little picture makes many bytes) with a sound track, looped by stream copy
+    (``-stream_loop``: no re-encoding) until the file is about ``target_mb`` MB. ``faststart``: the
+    index at the front (as many phones and editors write it), else at the end."""
+    path = Path(path)
+    chunk = path.with_name(f".chunk-{path.stem}.mp4")
+    w, h = size
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate=30:duration={chunk_s}",
+           "-f", "lavfi", "-i", f"sine=f=440:r=48000:d={chunk_s}",
+           "-c:v", "libx264", "-preset", "ultrafast", "-b:v", bitrate, "-minrate", bitrate, "-maxrate", bitrate,
+           "-bufsize", bitrate, "-x264-params", "nal-hrd=cbr:filler=1", "-g", "60",
+           "-c:a", "aac", "-b:a", "128k", "-shortest", str(chunk))
+    loops = max(0, int(round(target_mb * 2**20 / chunk.stat().st_size)) - 1)
+    args = ["-stream_loop", str(loops), "-i", str(chunk), "-map", "0", "-c", "copy"]
+    args += ["-movflags", "+faststart"] if faststart else []
+    try:
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y", *args, str(path)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=1800)
+        if proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
+    finally:
+        chunk.unlink(missing_ok=True)
+    return path

@@ -18,6 +18,7 @@ import http.client
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -44,6 +45,11 @@ SMALL_PICTURE = {"size": (128, 96), "fps": 15.0, "gop": 15}
 #: normalised correlation of a 1-s window of an output's sound with the clean song: the clean song
 #: re-encoded gives 0.97-1.0, the class's own recording of it (reverb, talking, noise) 0.78-0.87
 CLEAN_NCC = 0.95
+
+#: the owner token of "the test client": every `Server` uses it (`Server.owner`), so a job may be
+#: submitted on one server with uploads made through another, as one client of a deployment would
+CLIENT_OWNER = secrets.token_urlsafe(32)  # (as beatsync.owner.new_token; the benchmarks import this module
+#                                            without the repository on their path)
 
 _live: list[subprocess.Popen] = []
 _media_cache: dict[str, sg.ClassMedia] = {}
@@ -121,6 +127,13 @@ class Server:
         self.port: int | None = None
         self.log_path: Path | None = None
         self.starts = 0
+        #: the owner token the test client uses for everything it uploads and submits (what a client
+        #: keeps: `upload`, `submit` and `cancel_running` send it; control requests made by hand add
+        #: ``headers=server.owner_headers()``)
+        self.owner = CLIENT_OWNER
+
+    def owner_headers(self, token: str | None = None) -> dict:
+        return {"X-BeatSync-Owner": token or self.owner}
 
     # ---- lifecycle
     def start(self, env: dict | None = None, *, wait: bool = True) -> Server:
@@ -367,6 +380,14 @@ def _is_zombie(pid: int) -> bool:
     return stat[stat.rfind(b")") + 2:].split(b" ", 1)[0] in (b"Z", b"X")
 
 
+def parent(pid: int) -> int | None:
+    """The parent pid of ``pid`` (None when it is gone)."""
+    stat = _proc_read(pid, "stat")
+    if stat is None:
+        return None
+    return int(stat[stat.rfind(b")") + 2:].split(b" ")[1])
+
+
 def _pids() -> list[int]:
     return [int(d) for d in os.listdir("/proc") if d.isdigit() and int(d) != os.getpid()]
 
@@ -460,7 +481,7 @@ def cancel_running(server: Server, task_id: str) -> dict:
     8 s, its job and ffmpeg gone, no outputs, downloads refused; returns the final status."""
     family = job_family(task_id)
     t0 = time.monotonic()
-    obj = check(server.post(f"/api/cancel/{task_id}"), 200, server=server)
+    obj = check(server.post(f"/api/cancel/{task_id}", headers=server.owner_headers()), 200, server=server)
     assert obj["task_id"] == task_id and obj["status"] in ("processing", "failed"), obj
     if obj["status"] == "failed":
         assert obj["error_code"] == "cancelled", obj
@@ -530,11 +551,13 @@ def check(r: requests.Response, status: int | tuple, error_code: str | tuple | N
     return obj
 
 
-def upload(server: Server, path, *, name: str | None = None, mime: str = "application/octet-stream"
-           ) -> requests.Response:
+def upload(server: Server, path, *, name: str | None = None, mime: str = "application/octet-stream",
+           owner: str | None = None) -> requests.Response:
+    """Upload a file, owned by the server's test client token (`Server.owner`) or by ``owner``."""
     path = Path(path)
     with open(path, "rb") as fh:
-        return server.post("/api/upload", files={"file": (name or path.name, fh, mime)}, timeout=120)
+        return server.post("/api/upload", files={"file": (name or path.name, fh, mime)}, timeout=120,
+                           headers=server.owner_headers(owner))
 
 
 def upload_ok(server: Server, path, **kw) -> dict:
@@ -543,11 +566,13 @@ def upload_ok(server: Server, path, **kw) -> dict:
     return obj
 
 
-def submit(server: Server, dance_id: str, bgm_id: str, options: dict | None = None) -> requests.Response:
+def submit(server: Server, dance_id: str, bgm_id: str, options: dict | None = None, *,
+           owner: str | None = None) -> requests.Response:
+    """Submit a job with the server's test client token (`Server.owner`) or ``owner``."""
     payload = {"dance_file_id": dance_id, "bgm_file_id": bgm_id}
     if options is not None:
         payload["options"] = options
-    return server.post("/api/process", json=payload)
+    return server.post("/api/process", json=payload, headers=server.owner_headers(owner))
 
 
 def submit_ok(server: Server, dance_id: str, bgm_id: str, options: dict | None = None) -> str:

@@ -25,6 +25,7 @@ from streamlit.testing.v1 import AppTest
 import beatsync.service as bs
 from beatsync import media, messages
 from beatsync.errors import BeatSyncError
+from beatsync.owner import new_token
 from beatsync.tasks import FINISHED
 from ui import i18n
 from ui import state as ui_state
@@ -37,6 +38,9 @@ JOB_TIMEOUT_S = 120.0
 SHORT = {"video_s": 12.0, "song_s": 10.0, "music_at_s": 2.5, "music_len_s": 8.0, "seed": 61,
          "size": (128, 96), "fps": 15.0, "gop": 15}
 UNRELATED = {"seed": 64, "tempo_bpm": 96.0}  # another song, at another tempo
+#: the owner token of "this browser": the jobs the tests submit through the service are owned by it,
+#: and `open_task` opens them in a session holding it (``owner=None``: a session that got the link)
+OWNER = new_token()
 
 
 def en(key: str, **kw) -> str:
@@ -135,9 +139,9 @@ def wait_final(svc: bs.BeatSync, task_id: str, timeout: float = JOB_TIMEOUT_S) -
 
 def submit_files(svc: bs.BeatSync, dance: Path, song: Path, options: dict | None = None) -> str:
     with open(dance, "rb") as d, open(song, "rb") as b:
-        dance_id = svc.upload_file(dance.name, d).file_id
-        song_id = svc.upload_file(song.name, b).file_id
-    return svc.submit(dance_id, song_id, options).task_id
+        dance_id = svc.upload_file(dance.name, d, owner=OWNER).file_id
+        song_id = svc.upload_file(song.name, b, owner=OWNER).file_id
+    return svc.submit(dance_id, song_id, options, owner=OWNER).task_id
 
 
 @pytest.fixture(scope="module")
@@ -176,9 +180,12 @@ def ok(at: AppTest) -> AppTest:
     return at
 
 
-def open_task(task_id: str, *, lang: str | None = None) -> AppTest:
-    """A new session on ``/task?task=<task_id>`` (in ``lang``: what the sidebar switch sets)."""
+def open_task(task_id: str, *, lang: str | None = None, owner: str | None = OWNER) -> AppTest:
+    """A new session on ``/task?task=<task_id>`` (in ``lang``: what the sidebar switch sets), holding the
+    owner token ``owner`` (None: a session of its own, as when a link is shared)."""
     at = ok(new_app().run())
+    if owner is not None:
+        at.session_state[ui_state.OWNER_KEY] = owner
     if lang:
         at.session_state["lang"] = lang
     at.switch_page(f"{PAGES}/task.py")
@@ -416,7 +423,7 @@ def test_failed_job_shows_the_error_and_retry_creates_a_new_task(svc, failed_tas
     assert texts(at.title) == [en("task.title_working")]
     assert en("task.id", id=new) in texts(at.caption)
     with contextlib.suppress(BeatSyncError):  # no need to run it again: free the worker for the next tests
-        svc.cancel(new, wait_s=10.0)
+        svc.cancel(new, owner=OWNER, wait_s=10.0)
 
 
 @pytest.mark.parametrize("task_id", [str(uuid.uuid4()), "../x", "%2e%2e%2f", "not-an-id"],
@@ -466,6 +473,40 @@ def test_cancel_a_pending_job_from_its_page(idle_svc, pair):
     ok(at.switch_page(f"{PAGES}/tasks.py").run())
     assert f"**{en('status.failed')}**" in " ".join(texts(at.markdown))
     assert not [b for b in at.button if b.key.startswith("cancel-")]
+
+
+def test_a_finished_job_opened_from_a_link_has_no_controls(svc, done_task, failed_task):
+    at = open_task(done_task, owner=None)
+    assert en("task.read_only") in texts(at.caption)
+    assert len(at.get("download_button")) == 2 and len(plotly_charts(at)) >= 1  # results and grid stay
+    assert not [b for b in at.button if b.key.startswith(("render-", "retry-", "cancel-"))]
+    at = open_task(failed_task, owner=None)
+    assert not [b for b in at.button if b.key.startswith("retry-")]
+
+
+def test_a_shared_link_is_read_only(idle_svc, svc, pair):
+    """A session that did not submit the job sees it but gets no cancel, retry or render button; the
+    service refuses it too."""
+    tid = submit_files(idle_svc, pair.video_path, pair.song_path)
+    at = open_task(tid, owner=None)
+    assert en("task.read_only") in texts(at.caption)
+    assert len(at.progress) == 1 and not [b for b in at.button if b.key.startswith("cancel-")]
+    ok(at.switch_page(f"{PAGES}/tasks.py").run())
+    assert not [b for b in at.button if b.key.startswith("cancel-")]
+    stranger = at.session_state[ui_state.OWNER_KEY]
+    assert stranger != OWNER
+    with pytest.raises(BeatSyncError) as e:
+        idle_svc.cancel(tid, owner=stranger)
+    assert e.value.code == "not_owner"
+    with pytest.raises(BeatSyncError) as e:
+        idle_svc.cancel(tid)
+    assert e.value.code == "owner_required"
+    assert status(idle_svc, tid)["status"] == "pending"
+    # the owner's session has the button
+    at = open_task(tid)
+    assert en("task.read_only") not in texts(at.caption)
+    ok(at.button(key=f"cancel-{tid}").click().run())
+    assert status(idle_svc, tid)["error_code"] == "cancelled"
 
 
 def test_cancel_from_the_jobs_page(idle_svc, pair):

@@ -410,7 +410,7 @@ def test_cancel_running_job(deploy, long_media):
     wait_status(s, tid, "processing", timeout=60, poll_s=0.1, pred=lambda o: o["progress"] > 0)
     final = su.cancel_running(s, tid)
     assert final["attempts"] == 1, final
-    check(s.post(f"/api/cancel/{tid}"), 409, "already_finished", s)
+    check(s.post(f"/api/cancel/{tid}", headers=s.owner_headers()), 409, "already_finished", s)
     assert d.record(tid)["history"][-1]["outcome"] == "cancelled"
     # the worker is idle again
     assert w.alive()
@@ -442,7 +442,7 @@ def test_redis_unavailable_then_back(deploy, short_media, tmp_path):
             "status": lambda: s.get(f"/api/status/{tid}"),
             "process": lambda: submit(s, dance, bgm),
             "upload": lambda: upload(s, short_media.song_path),
-            "cancel": lambda: s.post(f"/api/cancel/{tid}"),
+            "cancel": lambda: s.post(f"/api/cancel/{tid}", headers=s.owner_headers()),
             "download": lambda: s.get(f"/api/download/{tid}/modular"),
         }
         for what, call in calls.items():

@@ -7,7 +7,8 @@ test_e2e_browser.py, whose fixtures and helpers these tests share; chromium is r
   the page at once without any script rerun: the page sends nothing to the server (no websocket
   message: a rerun is one) and the component receives no new arguments from Python. "Render this"
   then sends the nudge once, and the correction job it starts shows its progress under the preview
-  and ends as a file named for what it did.
+  and ends as a file named for what it did. Another session that opens the job's link (it does not
+  own the job) can listen, without "Render this".
 * At 390 px: no horizontal scroll, and the beat grid opens on about 8 s of the video (the time axis
   zooms, the vertical one is fixed).
 """
@@ -142,7 +143,8 @@ def test_preview_plays_and_a_nudge_needs_no_rerun(browser, server, long_pair):
 
     # nudges: +10 ms, +1 frame, a typed number; each moves the song at once, in the page
     fr.get_by_role("button", name="10 ms later").click()
-    st2 = wait_state(fr, "s.nudgeMs === 10")
+    # (the song element may still be seeking to where the video was put: it follows within a few frames)
+    st2 = wait_state(fr, "s.nudgeMs === 10 && s.songTime !== null && Math.abs(s.audioTime - s.songTime) < 0.002")
     assert st2["songTime"] == pytest.approx(expected - 0.010, abs=0.0005), st2
     assert st2["audioTime"] == pytest.approx(st2["songTime"], abs=0.002), "the song element itself moved"
     fr.get_by_role("button", name="+1 frame").click()
@@ -225,6 +227,42 @@ def test_phone_width_has_no_horizontal_scroll_and_the_grid_opens_on_8_seconds(br
     assert all(b <= a + 1 for a, b in zip(levels, levels[1:], strict=False)), levels
     ratios = page.evaluate(CONTRASTS)
     assert ratios and min(ratios) >= 4.5, ratios
+
+
+def test_a_shared_link_plays_the_preview_without_render_this(browser, server, short_pair):
+    """Another browser session that opens the job's link (it does not own the job) gets the preview to
+    listen to, but not its "Render this" (nor the correction panel's button); the owner's session
+    has both."""
+    from playwright.sync_api import expect
+
+    owner_page = new_page(browser)
+    task_id = sync(owner_page, server, short_pair)
+    expect(owner_page.get_by_role("heading", name="Result", exact=True)).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    wait_app_ready(owner_page)
+    mine = owner_page.frame_locator(PREVIEW)
+    expect(mine.locator("#render-row")).to_be_visible()
+    expect(mine.get_by_role("button", name="Render this (±0 ms)")).to_be_disabled()  # (no nudge yet)
+    panel = owner_page.get_by_test_id("stExpander").filter(has_text="Correct a result")
+    if not panel.get_by_role("button", name="Render the corrected video").is_visible():
+        panel.get_by_text("Correct a result").click()
+    expect(panel.get_by_role("button", name="Render the corrected video")).to_be_visible()
+
+    page = new_page(browser)  # a new context: a session of its own, as a shared link opens
+    page.goto(server.url(f"/task?task={task_id}"))
+    expect(page.get_by_role("heading", name="Result", exact=True)).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_text("This job was started in another browser session")).to_be_visible()
+    fr = preview_frame(page)
+    wait_state(fr, "s.ready")
+    expect(page.frame_locator(PREVIEW).locator("#render-row")).to_be_hidden()
+    fr.evaluate("() => window.beatsyncPreview.setNudge(40)")  # it still nudges, for listening
+    wait_state(fr, "s.nudgeMs === 40")
+    expect(page.frame_locator(PREVIEW).get_by_role("button", name="Render this (+40 ms)")).to_have_count(0)
+    panel = page.get_by_test_id("stExpander").filter(has_text="Correct a result")
+    if not panel.get_by_role("combobox").first.is_visible():
+        panel.get_by_text("Correct a result").click()
+    expect(panel.get_by_role("combobox").first).to_be_visible()  # (the panel is open: it shows the grid's choices)
+    expect(panel.get_by_role("button", name="Render the corrected video")).to_have_count(0)
+    assert su.status(server, task_id)["corrections"] == []
 
 
 #: the contrast ratio of every caption's text against the page (its colour blended over the background)

@@ -146,13 +146,16 @@ def test_ffmpeg_dies_with_its_jobs_process_group():
         job.wait(10)
 
 
-def test_ffmpeg_killed_from_outside_reads_stopped():
-    """ffmpeg sent SIGKILL by someone else (the kernel's out-of-memory killer): "ffmpeg_killed", reaped."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])
+def test_ffmpeg_killed_from_outside_says_the_signal(sig):
+    """ffmpeg ended by a signal from someone else (SIGKILL: the kernel's out-of-memory killer, an
+    operator; or a crash): "ffmpeg_killed" with the signal's number, reaped. (SIGTERM is not one of
+    them: ffmpeg catches it and exits with an error code.)"""
     errors = []
 
     def slow():
         try:
-            run_ffmpeg(["-re", "-f", "lavfi", "-i", "sine=d=30", "-f", "null", "-"], what="Waiting")
+            run_ffmpeg(["-re", "-f", "lavfi", "-i", "sine=d=30", "-f", "null", "-"], what="Waiting", step="render")
         except MediaError as e:
             errors.append(e)
 
@@ -162,11 +165,14 @@ def test_ffmpeg_killed_from_outside_reads_stopped():
     while not ffmpeg_children() and time.monotonic() < deadline:
         time.sleep(0.01)
     pid, = ffmpeg_children()
-    os.kill(pid, signal.SIGKILL)
+    os.kill(pid, sig)
     thread.join(10)
     assert not thread.is_alive()
-    assert errors and errors[0].code == "ffmpeg_killed"
-    assert str(errors[0]) == "Waiting was stopped"
+    assert errors and errors[0].code == "ffmpeg_killed", errors
+    if sig == signal.SIGKILL:
+        assert str(errors[0]) == "Waiting was killed by signal 9"
+    assert errors[0].params["signal"] == int(sig), errors[0].params
+    assert errors[0].params["step"] == "render"
     assert not ffmpeg_children()
 
 
@@ -258,7 +264,7 @@ def test_text_file_named_mp4(tmp_path):
     fake.write_text("this is not a video\n" * 50, encoding="utf-8")
     err = _probe_error(fake)
     assert err.code == "not_media"
-    assert str(err) == "notes.mp4 is not a video or audio file ffmpeg can read"
+    assert str(err) == "notes.mp4 is not a sound or video file that can be played."
 
 
 def test_subtitles_only_file_has_no_streams(tmp_path):
@@ -276,7 +282,11 @@ def test_truncated_mp4(make_class_video, tmp_path, faststart):
     cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
     err = _probe_error(cut)
     assert err.code == "truncated"
-    assert "truncated or damaged" in str(err)
+    assert str(err).startswith("upload.mp4 is incomplete")
+    if faststart:  # the index is there: it tells how much of the data is (about half of 3 s)
+        assert 0.8 < err.params["playable_s"] < 2.2 and err.params["duration_s"] == pytest.approx(3.0, abs=0.1)
+    else:  # the index (at the end) is cut off: nothing plays
+        assert err.params["playable_s"] == 0
 
 
 def test_video_without_audio(make_class_video):
@@ -640,9 +650,10 @@ def test_mux_failure_leaves_nothing_behind(make_class_video, click_track, tmp_pa
     forced = CutPlan(start_s=0.0, end_s=1.5, copy_video=True)  # vp8 cannot be copied into mp4
     with pytest.raises(MediaError) as exc:
         mux(video_path=src, info=info, plan=forced, audio=click_track(2.0), sr=44100, out_path=out)
-    assert exc.value.code == "ffmpeg_failed"
-    assert str(exc.value).startswith("Rendering result.mp4 failed: ")
-    assert_one_line(exc.value, "result.mp4")
+    assert exc.value.code == "encode_failed"  # named after the class video, not the output
+    assert str(exc.value).startswith(f"The result video could not be written from {src.name}: ")
+    assert exc.value.params["name"] == src.name and "partial" not in str(exc.value)
+    assert_one_line(exc.value, src.name)
     assert list(out_dir.iterdir()) == []
     with pytest.raises(MediaError) as exc:
         mux(
@@ -745,6 +756,6 @@ def test_mux_ffmpeg_failing_while_sound_streams(make_class_video, click_track, t
     with pytest.raises(MediaError) as exc:
         mux(video_path=src, info=info, plan=forced, audio=_blocks(click_track(120.0), 4096, closed=closed),
             channels=2, sr=44100, out_path=tmp_path / "result.mp4")
-    assert exc.value.code == "ffmpeg_failed"
+    assert exc.value.code == "encode_failed"
     assert closed == [True] and not ffmpeg_children()
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".mp4"] == []

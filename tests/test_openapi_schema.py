@@ -105,7 +105,8 @@ class Checker:
 
 def _upload(check: Checker, path: Path, expected=201) -> dict:
     with open(path, "rb") as fh:
-        return check("POST", "/api/upload", expected, files={"file": (path.name, fh, "application/octet-stream")}).json()
+        return check("POST", "/api/upload", expected, files={"file": (path.name, fh, "application/octet-stream")},
+                     headers=check.server.owner_headers()).json()
 
 
 def _wait(check: Checker, task_id: str, *, timeout: float = 120.0, seen: list | None = None) -> dict:
@@ -130,7 +131,7 @@ def test_the_document_is_generated_from_the_routes_and_the_contract(doc):
     documented: dict[str, set] = {}
     for p, ops in doc["paths"].items():
         documented[p] = {m.upper() for m in ops}
-    served = {r.path: set(r.methods) for r in api.routes() if "{rest:path}" not in r.path}
+    served = {r.path: set(r.methods) for r in api.routes() if r.endpoint is not api.not_found}  # (not the 404s)
     assert set(served) == set(documented)
     for path, methods in served.items():  # (Starlette answers HEAD wherever it answers GET)
         assert methods - {"HEAD"} == documented[path] - {"HEAD"} and documented[path] <= methods, path
@@ -143,6 +144,7 @@ def test_the_document_is_generated_from_the_routes_and_the_contract(doc):
 def test_every_route_answers_as_published(srv, doc, tmp_path, short_media):
     check = Checker(srv, doc)
     m = short_media
+    own = srv.owner_headers()
     missing = str(uuid.uuid4())
 
     # ---- health without a worker, the document
@@ -163,36 +165,56 @@ def test_every_route_answers_as_published(srv, doc, tmp_path, short_media):
 
     # ---- submissions while no worker runs: pending, then a full queue
     ids = {"dance_file_id": dance["file_id"], "bgm_file_id": bgm["file_id"]}
-    a = check("POST", "/api/process", 202, json=ids).json()
-    b = check("POST", "/api/process", 202, json={"dance_file_id": dance["file_id"],
+    a = check("POST", "/api/process", 202, headers=own, json=ids).json()
+    b = check("POST", "/api/process", 202, headers=own, json={"dance_file_id": dance["file_id"],
                                                 "bgm_file_id": unrelated["file_id"]}).json()
-    c = check("POST", "/api/process", 202, json={**ids, "options": {"engines": "v2", "trim": False}}).json()
+    c = check("POST", "/api/process", 202, headers=own, json={**ids, "options": {"engines": "v2", "trim": False}}).json()
     pending = check("GET", f"/api/status/{a['task_id']}", 200).json()
     assert pending["status"] == "pending" and pending["queue_length"] == 3 and pending["modular_output"] is None
-    check("POST", "/api/process", 429, json=ids)
-    check("POST", f"/api/cancel/{c['task_id']}", 200)  # a pending task ends at once
-    check("POST", f"/api/cancel/{c['task_id']}", 409)
-    check("POST", "/api/process", 400, json={**ids, "options": {"margin_s": 99}})
-    check("POST", "/api/process", 400, json={**ids, "options": {"colour": "red"}})
-    check("POST", "/api/process", 400, json={"dance_file_id": dance["file_id"]})
-    check("POST", "/api/process", 400, json={**ids, "dance_file_id": "not-an-id"})
-    check("POST", "/api/process", 404, json={**ids, "bgm_file_id": missing})
+    check("POST", "/api/process", 429, headers=own, json=ids)
+    check("POST", f"/api/cancel/{c['task_id']}", 200, headers=own)  # a pending task ends at once
+    check("POST", f"/api/cancel/{c['task_id']}", 409, headers=own)
+    check("POST", "/api/process", 400, headers=own, json={**ids, "options": {"margin_s": 99}})
+    check("POST", "/api/process", 400, headers=own, json={**ids, "options": {"colour": "red"}})
+    check("POST", "/api/process", 400, headers=own, json={"dance_file_id": dance["file_id"]})
+    check("POST", "/api/process", 400, headers=own, json={**ids, "dance_file_id": "not-an-id"})
+    check("POST", "/api/process", 404, headers=own, json={**ids, "bgm_file_id": missing})
     check("POST", "/api/process", 415, data="x=1", headers={"Content-Type": "application/x-www-form-urlencoded"})
-    check("POST", "/api/process", 413, json={**ids, "padding": "x" * 70_000})
-    check("POST", "/api/process", 422, json={"dance_file_id": bgm["file_id"], "bgm_file_id": bgm["file_id"]})
+    check("POST", "/api/process", 413, headers=own, json={**ids, "padding": "x" * 70_000})
+    check("POST", "/api/process", 422, headers=own, json={"dance_file_id": bgm["file_id"], "bgm_file_id": bgm["file_id"]})
     tid = a["task_id"]
     for method, route in (("GET", f"/api/download/{tid}/modular"), ("GET", f"/api/download/{tid}?version=v2"),
                           ("HEAD", f"/api/download/{tid}/v2"), ("HEAD", f"/api/download/{tid}"),
                           ("POST", f"/api/rerun/{tid}"), ("GET", f"/api/beatgrid/{tid}")):
-        check(method, route, 409)
-    check("POST", f"/api/correct/{tid}", 409, json={"variant": "modular", "nudge_ms": 10})
-    # a task's inputs are there from the start (a sync preview plays them while the job runs)
+        check(method, route, 409, headers=own)
+    check("POST", f"/api/correct/{tid}", 409, headers=own, json={"variant": "modular", "nudge_ms": 10})
+
+    # ---- control without the owner token, or with another's; from another site; malformed bodies
+    other_owner = srv.owner_headers("x" * 43)
+    for route, body in ((f"/api/cancel/{tid}", None), (f"/api/rerun/{tid}", None),
+                        (f"/api/correct/{tid}", {"nudge_ms": 10}), ("/api/process", ids)):
+        check("POST", route, 401, json=body)
+        check("POST", route, 403, json=body, headers=other_owner)
+        check("POST", route, 403, json=body, headers={**own, "Origin": "https://elsewhere.example"})
+    assert check("GET", f"/api/status/{tid}", 200).json()["status"] == "pending"  # unaffected
+    check("POST", "/api/process", 400, headers={**own, "Content-Type": "application/json"},
+          data=b'{"dance_file_id": "x", "options": {"margin_s": 1e400}}')
+    check("POST", "/api/process", 400, headers={**own, "Content-Type": "application/json"}, data=b"[" * 500)
+    check("POST", "/api/upload", 400, headers={"Content-Type": "multipart/form-data; boundary=other"},
+          data=b"--zzz\r\nContent-Disposition: form-data; name=file; filename=a.mp3\r\n\r\nxx\r\n--zzz--\r\n")
+    check("POST", "/api/upload", 400, headers=srv.owner_headers("short"), files={"file": ("a.mp3", b"xx")})
+    check("GET", f"/api/status/{tid}%0A", 400)
+    check("GET", "/api/status/..%2F..%2Fx", 400)
+    # a task's inputs are there from the start (a sync preview plays them while the job runs); reading them
+    # takes no owner token
     assert check("GET", f"/api/task/{tid}/input/dance", 200).content == m.video_path.read_bytes()
     part = check("GET", f"/api/task/{tid}/input/bgm", 206, headers={"Range": "bytes=0-99"})
     assert part.content == m.song_path.read_bytes()[:100] and part.headers["content-type"] == "audio/wav"
     check("HEAD", f"/api/task/{tid}/input/bgm", 200)
     check("GET", f"/api/task/{tid}/input/song", 400)
     check("HEAD", f"/api/task/{tid}/input/media", 400)
+    check("GET", f"/api/task/{tid}/input/bgm", 416, headers={"Range": "bytes=999999999-"})
+    check("GET", f"/api/task/{tid}/input/dance", 400, headers={"Range": "items=0-1"})
 
     # ---- a beat analysis (the explorer's kind of task: submitted through the service, in its own store)
     beats_task = _submit_beats(srv, m.song_path)
@@ -229,21 +251,23 @@ def test_every_route_answers_as_published(srv, doc, tmp_path, short_media):
         check("GET", f"/api/download/{tid}/modular", 200)
         check("GET", f"/api/download/{tid}?version=v2", 200)
         check("GET", f"/api/download/{tid}/v2", 206, headers={"Range": "bytes=0-99"})
+        check("GET", f"/api/download/{tid}/v2", 416, headers={"Range": "bytes=999999999-"})
+        check("GET", f"/api/download/{tid}/v2", 400, headers={"Range": "items=0-1"})
         check("HEAD", f"/api/download/{tid}/modular", 200)
         check("HEAD", f"/api/download/{tid}", 200)
         check("GET", f"/api/beatgrid/{tid}", 200)
         check("GET", f"/api/download/{b['task_id']}/modular", 409)
         check("GET", f"/api/status/{b['task_id']}?lang=zh", 200)
-        check("POST", f"/api/cancel/{tid}", 409)
+        check("POST", f"/api/cancel/{tid}", 409, headers=own)
 
         # ---- follow-up tasks
-        check("POST", f"/api/correct/{tid}", 400, json={"variant": "v3"})
-        check("POST", f"/api/correct/{tid}", 400, json={"variant": "modular", "nudge_ms": 99_999})
-        check("POST", f"/api/correct/{tid}", 400, json={"variant": "modular", "alternative": 999})
-        check("POST", f"/api/correct/{tid}", 415, data="{}", headers={"Content-Type": "text/plain"})
-        fix = check("POST", f"/api/correct/{tid}", 202, json={"variant": "modular", "nudge_ms": 20}).json()
-        again = check("POST", f"/api/rerun/{b['task_id']}", 202).json()
-        check("POST", f"/api/rerun/{again['task_id']}", 409)
+        check("POST", f"/api/correct/{tid}", 400, headers=own, json={"variant": "v3"})
+        check("POST", f"/api/correct/{tid}", 400, headers=own, json={"variant": "modular", "nudge_ms": 99_999})
+        check("POST", f"/api/correct/{tid}", 400, headers=own, json={"variant": "modular", "alternative": 999})
+        check("POST", f"/api/correct/{tid}", 415, data="{}", headers={**own, "Content-Type": "text/plain"})
+        fix = check("POST", f"/api/correct/{tid}", 202, headers=own, json={"variant": "modular", "nudge_ms": 20}).json()
+        again = check("POST", f"/api/rerun/{b['task_id']}", 202, headers=own).json()
+        check("POST", f"/api/rerun/{again['task_id']}", 409, headers=own)
         fixed = _wait(check, fix["task_id"])
         assert fixed["status"] == "success" and fixed["kind"] == "render", fixed
         assert fixed["correction"]["nudge_ms"] == 20 and fixed["v2_output"] is None
@@ -272,4 +296,4 @@ def _submit_beats(srv: Server, song: Path) -> str:
 
     svc = BeatSync(Settings.from_env({}, data_dir=srv.data_dir, workers=0, queue_max=10))
     with open(song, "rb") as fh:
-        return svc.submit_beats(svc.upload_file(song.name, fh).file_id).task_id
+        return svc.submit_beats(svc.upload_file(song.name, fh, owner=srv.owner).file_id, owner=srv.owner).task_id

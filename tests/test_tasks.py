@@ -421,6 +421,26 @@ def test_a_crashing_job_runs_again_then_fails_after_max_attempts(h):
     rec = h.wait(doomed)
     assert rec["status"] == FAILED and rec["error_code"] == "crashed" and "2 times" in rec["error"]
     assert h.runs(doomed) == [1, 2]
+    # what is known (the job process was killed by signal 9) and nothing guessed: no memory without the
+    # kernel's word (its out-of-memory kill count did not move)
+    assert rec["error_params"]["reason"] == "signal" and rec["error_params"]["signal"] == 9, rec
+    assert "killed by signal 9" in rec["error"] and "memory" not in rec["error"], rec["error"]
+
+
+def test_a_killed_ffmpeg_runs_the_job_again_and_the_crash_says_what_died(h):
+    """A job whose ffmpeg was killed by a signal (crash.json + EXIT_RETRY) is retried like a crashed
+    job, within the attempt limit; when every attempt is killed, the error says what died and how,
+    and guesses nothing about memory."""
+    flaky = h.add(outcome="ffmpeg_killed_first")
+    doomed = h.add(outcome="ffmpeg_killed")
+    h.start_workers(1, max_attempts=2)
+    rec = h.wait(flaky)
+    assert rec["status"] == SUCCESS and rec["attempts"] == 2 and h.runs(flaky) == [1, 2]
+    rec = h.wait(doomed)
+    assert rec["status"] == FAILED and rec["error_code"] == "crashed" and h.runs(doomed) == [1, 2]
+    assert rec["error_params"] == {"attempts": 2, "reason": "ffmpeg_signal", "signal": 9, "step": "render"}, rec
+    assert "the video writer was killed by signal 9" in rec["error"], rec["error"]
+    assert "memory" not in rec["error"], rec["error"]
 
 
 def test_shutdown_requeues_without_counting_and_a_new_worker_finishes(h):

@@ -71,6 +71,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     "task.failed": ("The job failed", "任务失败"),
     "task.try": ("What to try: {hint}", "可以试试：{hint}"),
     "task.retry": ("Run it again", "重新运行"),
+    "task.read_only": ("This job was started in another browser session: you can watch it and download its "
+                       "results; only that session can cancel, rerun or correct it.",
+                       "这个任务是在另一个浏览器会话中创建的：你可以查看并下载结果，只有创建它的会话才能取消、重新运行或修正它。"),
     "task.your_video": ("Your synced video", "同步好的视频"),
     "task.two_results": ("Two different results", "两个不同的结果"),
     "task.compare": ("Compare methods", "对比两种方法"),
@@ -265,8 +268,8 @@ def notice(n) -> str:
     return messages.notice_message(n, current())
 
 
-def hint(code: str | None) -> str | None:
-    return messages.hint(code, current())
+def hint(code: str | None, params: dict | None = None) -> str | None:
+    return messages.hint(code, current(), params)
 
 
 def seconds(v: float, digits: int = 1) -> str:

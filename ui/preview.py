@@ -2,7 +2,9 @@
 JavaScript, no build step) that plays the class video muted with the clean song in the browser,
 laid along an alignment's segments. Nudging, the A/B loop and the sound toggle live in the browser
 (no script rerun); "Render this" sends the nudge back once, and `on_render` turns it into a
-correction job (the service's `submit_render`, the same as the correction panel's).
+correction job (the service's `submit_render` with this session's owner token, the same as the
+correction panel's). Only a session that owns the task sees "Render this" (``mine``); anyone with
+the link can listen.
 
 The browser fetches the task's inputs from the API (``GET /api/task/{id}/input/{dance|bgm}``, with
 Range), so the preview needs the API served by this process (`BeatSync.serves_api`).
@@ -22,7 +24,7 @@ from beatsync.errors import BeatSyncError
 from beatsync.service import BeatSync
 from ui import i18n
 from ui.i18n import t
-from ui.state import launched, remember
+from ui.state import launched, owner_token, remember
 
 FOLDER = Path(__file__).with_name("preview_component")
 #: what the component's labels are called in ui.i18n (``pv.<name>``)
@@ -66,7 +68,8 @@ def on_render(svc: BeatSync, task_id: str, key: str) -> None:
     if value.get("action") != "render":
         return
     try:
-        sub = svc.submit_render(task_id, str(value.get("variant")), nudge_ms=round(float(value.get("nudge_ms", 0)), 1))
+        sub = svc.submit_render(task_id, str(value.get("variant")), nudge_ms=round(float(value.get("nudge_ms", 0)), 1),
+                                owner=owner_token())
     except (BeatSyncError, TypeError, ValueError) as e:
         st.session_state[f"{key}-error"] = i18n.error(e) if isinstance(e, BeatSyncError) else str(e)
         return
@@ -75,20 +78,21 @@ def on_render(svc: BeatSync, task_id: str, key: str) -> None:
     launched(sub.task_id, "preview")
 
 
-def sync_preview(svc: BeatSync, s: Status, *, base_url: str, choice: str | None = None) -> None:
+def sync_preview(svc: BeatSync, s: Status, *, base_url: str, choice: str | None = None, mine: bool = False) -> None:
     """The preview of task ``s`` (its inputs from ``base_url``, this server's address), playing the
-    ``choice`` result first; nothing when no alignment is known yet."""
+    ``choice`` result first; nothing when no alignment is known yet. ``mine``: this session owns the
+    task, so the preview offers "Render this" (else it only plays)."""
     found, preliminary = alignments(s)
     if not found:
         return
     key = f"preview-{s.task_id}"
-    can_render = {v: s.status == SUCCESS and s.kind == TaskKind.PROCESS for v in found if v != QUICK}
+    can_render = {v: mine and s.status == SUCCESS and s.kind == TaskKind.PROCESS for v in found if v != QUICK}
     first = next((a for a in found.values()), None)
     start = min(g["dance_start_s"] for g in first["segments"]) if first and first["segments"] else 0.0
     _component()(
         video_url=base_url + input_url(s.task_id, "dance"), song_url=base_url + input_url(s.task_id, "bgm"),
         alignments=found, choice=choice if choice in found else next(iter(found)), frame_rate=s.preview.frame_rate,
-        start_at_s=max(0.0, round(start - 1.0, 2)), can_render=can_render, labels=labels(),
+        start_at_s=max(0.0, round(start - 1.0, 2)), can_render=can_render, mine=mine, labels=labels(),
         variant_labels={QUICK: t("pv.quick")}, state_key=s.task_id,
         key=key, default=None, on_change=functools.partial(on_render, svc, s.task_id, key))
     if st.session_state.get(f"{key}-error"):

@@ -1,10 +1,14 @@
-"""The job service for the pages, and the jobs this browser session knows about."""
+"""The job service for the pages, the jobs this browser session knows about, and its owner token."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from beatsync.owner import is_token, new_token
 from beatsync.service import BeatSync, get_service
+
+#: where the browser session keeps its owner token (`owner_token`)
+OWNER_KEY = "owner_token"
 
 
 @st.cache_resource(show_spinner=False)
@@ -14,6 +18,16 @@ def service() -> BeatSync:
     svc = get_service()
     svc.start_workers()
     return svc
+
+
+def owner_token() -> str:
+    """This browser session's owner token: what it uploads and submits is owned by it, so only this
+    session can cancel, rerun or correct its jobs (a shared link is read-only). Made once per
+    session; the one parameter every controlling service call takes (``owner=``)."""
+    token = st.session_state.get(OWNER_KEY)
+    if not is_token(token):
+        token = st.session_state[OWNER_KEY] = new_token()
+    return token
 
 
 def remember(task_id: str) -> None:

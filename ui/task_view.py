@@ -30,7 +30,7 @@ from beatsync.service import BeatSync
 from ui import i18n, preview, summary
 from ui.i18n import clock, duration, t
 from ui.plots import alternatives_figure, beat_grid_figure, on_phone, plot_config
-from ui.state import launched, launched_from, remember
+from ui.state import launched, launched_from, owner_token, remember
 
 LOW_CONFIDENCE = 0.5
 REFRESH_S = 1.0
@@ -44,9 +44,15 @@ a.bs-download:hover {border-color: #b3261e; color: #b3261e;}
 
 def server_url(svc: BeatSync, path: str) -> str | None:
     """Absolute URL of one of this server's API routes; None when the API is not served by this
-    process (a host that runs the script without ``st.App``) or outside a browser session (AppTest)."""
+    process (a host that runs the script without ``st.App``), when it asks for an API key (which a
+    browser's player cannot send), or outside a browser session (AppTest)."""
     base = getattr(st.context, "url", None)
-    return urljoin(base, path) if base and svc.serves_api else None
+    return urljoin(base, path) if base and svc.serves_api and not svc.settings.api_key else None
+
+
+def controls(svc: BeatSync, task_id: str) -> bool:
+    """Whether this browser session may cancel, rerun or correct the task (it owns it)."""
+    return svc.owns(task_id, owner_token())
 
 
 def status(svc: BeatSync, task_id: str) -> Status:
@@ -164,10 +170,13 @@ def progress_block(svc: BeatSync, s: Status) -> None:
 
 
 def cancel_button(svc: BeatSync, task_id: str) -> None:
-    """A Cancel button for a pending or running task; the page is drawn again once it has stopped."""
+    """A Cancel button for a pending or running task that this session owns; the page is drawn again
+    once it has stopped."""
+    if not controls(svc, task_id):
+        return
     if st.button(t("task.cancel"), key=f"cancel-{task_id}"):
         try:
-            svc.cancel(task_id, wait_s=3.0)
+            svc.cancel(task_id, owner=owner_token(), wait_s=3.0)
         except BeatSyncError as e:
             st.warning(i18n.error(e))
         st.rerun()
@@ -178,12 +187,14 @@ def failure(svc: BeatSync, s: Status) -> None:
         st.info(t("task.cancelled"))
     else:
         st.error(f"**{t('task.failed')}**: " + (s.error or ""))
-        h = i18n.hint(s.error_code)
+        h = i18n.hint(s.error_code, s.error_params)
         if h:
             st.caption(t("task.try", hint=h))
+    if not controls(svc, s.task_id):
+        return
     if st.button(t("task.retry"), key=f"retry-{s.task_id}", type="primary"):
         try:
-            sub = svc.rerun(s.task_id)
+            sub = svc.rerun(s.task_id, owner=owner_token())
         except BeatSyncError as e:
             st.warning(i18n.error(e))
         else:
@@ -319,7 +330,7 @@ def preview_section(svc: BeatSync, s: Status, *, choice: str | None) -> None:
         st.caption(t("preview.waiting"))
     else:
         st.caption(t("preview.help_running") if s.status not in FINISHED else t("preview.help"))
-        preview.sync_preview(svc, s, base_url=base.rstrip("/"), choice=choice)
+        preview.sync_preview(svc, s, base_url=base.rstrip("/"), choice=choice, mine=controls(svc, s.task_id))
     here_progress(svc, launched_from("preview"), source=s.task_id)
 
 
@@ -354,6 +365,7 @@ def beat_grid_section(svc: BeatSync, s: Status, *, choice: str | None) -> None:
     al = found[variant]
     alts = al.alternatives
     disagree = s.agreement is not None and not s.agreement.agree
+    mine = controls(svc, s.task_id)
     with st.expander(t("task.correct"), expanded=bool(alts) or disagree or al.confidence < LOW_CONFIDENCE):
         st.caption(t("task.correct_help"))
         labels = {None: t("task.placement_found", o=al.offset_s)}
@@ -365,9 +377,10 @@ def beat_grid_section(svc: BeatSync, s: Status, *, choice: str | None) -> None:
         shown = Alignment.from_dict(al.model_dump())
         if pick is not None:
             shown = shown.corrected(alternative=pick)
-        if st.button(t("task.rerender"), key=f"render-{s.task_id}-{variant}", disabled=pick is None and not nudge):
+        if mine and st.button(t("task.rerender"), key=f"render-{s.task_id}-{variant}",
+                              disabled=pick is None and not nudge):
             try:
-                sub = svc.submit_render(s.task_id, variant, alternative=pick, nudge_ms=nudge)
+                sub = svc.submit_render(s.task_id, variant, alternative=pick, nudge_ms=nudge, owner=owner_token())
             except BeatSyncError as e:
                 st.warning(i18n.error(e))
             else:
@@ -420,6 +433,8 @@ def page(svc: BeatSync, task_id: str) -> None:
     names = {role: i.name for role, i in s.inputs.items()}
     st.markdown(t("task.files", dance=names.get("dance", "?"), bgm=names.get("bgm", "?")))
     st.caption(t("task.id", id=task_id))
+    if not controls(svc, task_id):
+        st.caption(t("task.read_only"))
     if s.kind == TaskKind.RENDER and s.correction is not None:
         st.page_link("views/task.py", label=t("task.source"), icon="↩️",
                      query_params={"task": s.correction.source_task})

@@ -11,7 +11,7 @@ from beatsync.errors import BeatSyncError
 from ui import i18n
 from ui.i18n import duration, seconds, t
 from ui.plots import beats_figure, on_phone, plot_config
-from ui.state import remember, service
+from ui.state import owner_token, remember, service
 from ui.task_view import live, load
 
 svc = service()
@@ -22,7 +22,8 @@ f = st.file_uploader(t("explore.file"), type=[e[1:] for e in SONG_EXTS], key="ex
 if f is not None and st.session_state.get("explore_seen") != (f.name, f.size):
     st.session_state["explore_seen"] = (f.name, f.size)
     try:
-        sub = svc.submit_beats(svc.upload_file(f.name, f).file_id)
+        owner = owner_token()
+        sub = svc.submit_beats(svc.upload_file(f.name, f, role="media", owner=owner).file_id, owner=owner)
     except BeatSyncError as e:
         st.query_params.pop("task", None)
         st.error(i18n.error(e))

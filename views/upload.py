@@ -9,7 +9,7 @@ import streamlit as st
 from beatsync.contract import DANCE_EXTS, FILLS, SONG_EXTS, Options
 from beatsync.errors import BeatSyncError
 from ui.i18n import error, t
-from ui.state import remember, service
+from ui.state import owner_token, remember, service
 
 svc = service()
 defaults = Options()
@@ -40,9 +40,10 @@ with st.expander(t("upload.options")):
 if st.button(t("upload.sync"), type="primary", disabled=dance is None or song is None, key="sync"):
     try:
         with st.spinner(t("upload.uploading")):
-            d = svc.upload_file(dance.name, dance)
-            b = svc.upload_file(song.name, song)
-            sub = svc.submit(d.file_id, b.file_id, {"trim": trim, "margin_s": margin, "fill": fill})
+            owner = owner_token()
+            d = svc.upload_file(dance.name, dance, role="dance", owner=owner)
+            b = svc.upload_file(song.name, song, role="bgm", owner=owner)
+            sub = svc.submit(d.file_id, b.file_id, {"trim": trim, "margin_s": margin, "fill": fill}, owner=owner)
     except BeatSyncError as e:
         st.error(error(e))
     else:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
-import scipy.signal
 
 from beatsync.align.lines import LOW_SR, RATE_MAX, RATE_MIN, Line, Signals, envelope_lines, top_peaks
 from beatsync.analysis import Features, local_normalize

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.fft
-import scipy.stats
+import scipy.special
 import soxr
 
 from beatsync.analysis import Features, features, local_normalize, project_spectrogram, track_pair
@@ -583,7 +583,8 @@ def significance(fit: Fit, *, trials: float) -> float:
     if n == 0 or k <= 2 or fit.max_lag <= 0:
         return 0.0
     p0 = min(1.0, (2 * fit.tol_s * fit.fs + 1) / (2 * fit.max_lag + 1))
-    logp = scipy.stats.binom.logsf(k - 3, n - 2, p0) / np.log(10)  # P(X >= k - 2)
+    with np.errstate(divide="ignore"):  # P(X >= k - 2) = P(X > k - 3), binomial (n - 2, p0)
+        logp = float(np.log(scipy.special.bdtrc(k - 3, n - 2, p0))) / np.log(10)
     spread = -logp - np.log10(max(1.0, trials * n * n))
     # a short run-through on a line that maps into the song over a long stretch: its agreeing windows
     # come in one run, which chance makes only as often as n * p0 ** (run - 2)

@@ -18,6 +18,7 @@ from beatsync.media.probe import (
     require_video,
 )
 from beatsync.media.render import OUTPUT_COPY_CODECS, CutPlan, mux, plan_cut
+from beatsync.media.verify import Verified, verify
 from beatsync.media.video import black_frames
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "CutPlan",
     "MediaInfo",
     "OUTPUT_COPY_CODECS",
+    "Verified",
     "VideoStreamInfo",
     "black_frames",
     "decode_audio",
@@ -39,4 +41,5 @@ __all__ = [
     "require_video",
     "run_ffmpeg",
     "stream_audio",
+    "verify",
 ]

@@ -128,7 +128,7 @@ def decode_audio(path, *, sr: int, mono: bool = True, info: MediaInfo | None = N
     name = os.path.basename(path)
     args = _decode_args(path, index=stream.index, sr=int(sr), channels=channels)
     try:
-        with ffmpeg_pipe(args, what=f"Decoding the sound of {name}") as proc:
+        with ffmpeg_pipe(args, what=f"Decoding the sound of {name}", step="decode") as proc:
             samples = _read_into(proc.stdout, expected_samples=expected, channels=channels)
     except MediaError as exc:
         if exc.code == "ffmpeg_killed":
@@ -188,7 +188,7 @@ def stream_audio(
     frame_bytes = 4 * channels
     total = 0
     try:
-        with ffmpeg_pipe(args, what=f"Decoding the sound of {name}") as proc:
+        with ffmpeg_pipe(args, what=f"Decoding the sound of {name}", step="decode") as proc:
             while True:
                 buf = np.empty(int(block) * channels, np.float32)
                 raw = memoryview(buf).cast("B")

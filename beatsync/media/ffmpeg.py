@@ -83,15 +83,24 @@ def _reason(stderr: str, args: Sequence[str]) -> str:
     return line
 
 
-def _failure(what: str, proc: subprocess.Popen, stderr: str, args: Sequence[str]) -> MediaError:
-    if proc.returncode == -signal.SIGKILL:  # from outside, e.g. the kernel's out-of-memory killer
-        return MediaError("ffmpeg_killed", f"{what} was stopped", what=what)
+def _failure(what: str, proc: subprocess.Popen, stderr: str, args: Sequence[str], step: str | None = None
+             ) -> MediaError:
+    """The error of an ffmpeg that ended with ``proc.returncode`` != 0: ``"ffmpeg_killed"`` when a signal
+    ended it (from outside: the kernel's out-of-memory killer, an operator; not ffmpeg's own error:
+    a job runs it again, `beatsync.job`), else ``"ffmpeg_failed"`` with its telling stderr line."""
+    if proc.returncode < 0:
+        sig = -proc.returncode
+        with contextlib.suppress(ValueError):
+            sig = signal.Signals(sig).value
+        params = {"what": what, "signal": sig, **({"step": step} if step else {})}
+        return MediaError("ffmpeg_killed", f"{what} was killed by signal {sig}", **params)
     reason = _reason(stderr, args)
-    return MediaError("ffmpeg_failed", f"{what} failed: {reason}", what=what, reason=reason)
+    return MediaError("ffmpeg_failed", f"{what} failed: {reason}", what=what, reason=reason,
+                      exit_code=proc.returncode)
 
 
 def run_ffmpeg(
-    args: Sequence[str], *, what: str, timeout: float | None = None
+    args: Sequence[str], *, what: str, timeout: float | None = None, step: str | None = None
 ) -> subprocess.CompletedProcess:
     """Run ffmpeg with ``args`` (after ``-hide_banner -nostdin -v error``) and wait for it.
 
@@ -103,6 +112,8 @@ def run_ffmpeg(
         What the command does, for messages, e.g. ``"Rendering class.mp4"``.
     timeout : float, optional
         Seconds after which the process group is killed.
+    step : str, optional
+        What part of a job this is (``"decode"``, ``"render"``), in a ``"ffmpeg_killed"`` error's params.
 
     Returns
     -------
@@ -112,8 +123,9 @@ def run_ffmpeg(
     Raises
     ------
     MediaError
-        ``"ffmpeg_failed"`` (exit code != 0; message ends with ffmpeg's telling error line),
-        ``"ffmpeg_timeout"`` or ``"ffmpeg_killed"`` (ffmpeg was sent SIGKILL from outside).
+        ``"ffmpeg_failed"`` (exit code > 0; message ends with ffmpeg's telling error line; params
+        ``reason``, ``exit_code``), ``"ffmpeg_timeout"`` or ``"ffmpeg_killed"`` (a signal from
+        outside ended it; params ``signal``, ``step``).
     """
     cmd = _command(args)
     proc = subprocess.Popen(
@@ -135,12 +147,13 @@ def run_ffmpeg(
             "ffmpeg_timeout", f"{what} took longer than {timeout:g} s and was stopped", what=what
         )
     if proc.returncode != 0:
-        raise _failure(what, proc, err.decode("utf-8", "replace"), args)
+        raise _failure(what, proc, err.decode("utf-8", "replace"), args, step)
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 @contextlib.contextmanager
-def ffmpeg_pipe(args: Sequence[str], *, what: str, stdin: bool = False) -> Iterator[subprocess.Popen]:
+def ffmpeg_pipe(args: Sequence[str], *, what: str, stdin: bool = False, step: str | None = None
+                ) -> Iterator[subprocess.Popen]:
     """Run ffmpeg with its stdout on a pipe, for streaming its output (decoded audio, progress).
 
     Read ``proc.stdout`` to the end inside the ``with`` block. stderr goes to a temporary file (no
@@ -157,6 +170,8 @@ def ffmpeg_pipe(args: Sequence[str], *, what: str, stdin: bool = False) -> Itera
         thread while this one reads ``proc.stdout``, and close it at the end of the input. Whoever
         writes must expect `BrokenPipeError` when ffmpeg stops reading (it failed, was killed, or
         had all it needed); it is closed, if still open, when the block is left.
+    step : str, optional
+        As for `run_ffmpeg`.
 
     Yields
     ------
@@ -166,8 +181,8 @@ def ffmpeg_pipe(args: Sequence[str], *, what: str, stdin: bool = False) -> Itera
     Raises
     ------
     MediaError
-        ``"ffmpeg_failed"`` if ffmpeg exits with an error, ``"ffmpeg_killed"`` if it was sent SIGKILL
-        from outside.
+        ``"ffmpeg_failed"`` if ffmpeg exits with an error (exit code > 0), ``"ffmpeg_killed"`` if a
+        signal from outside ended it.
     """
     with tempfile.TemporaryFile() as errfile:
         proc = subprocess.Popen(
@@ -189,7 +204,7 @@ def ffmpeg_pipe(args: Sequence[str], *, what: str, stdin: bool = False) -> Itera
             proc.wait()
         if proc.returncode != 0:
             errfile.seek(0)
-            raise _failure(what, proc, errfile.read().decode("utf-8", "replace"), args)
+            raise _failure(what, proc, errfile.read().decode("utf-8", "replace"), args, step)
 
 
 @functools.cache

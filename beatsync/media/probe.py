@@ -194,10 +194,38 @@ def _is_isobmff(path: str) -> bool:
     return len(head) >= 8 and head[4:8] in _ISOBMFF_BOXES
 
 
+def clock(seconds: float) -> str:
+    """A length for messages: ``"42.5 s"``, ``"3:07"`` or ``"1:02:07"``."""
+    s = max(0.0, float(seconds))
+    if s < 60:
+        return f"{s:.1f} s"
+    m, sec = divmod(int(round(s)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def truncated_error(name: str, *, playable_s: float = 0.0, duration_s: float | None = None) -> MediaError:
+    """``"truncated"``: the file's data stops before its end (an upload or a copy cut short).
+
+    ``playable_s``: how many seconds of it still play (0 when nothing can: an mp4 cut before its
+    index); ``duration_s``: the length its header claims, when known.
+    """
+    playable_s = round(max(0.0, float(playable_s)), 1)
+    params: dict = {"name": name, "playable_s": playable_s}
+    if duration_s is not None and duration_s > 0:
+        params["duration_s"] = round(float(duration_s), 1)
+    if playable_s > 0:
+        of = f" of its {clock(duration_s)}" if "duration_s" in params else ""
+        msg = (f"{name} is incomplete: only the first {clock(playable_s)}{of} can be played. Was the upload or "
+               "the copy cut short? Copy or export it again.")
+    else:
+        msg = (f"{name} is incomplete: it was cut short before the part that makes it playable. Copy or export "
+               "it again.")
+    return MediaError("truncated", msg, **params)
+
+
 def _truncated(name: str) -> MediaError:
-    return MediaError(
-        "truncated", f"{name} appears to be truncated or damaged (incomplete upload?)", name=name
-    )
+    return truncated_error(name)
 
 
 def _check_file(path: str) -> int:
@@ -224,7 +252,7 @@ def _open(path: str) -> Iterator[av.container.InputContainer]:
         if _is_isobmff(path):
             raise _truncated(name) from exc
         raise MediaError(
-            "not_media", f"{name} is not a video or audio file ffmpeg can read", name=name
+            "not_media", f"{name} is not a sound or video file that can be played.", name=name
         ) from exc
     with container:
         yield container
@@ -346,14 +374,36 @@ def _audio_info(stream, frame) -> AudioStreamInfo:
     )
 
 
-def _check_index(streams, *, size: int, name: str) -> None:
-    """Raise "truncated" if an ISO-BMFF index points past the end of the file."""
+def _first_missing(entries, size: int) -> int | None:
+    """Index of the first of ``entries`` (in time order) whose data ends past ``size`` bytes, by
+    bisection (the data of an mp4 track is laid out in time order); None when all are there."""
+    n = len(entries)
+    tail = range(max(0, n - 16), n)
+    if not any(entries[i].pos + entries[i].size > size for i in tail):
+        return None
+    lo, hi = 0, n - 1  # entries[hi] is missing
+    while lo < hi:
+        mid = (lo + hi) // 2
+        e = entries[mid]
+        if e.pos + e.size > size:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _check_index(streams, *, size: int, name: str, duration_s: float) -> None:
+    """Raise "truncated" if an ISO-BMFF index points past the end of the file, with the seconds
+    that still play (where the first track's data stops)."""
+    ends = []
     for stream in streams:
-        entries = stream.index_entries
-        for i in range(max(0, len(entries) - 16), len(entries)):
-            e = entries[i]
-            if e.pos + e.size > size:
-                raise _truncated(name)
+        i = _first_missing(stream.index_entries, size)
+        if i is not None:
+            e = stream.index_entries[i]
+            start = stream.start_time or 0
+            ends.append(float((e.timestamp - start) * stream.time_base))
+    if ends:
+        raise truncated_error(name, playable_s=min(ends), duration_s=duration_s)
 
 
 def _duration(container, streams) -> float:
@@ -395,9 +445,9 @@ def probe(path) -> MediaInfo:
         streams = [s for s in (audio, video) if s is not None]
         if not streams:
             raise MediaError("no_streams", f"{name} contains no sound or picture", name=name)
-        if _is_isobmff(path):
-            _check_index(streams, size=size, name=name)
         duration = _duration(container, streams)
+        if _is_isobmff(path):
+            _check_index(streams, size=size, name=name, duration_s=duration)
         frames = _first_frames(container, streams)
         return MediaInfo(
             path=path,

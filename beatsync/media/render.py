@@ -246,6 +246,26 @@ def _follow_progress(stdout, *, duration_s: float, on_progress: Callable[[float]
             on_progress(frac)
 
 
+#: ffmpeg's telling lines that say the class video itself could not be read or decoded (not the writing)
+_INPUT_TROUBLE = re.compile(
+    r"decod|invalid data found|corrupt|moov atom|error reading|end of file|truncat|invalid nal|"
+    r"no frame|could not find codec|error while seeking|partial file", re.I)
+
+
+def _render_failure(exc: MediaError, *, video_path: str, partial: str) -> MediaError:
+    """A render's ffmpeg that failed with an error of its own (exit code > 0): ``"decode_failed"``
+    when its telling line is about reading the class video, else ``"encode_failed"``; both name the
+    class video (``name``; the job renames its stored name to the user's) and keep ffmpeg's line
+    (``reason``), the output's temporary name replaced by what it is."""
+    name = os.path.basename(video_path)
+    reason = str(exc.params.get("reason") or "unknown error").replace(os.path.basename(partial), "the result video")
+    if _INPUT_TROUBLE.search(reason):
+        return MediaError("decode_failed", f"The picture of {name} cannot be decoded, so the result video could "
+                          f"not be written: {reason}", name=name, reason=reason, step="render")
+    return MediaError("encode_failed", f"The result video could not be written from {name}: {reason}",
+                      name=name, reason=reason)
+
+
 def _remove(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)
@@ -315,8 +335,10 @@ def mux(
     Raises
     ------
     MediaError
-        ``"write_failed"`` (output folder missing or not writable), ``"ffmpeg_failed"``,
-        ``"ffmpeg_killed"``.
+        ``"write_failed"`` (output folder missing or not writable), ``"encode_failed"`` (ffmpeg
+        failed writing: ``name`` is the class video's, ``reason`` ffmpeg's telling line),
+        ``"decode_failed"`` (ffmpeg could not read the class video), ``"ffmpeg_killed"`` (a signal
+        ended ffmpeg: ``signal``, ``step`` "render").
     """
     require_video(info)
     if _bitrate_bps(bitrate) < _MIN_BITRATE:
@@ -350,18 +372,23 @@ def mux(
             video_path=os.fspath(video_path), info=info, plan=plan, sr=int(sr),
             channels=channels, bitrate=bitrate, out=partial,
         )  # fmt: skip
-        with ffmpeg_pipe(args, what=f"Rendering {name}", stdin=True) as proc:
-            feeder = _Feeder(proc, blocks, n=n, channels=channels)
-            feeder.start()
-            try:
-                _follow_progress(proc.stdout, duration_s=plan.duration_s, on_progress=on_progress)
-            except BaseException:
-                _kill(proc)  # so that the feeder's writes fail at once
+        try:
+            with ffmpeg_pipe(args, what=f"Rendering {name}", stdin=True, step="render") as proc:
+                feeder = _Feeder(proc, blocks, n=n, channels=channels)
+                feeder.start()
+                try:
+                    _follow_progress(proc.stdout, duration_s=plan.duration_s, on_progress=on_progress)
+                except BaseException:
+                    _kill(proc)  # so that the feeder's writes fail at once
+                    feeder.join()
+                    raise
                 feeder.join()
-                raise
-            feeder.join()
-            if feeder.error is not None:
-                raise feeder.error
+                if feeder.error is not None:
+                    raise feeder.error
+        except MediaError as exc:
+            if exc.code != "ffmpeg_failed":
+                raise  # (a signal: "ffmpeg_killed", which a job runs again)
+            raise _render_failure(exc, video_path=os.fspath(video_path), partial=partial) from exc
         os.replace(partial, out_path)
     except BaseException:
         _remove(partial)

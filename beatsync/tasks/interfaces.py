@@ -12,7 +12,10 @@ The job process's protocol (`beatsync.job`): a worker starts ``<job command> --d
 TASK_ID``; the job reports progress through the store and, before it exits, writes `RESULT_FILE`
 (exit `EXIT_OK`: the fields its successful record gets, with ``outputs`` as paths inside the task
 folder that must exist) or `ERROR_FILE` (exit `EXIT_ERROR`: ``{"error", "error_code",
-"error_params"}``) into the task folder; `EXIT_RETRY` (or no report at all) runs it again.
+"error_params"}``) into the task folder; `EXIT_RETRY` (or no report at all) runs it again, like a
+job process that died. When a part of the job was killed by a signal (its decoder or video writer,
+e.g. by the kernel's out-of-memory killer), the job writes `CRASH_FILE` (``{"reason":
+"ffmpeg_signal", "signal", "step"}``) before `EXIT_RETRY`, so that the task's record says what died.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 EXIT_OK, EXIT_ERROR, EXIT_RETRY = 0, 2, 3
-RESULT_FILE, ERROR_FILE, LOG_FILE = "result.json", "error.json", "job.log"
+RESULT_FILE, ERROR_FILE, LOG_FILE, CRASH_FILE = "result.json", "error.json", "job.log", "crash.json"
 STORE_UNAVAILABLE = "store_unavailable"  # the error code of a store that cannot be reached (Redis down)
 
 

@@ -6,7 +6,7 @@ import json
 import os
 import shlex
 import tempfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from beatsync.errors import ParameterError
@@ -43,6 +43,19 @@ def _command(value: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
+def _origins(value: str) -> tuple[str, ...]:
+    """Comma-separated origins (``https://example.org``, ``http://host:8501``), normalised to lowercase
+    without a trailing slash."""
+    out = []
+    for part in value.split(","):
+        part = part.strip().rstrip("/").lower()
+        if part:
+            if "://" not in part:
+                raise ValueError(part)
+            out.append(part)
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -62,6 +75,9 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"  # celery backend: the broker and the shared task store
     redis_prefix: str = "beatsync"  # celery backend: namespace of the keys and the queue (one per deployment)
     job_command: tuple[str, ...] = ()  # the job process's command; () = python -m beatsync.job
+    body_timeout_s: float = 60.0  # the API gives up on a request body after this long without a byte (408)
+    api_key: str = field(default="", repr=False)  # when set, the API's routes require it (X-API-Key)
+    allowed_origins: tuple[str, ...] = ()  # origins besides the server's own that may send state-changing requests
 
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> Settings:
@@ -83,6 +99,9 @@ class Settings:
             "redis_url": ("BEATSYNC_REDIS_URL", str.strip),
             "redis_prefix": ("BEATSYNC_REDIS_PREFIX", str.strip),
             "job_command": ("BEATSYNC_JOB_COMMAND", _command),
+            "body_timeout_s": ("BEATSYNC_BODY_TIMEOUT_S", float),
+            "api_key": ("BEATSYNC_API_KEY", str.strip),
+            "allowed_origins": ("BEATSYNC_ALLOWED_ORIGINS", _origins),
         }
         values: dict = {}
         for name, (var, conv) in spec.items():
@@ -91,7 +110,9 @@ class Settings:
                 try:
                     values[name] = conv(raw)
                 except ValueError:
-                    raise ParameterError(f"{var}={raw!r} is not valid ({'a command' if name == 'job_command' else 'a number'} "
+                    what = {"job_command": "a command", "allowed_origins": "origins such as https://example.org"}
+                    shown = "(hidden)" if name == "api_key" else repr(raw)
+                    raise ParameterError(f"{var}={shown} is not valid ({what.get(name, 'a number')} "
                                          "expected).") from None
         data_dir = env.get("BEATSYNC_DATA_DIR")
         values["data_dir"] = Path(data_dir).expanduser() if data_dir else None
@@ -108,6 +129,8 @@ class Settings:
             v = getattr(self, f.name)
             if isinstance(v, int | float) and v < 0:
                 raise ParameterError(f"{f.name} must not be negative (got {v}).")
+        if not 0 < self.body_timeout_s < float("inf"):
+            raise ParameterError("body_timeout_s must be a positive number of seconds.")
         if self.max_attempts < 1 or self.queue_max < 1:
             raise ParameterError("max_attempts and queue_max must be at least 1.")
         if self.stale_s <= self.heartbeat_s * 2:

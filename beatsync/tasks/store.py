@@ -36,7 +36,7 @@ from beatsync.contract import FAILED, FINISHED, PENDING, PROCESSING, SUCCESS, St
 from beatsync.errors import BeatSyncError
 from beatsync.messages import stage_text, task_error
 
-_UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+_UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")  # whole string: fullmatch
 _QUEUE = "queue"
 _QLEN = ("queue_len",)
 _STARTED = ("registry", "started")  # task_id -> {"worker", "attempt"}
@@ -51,7 +51,7 @@ def new_id() -> str:
 
 def check_id(value: object, *, what: str = "task") -> str:
     """The id if it is a canonical uuid4 string, else `BeatSyncError` ``bad_id`` (never a path)."""
-    if not isinstance(value, str) or not _UUID4.match(value):
+    if not isinstance(value, str) or not _UUID4.fullmatch(value):
         shown = repr(str(value)[:60])
         raise BeatSyncError("bad_id", task_error("bad_id", value=shown, what=what), what=what)
     return value

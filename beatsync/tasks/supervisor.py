@@ -9,7 +9,10 @@ and turns the child's exit into the task's final state.
 
 The child protocol (see `beatsync.job`): it is started as ``<job command> --data-dir D --attempt N
 TASK_ID``, reports progress through the store, and before exiting writes ``result.json`` (exit 0)
-or ``error.json`` (exit 2: ``{"error", "error_code", ...}``) into the task folder.
+or ``error.json`` (exit 2: ``{"error", "error_code", ...}``) into the task folder; exit 3 (with
+``crash.json`` when its ffmpeg was killed by a signal) or death by a signal runs it again. A crashed
+task's error says what is known (`crash_reason`: the signal, which part died; out of memory only on
+the kernel's word, `beatsync.tasks.oom`).
 
 `Maintenance` (one per worker process) registers the process as alive, takes over tasks whose
 worker stopped heartbeating (a killed server or worker process): they run again, up to
@@ -36,14 +39,17 @@ from beatsync.contract import FAILED, PROCESSING, SUCCESS, Stage
 from beatsync.errors import BeatSyncError
 from beatsync.messages import stage_text, task_error
 from beatsync.tasks.interfaces import (
+    CRASH_FILE,
     ERROR_FILE,
     EXIT_ERROR,
     EXIT_OK,
+    EXIT_RETRY,
     LOG_FILE,
     RESULT_FILE,
     STORE_UNAVAILABLE,
     Store,
 )
+from beatsync.tasks.oom import OomWatch
 from beatsync.tasks.settings import Settings
 from beatsync.tasks.store import cancelled_fields
 
@@ -52,6 +58,7 @@ log = logging.getLogger("beatsync.tasks")
 JobArgv = Callable[[str, int], list[str]]  # (task_id, attempt) -> argv of the job process
 _STRAY_GRACE_S = 3600.0  # a folder without a record older than this was left by a crash
 _LOST_MESSAGE_S = 60.0  # a queued task whose queue message was never sent is re-sent after this long
+_CGROUP_AGAIN_S = 2.0  # the job's cgroups are read again this long after its start (a memory-capped scope)
 
 
 #: jobs are batch work, below the server's priority: pages and status polls stay fast while every
@@ -129,7 +136,7 @@ class Supervisor:
         proc = None
         try:
             folder = self.store.task_dir(task_id)
-            for name in (RESULT_FILE, ERROR_FILE):
+            for name in (RESULT_FILE, ERROR_FILE, CRASH_FILE):
                 (folder / name).unlink(missing_ok=True)
             # each attempt writes into out/<attempt>/ (a run presumed dead that still lives for a moment
             # cannot touch it); the partial files of interrupted runs go
@@ -142,14 +149,15 @@ class Supervisor:
                                         stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
                                         env=self.job_env)
             lower_priority(proc.pid)
+            oom = OomWatch(proc.pid)  # the kernel's out-of-memory kill counts, to tell a crash's cause
             with self._lock:
                 self._running[task_id] = proc
             try:
-                outcome = self._supervise(proc, task_id, attempt, worker)
+                outcome = self._supervise(proc, task_id, attempt, worker, oom)
             finally:
                 with self._lock:
                     self._running.pop(task_id, None)
-            self._until_stored(lambda: self._conclude(task_id, attempt, outcome, proc.returncode, folder))
+            self._until_stored(lambda: self._conclude(task_id, attempt, outcome, proc.returncode, folder, oom))
             return outcome
         except Exception as e:
             if proc is not None and proc.poll() is None:
@@ -180,7 +188,8 @@ class Supervisor:
                 self.stopping.wait(delay)
                 delay = min(10.0, delay * 2)
 
-    def _supervise(self, proc: subprocess.Popen, task_id: str, attempt: int, worker: str) -> str:
+    def _supervise(self, proc: subprocess.Popen, task_id: str, attempt: int, worker: str,
+                   oom: OomWatch | None = None) -> str:
         s = self.settings
         t0 = time.monotonic()
         last_hb = last_check = t0
@@ -192,6 +201,9 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 pass
             now = time.monotonic()
+            if oom is not None and now - t0 >= _CGROUP_AGAIN_S:
+                oom.add(proc.pid)
+                oom = None
             if self.stopping.is_set():
                 kill_group(proc)
                 return "shutdown"
@@ -222,7 +234,8 @@ class Supervisor:
                 log.info("task %s: the task store is reachable again", task_id)
             outage = False
 
-    def _conclude(self, task_id: str, attempt: int, outcome: str, rc: int | None, folder: Path) -> None:
+    def _conclude(self, task_id: str, attempt: int, outcome: str, rc: int | None, folder: Path,
+                  oom: OomWatch | None = None) -> None:
         store, s = self.store, self.settings
         if outcome == "lost":
             return
@@ -258,8 +271,9 @@ class Supervisor:
                          error_code=err.get("error_code", "internal"), error_params=err.get("error_params") or {},
                          **_stage(Stage.FAILED))
             return
-        # killed by a signal (out of memory, kill -9) or an exit without a report: run it again, a bounded number of times
-        self.retry_or_fail(task_id, attempt, {"reason": "exit", "exit_code": rc})
+        # killed by a signal (out of memory, kill -9), a part of it killed (ffmpeg: EXIT_RETRY with CRASH_FILE),
+        # or an exit without a report: run it again, a bounded number of times
+        self.retry_or_fail(task_id, attempt, crash_reason(rc, folder, oom))
 
     def _requeue(self, task_id: str, attempt: int, **kw) -> None:
         """Put the task back in the queue, or end it as cancelled when that was asked for meanwhile."""
@@ -272,9 +286,9 @@ class Supervisor:
         self.store.finish(task_id, attempt, FAILED, **cancelled_fields())
 
     def retry_or_fail(self, task_id: str, attempt: int, why: dict) -> None:
-        """An attempt ended without a report (its process or its worker died; ``why``: ``{"reason":
-        "exit", "exit_code"}`` or ``{"reason": "worker_lost"}``): queue the task again, or end it as
-        ``crashed`` when it has had ``max_attempts`` runs."""
+        """An attempt ended without a report (its process or its worker died; ``why``: `crash_reason`
+        or ``{"reason": "worker_lost"}``): queue the task again, or end it as ``crashed`` when it has
+        had ``max_attempts`` runs."""
         s = self.settings
         rec = self.store.get(task_id)
         if rec is None:
@@ -289,6 +303,30 @@ class Supervisor:
             log.warning("task %s attempt %d: %s; running it again", task_id, attempt, why)
             self._requeue(task_id, attempt, stage=Stage.RETRY,
                           stage_params={"attempt": attempt + 1, "max": s.max_attempts})
+
+
+def crash_reason(rc: int | None, folder: Path, oom: OomWatch | None = None) -> dict:
+    """Why an attempt ended without a report, as a crashed task's ``error_params``: what is known and
+    nothing more. ``{"reason": "signal", "signal": n}`` (the job process was killed), ``{"reason":
+    "ffmpeg_signal", "signal", "step"}`` (its decoder or video writer was: the job's `CRASH_FILE`), or
+    ``{"reason": "exit", "exit_code"}``; with ``"oom": True`` only for a SIGKILL while the kernel
+    counted an out-of-memory kill in the job's cgroups (`OomWatch`)."""
+    why: dict
+    if rc is not None and rc < 0:
+        why = {"reason": "signal", "signal": -rc}
+    else:
+        why = {"reason": "exit", "exit_code": rc}
+        if rc == EXIT_RETRY:
+            try:
+                crash = json.loads((folder / CRASH_FILE).read_text())
+            except (OSError, ValueError):
+                crash = None
+            if isinstance(crash, dict) and crash.get("reason") == "ffmpeg_signal":
+                why = {"reason": "ffmpeg_signal", "signal": crash.get("signal"),
+                       **({"step": crash["step"]} if crash.get("step") else {})}
+    if why.get("signal") == signal.SIGKILL and oom is not None and oom.killed():
+        why["oom"] = True
+    return why
 
 
 def worker_dead(worker: str, *, host: str, node_id: str) -> bool:

@@ -1,7 +1,7 @@
 // BeatSync's sync preview: the class video, muted, with the clean song played in the browser along an
 // alignment's segments (where each starts in the video and in the song, its rate, pitch kept or not),
 // nudged by frames or milliseconds without any page rerun: the whole state lives here. Only "Render
-// this" talks back to Python, once (setComponentValue).
+// this" talks back to Python, once (setComponentValue); it is shown only to the task's owner (args.mine).
 //
 // A Streamlit component (v1, declared in ui/preview.py from this folder): the three messages of
 // streamlit-component-lib's protocol are written out below (no build step, nothing vendored).
@@ -182,7 +182,7 @@ function signed(ms) { return (ms > 0 ? "+" : ms < 0 ? "−" : "±") + Math.abs(m
 
 function canRender() {
   const a = S.args;
-  return !!(a && a.can_render && a.can_render[S.choice] && Math.abs(S.nudgeMs) >= 0.5);
+  return !!(a && a.mine !== false && a.can_render && a.can_render[S.choice] && Math.abs(S.nudgeMs) >= 0.5);
 }
 
 function updateRender() {
@@ -289,6 +289,7 @@ function onRender(args, theme) {
   const sel = $("variant");
   sel.replaceChildren(...names.map((n) => new Option((args.variant_labels || {})[n] || n, n, false, n === S.choice)));
   $("variant-row").hidden = names.length < 2;
+  $("render-row").hidden = args.mine === false;  // a shared link's viewer listens; only the owner renders
   useAlignment();
   height();
 }
