@@ -94,8 +94,8 @@ class Target:
             if method != "HEAD":
                 obj = json.loads(data)
                 assert isinstance(obj, dict) and isinstance(obj.get("error_code"), str) and obj["error_code"], where
-                bare = path.split("?")[0]  # (a query string may hold slashes too)
-                route = bare.split("/")[2] if bare.count("/") > 1 else ""
+                parts = path.split("?")[0].split("/")
+                route = parts[2] if len(parts) > 2 else ""
                 key = f"{route if f'/api/{route}' in KNOWN_PREFIXES else '(other)'}:{obj['error_code']}"
                 STATS["codes"][key] = STATS["codes"].get(key, 0) + 1
                 assert isinstance(obj.get("error"), str) and obj["error"], where

@@ -261,6 +261,9 @@ def verify(path, info: MediaInfo | None = None) -> Verified:
         duration = info.duration_s if info.duration_s > 0 else None
         head = _window(container, audio, [], at_s=None, length_s=WINDOW_S)
         windows.append(head)
+        # random bytes hold a few chance frame headers: most of what the demuxer finds fails to decode
+        if head.audio_packets > 0 and 2 * head.errors >= head.audio_packets:
+            raise _not_media(name)
         if head.decoded_s <= 0:
             if not sane or head.audio_packets == 0 or head.errors >= head.audio_packets:
                 raise _not_media(name)
