@@ -11,12 +11,13 @@ import streamlit as st
 if __name__ == "__main__":  # the UI script run
     from ui import style
     from ui.i18n import language_switch, t
-    from ui.state import service
+    from ui.state import remember_device, service
 
     st.set_page_config(page_title="BeatSync", page_icon="🎵", layout="wide")
     style.apply()
     service()  # workers start once per server process
     language_switch()
+    remember_device()  # this browser's owner token, kept in its local storage ("My jobs" survives reloads)
     pages = [
         st.Page("views/upload.py", title=t("nav.upload"), icon="🎵", url_path="upload", default=True),
         st.Page("views/task.py", title=t("nav.task"), icon="🎬", url_path="task"),

@@ -713,7 +713,8 @@ class _Status(Closed):
     started: float | None
     finished: float | None
     attempts: int
-    rerun_of: str | None = Field(description="the task this one runs again")
+    rerun_of: str | None = Field(description="the task this one runs again (with the same inputs, or with its "
+                                  "class video and another song)")
     kind: TaskKind
     correction: Correction | None = Field(None, description="kind render: what it corrects")
     progress: Annotated[float, Field(ge=0, le=100)] = Field(description="0..100, never goes down")
@@ -845,6 +846,12 @@ class Submitted(Closed):
     owner_token: str = _OWNER_TOKEN
 
 
+class TaskList(Closed):
+    """The tasks an owner token made (``GET /api/tasks``), newest first: a client's "My jobs"."""
+
+    tasks: list[Status] = Field(description="their status objects, newest first (expired ones are left out)")
+
+
 class Health(Closed):
     """Workers alive, queue, free disk. The counts are null when the task store cannot be reached."""
 
@@ -880,7 +887,7 @@ __all__ = [
     "CorrectRequest", "Downloads", "Engine", "ErrorBody", "Estimate", "FileBeats", "Health", "InputInfo",
     "JobOutcome", "Notice", "OWNER_TOKEN_PATTERN", "OnsetBeats", "Options", "Preview", "ProcessRequest",
     "ProcessResult", "RenderInfo", "RenderRequest", "Role", "Segment",
-    "Stage", "StageCode", "Status", "StoredInput", "StoredUpload", "Submitted", "TaskKind", "TaskRecord",
+    "Stage", "StageCode", "Status", "StoredInput", "StoredUpload", "Submitted", "TaskKind", "TaskList", "TaskRecord",
     "TaskRequest", "TaskStatus", "Trim", "UploadInfo", "Variant", "VariantResult", "align_stage", "check_variant",
     "download_url", "input_url", "media_type", "output_field", "parse", "preview_of", "render_stage", "status_url",
 ]

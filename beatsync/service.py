@@ -69,6 +69,7 @@ from beatsync.tasks import Runner, Settings, Store, check_id, new_id, open_runne
 
 OUTPUT_SPACE_FACTOR = 2.2  # two output videos, each about the class video's size
 _DISK_CHECK_EVERY = 64 * 2**20  # free disk is looked at again after this many bytes of an upload
+MAX_LISTED = 200  # tasks listed per owner ("My jobs")
 MAX_NAME_CHARS = 200  # an upload's name is cut to this length, keeping its extension
 _MAX_EXT_CHARS = 16
 
@@ -362,6 +363,28 @@ class BeatSync:
         inputs = {role: (self._stored(m), m) for role, m in (("dance", dance), ("bgm", bgm))}
         return self._create(inputs, Options.parse(options), owner=tokens[0])
 
+    def resubmit_song(self, task_id: str, bgm_file_id: str, *, owner: str | list[str] | None = None) -> Submitted:
+        """A new job for a sync task's class video with another song ("Try another song", after the song
+        was not found): the class video is the task's own copy, not uploaded again; the options are
+        the task's. Only the task's owner may, with a song upload it owns; the new task has the same
+        owner and says which task it follows (``rerun_of``)."""
+        rec = self._record(task_id)
+        token = _owner.require_owner(rec.owner_hash, owner)
+        if rec.kind != TaskKind.PROCESS or "dance" not in rec.inputs:
+            raise BeatSyncError("bad_request", "Only a sync job's class video can be synced with another song.")
+        if rec.status not in FINISHED:
+            raise BeatSyncError("not_finished", "This job is still running; try another song once it ends.")
+        bgm, _ = self._upload(bgm_file_id, "bgm", _owner.tokens_of(owner))
+        if not bgm.has_audio:
+            raise MediaError("no_audio", f"{bgm.name} has no sound track, so the song cannot be matched.",
+                             name=bgm.name, role="song")
+        dance = self._task_inputs(rec)["dance"]
+        if not dance[0].is_file():
+            raise BeatSyncError("no_input", "This job's class video is no longer kept: please upload it again.",
+                                role="dance")
+        return self._create({"dance": dance, "bgm": (self._stored(bgm), bgm)}, rec.options, rerun_of=task_id,
+                            owner=token)
+
     def submit_render(self, task_id: str, variant: str, *, alternative: int | None = None,
                       nudge_ms: float = 0.0, owner: str | list[str] | None = None) -> Submitted:
         """Queue a corrected render of a finished task's variant (an alternative placement and/or a
@@ -505,6 +528,26 @@ class BeatSync:
             raise BeatSyncError("no_output", f"This job has no {variant} result (that method could not place "
                                 "the song); download the other one.", variant=variant)
         return path, f"{_safe_stem(rec.inputs['dance'].name)}_{variant}{correction_suffix(rec)}.mp4"
+
+    def owned_tasks(self, owner: str | list[str] | None, *, limit: int = MAX_LISTED) -> list[TaskRecord]:
+        """The records of the tasks made with ``owner`` (an owner token, or several), newest first, at
+        most ``limit`` (a client's "My jobs": private to whoever holds the token); expired ones are left
+        out. ``owner_required`` when no token is presented."""
+        tokens = _owner.tokens_of(owner)
+        if not tokens:
+            raise BeatSyncError("owner_required", "Send your owner token (Authorization: Bearer <owner_token>, or "
+                                "X-BeatSync-Owner) to list your jobs.", what="job list")
+        found: dict[str, TaskRecord] = {}
+        for token in tokens:
+            for tid in self.store.owned(_owner.token_hash(token), limit=limit):
+                if tid not in found and (raw := self.store.get(tid)) is not None:
+                    found[tid] = TaskRecord.model_validate(raw)
+        return sorted(found.values(), key=lambda r: -r.created)[:limit]
+
+    def my_tasks(self, owner: str | list[str] | None, *, lang: str = "en", links: bool = False,
+                 limit: int = MAX_LISTED) -> list[Status]:
+        """`owned_tasks` as status objects in ``lang``."""
+        return [self._status(r, lang=lang, links=links) for r in self.owned_tasks(owner, limit=limit)]
 
     def owns(self, task_id: str, owner: str | list[str] | None) -> bool:
         """Whether ``owner`` (an owner token, or several) controls the task (False for an unknown task)."""

@@ -403,7 +403,7 @@ def test_upload_of_a_bad_file_shows_an_error(svc, pair, tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-def test_failed_job_shows_the_error_and_retry_creates_a_new_task(svc, failed_task):
+def test_failed_job_offers_another_song_keeping_the_class_video(svc, failed_task, pair):
     at = open_task(failed_task)
     s = status(svc, failed_task)
     assert texts(at.title) == [en("task.title_failed")]
@@ -411,18 +411,23 @@ def test_failed_job_shows_the_error_and_retry_creates_a_new_task(svc, failed_tas
     assert err.startswith(f"**{en('task.failed')}**: ") and s["error"] in err, err
     assert en("task.try", hint=messages.HINTS["song_not_found"][0]) in texts(at.caption)
     assert not at.progress and "modular" not in texts(at.subheader)
-    retry = at.button(key=f"retry-{failed_task}")
-    assert retry.label == en("task.retry")
-
-    ok(retry.click().run())
+    # running the same job again would fail again: the way on is another song, for the same class video
+    assert not [b for b in at.button if b.key == f"retry-{failed_task}"]
+    assert en("task.another_song") in texts(at.subheader)
+    assert en("task.another_song_help", name="class.mp4") in texts(at.caption)
+    assert at.button(key=f"another-go-{failed_task}").disabled
+    at.file_uploader(key=f"another-{failed_task}").upload(pair.song_path.name, pair.song_path.read_bytes(),
+                                                          "audio/wav")
+    ok(at.run())
+    ok(at.button(key=f"another-go-{failed_task}").click().run())
     new = query_task(at)
     assert new and new != failed_task
     s2 = status(svc, new)
     assert s2["rerun_of"] == failed_task
-    assert s2["inputs"]["bgm"]["name"] == "other.wav"
+    assert s2["inputs"]["bgm"]["name"] == pair.song_path.name and s2["inputs"]["dance"]["name"] == "class.mp4"
     assert texts(at.title) == [en("task.title_working")]
     assert en("task.id", id=new) in texts(at.caption)
-    with contextlib.suppress(BeatSyncError):  # no need to run it again: free the worker for the next tests
+    with contextlib.suppress(BeatSyncError):  # no need to run it: free the worker for the next tests
         svc.cancel(new, owner=OWNER, wait_s=10.0)
 
 
@@ -726,7 +731,8 @@ def test_chinese_error_message_for_a_failed_job(svc, failed_task):
     (err,) = texts(at.error)
     assert err == f"**{zh('task.failed')}**: " + messages.ERRORS_ZH["song_not_found"], err
     assert zh("task.try", hint=messages.HINTS["song_not_found"][1]) in texts(at.caption)
-    assert at.button(key=f"retry-{failed_task}").label == zh("task.retry")
+    assert zh("task.another_song") in texts(at.subheader)
+    assert at.button(key=f"another-go-{failed_task}").label == zh("task.another_song_go")
 
 
 def test_chinese_results_and_unknown_id(svc, done_task):

@@ -260,6 +260,13 @@ def test_every_route_answers_as_published(srv, doc, tmp_path, short_media):
         check("GET", f"/api/status/{b['task_id']}?lang=zh", 200)
         check("POST", f"/api/cancel/{tid}", 409, headers=own)
 
+        # ---- a client's own tasks: private to its token, newest first
+        check("GET", "/api/tasks", 401)
+        mine = [x["task_id"] for x in check("GET", "/api/tasks", 200, headers=own).json()["tasks"]]
+        assert tid in mine and b["task_id"] in mine and mine.index(b["task_id"]) < mine.index(tid), mine
+        assert check("GET", "/api/tasks", 200, headers=srv.owner_headers("someone-else-entirely-" + "x" * 22)).json() == {
+            "tasks": []}
+
         # ---- follow-up tasks
         check("POST", f"/api/correct/{tid}", 400, headers=own, json={"variant": "v3"})
         check("POST", f"/api/correct/{tid}", 400, headers=own, json={"variant": "modular", "nudge_ms": 99_999})

@@ -24,7 +24,7 @@ from beatsync.errors import BeatSyncError
 from beatsync.service import BeatSync
 from ui import i18n
 from ui.i18n import t
-from ui.state import launched, owner_token, remember
+from ui.state import launched, owner_tokens, remember
 
 FOLDER = Path(__file__).with_name("preview_component")
 #: what the component's labels are called in ui.i18n (``pv.<name>``)
@@ -69,7 +69,7 @@ def on_render(svc: BeatSync, task_id: str, key: str) -> None:
         return
     try:
         sub = svc.submit_render(task_id, str(value.get("variant")), nudge_ms=round(float(value.get("nudge_ms", 0)), 1),
-                                owner=owner_token())
+                                owner=owner_tokens())
     except (BeatSyncError, TypeError, ValueError) as e:
         st.session_state[f"{key}-error"] = i18n.error(e) if isinstance(e, BeatSyncError) else str(e)
         return

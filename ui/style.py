@@ -12,6 +12,9 @@ import streamlit as st
 
 CSS = """<style>
 [data-testid="stCaptionContainer"] { color: color-mix(in srgb, currentColor 80%, transparent) !important; }
+/* the device-token component draws nothing: it takes no room in the page's flow */
+.st-key-device-token { position: absolute !important; width: 0 !important; height: 0 !important;
+  overflow: hidden !important; margin: 0 !important; }
 </style>"""
 
 

@@ -105,3 +105,33 @@ def edit_points(s: Status, variant: str) -> list[tuple[str, float]]:
     return [(n.code, float(n.params["at_s"])) for n in s.notices
             if n.code in ("edit_cut", "edit_repeat", "speed_change") and n.params.get("engine") == variant
             and "at_s" in n.params]
+
+
+def job_line(s: Status) -> list[tuple[str, dict]]:
+    """A finished job's one-line summary for "My jobs", as ``("line.<what>", params)`` (no word of the
+    status itself: the list shows that next to it). A synced job: where the music starts, the
+    structure found, whether the methods agree; a correction: what it changed."""
+    if s.correction is not None:
+        c = s.correction
+        out: list[tuple[str, dict]] = [("line.correction", {"variant": c.variant})]
+        if c.alternative is not None:
+            out.append(("line.alternative", {"n": c.alternative + 1}))
+        if round(c.nudge_ms):
+            out.append(("line.nudge", {"ms": round(c.nudge_ms)}))
+        return out
+    rec = recommend(s)
+    if rec.best is None:
+        return []
+    al = s.variants[rec.best].alignment
+    video_s, song_s = music_position(al)
+    out = [("line.music", {"video": video_s, "song": song_s})]
+    codes = {n.code: n.params for n in s.notices if n.params.get("engine") == rec.best}
+    if "restarts" in codes:
+        out.append(("line.runs", {"n": codes["restarts"].get("count", 2)}))
+    if "edit_cut" in codes or "edit_repeat" in codes:
+        out.append(("line.edited", {}))
+    if "speed_change" in codes:
+        out.append(("line.speeds", {}))
+    if len(s.variants) > 1:
+        out.append(("line.agree", {}) if rec.agree else ("line.differ", {"ms": round(rec.difference_ms)}))
+    return out

@@ -19,7 +19,9 @@ from beatsync.contract import (
     FAILED,
     FINISHED,
     PENDING,
+    SONG_EXTS,
     SUCCESS,
+    UPLOAD_MEDIA_ERRORS,
     Status,
     TaskKind,
     Trim,
@@ -30,7 +32,7 @@ from beatsync.service import BeatSync
 from ui import i18n, preview, summary
 from ui.i18n import clock, duration, t
 from ui.plots import alternatives_figure, beat_grid_figure, on_phone, plot_config
-from ui.state import launched, launched_from, owner_token, remember
+from ui.state import launched, launched_from, owner_tokens, remember
 
 LOW_CONFIDENCE = 0.5
 REFRESH_S = 1.0
@@ -52,7 +54,7 @@ def server_url(svc: BeatSync, path: str) -> str | None:
 
 def controls(svc: BeatSync, task_id: str) -> bool:
     """Whether this browser session may cancel, rerun or correct the task (it owns it)."""
-    return svc.owns(task_id, owner_token())
+    return svc.owns(task_id, owner_tokens())
 
 
 def status(svc: BeatSync, task_id: str) -> Status:
@@ -176,13 +178,26 @@ def cancel_button(svc: BeatSync, task_id: str) -> None:
         return
     if st.button(t("task.cancel"), key=f"cancel-{task_id}"):
         try:
-            svc.cancel(task_id, owner=owner_token(), wait_s=3.0)
+            svc.cancel(task_id, owner=owner_tokens(), wait_s=3.0)
         except BeatSyncError as e:
             st.warning(i18n.error(e))
         st.rerun()
 
 
+#: failures that running the same job again cannot mend (its inputs are the problem)
+INPUT_PROBLEMS = frozenset({"song_not_found", "no_audio", "no_video", "unsupported_type", *UPLOAD_MEDIA_ERRORS})
+
+
+def song_problem(s: Status) -> bool:
+    """Whether a failed sync job's song is what went wrong (not found in the class video, or a song file
+    that does not play): another song may mend it, with the same class video."""
+    params = s.error_params or {}
+    return s.kind == TaskKind.PROCESS and (s.error_code == "song_not_found" or params.get("role") in ("bgm", "song"))
+
+
 def failure(svc: BeatSync, s: Status) -> None:
+    """A failed job: what went wrong and what to try, then the way on: "Try another song" (keeping the
+    class video) when the song was the problem, "Run it again" when running it again can help."""
     if s.error_code == "cancelled":
         st.info(t("task.cancelled"))
     else:
@@ -192,14 +207,53 @@ def failure(svc: BeatSync, s: Status) -> None:
             st.caption(t("task.try", hint=h))
     if not controls(svc, s.task_id):
         return
-    if st.button(t("task.retry"), key=f"retry-{s.task_id}", type="primary"):
+    if song_problem(s):
+        another_song(svc, s)
+    elif s.error_code in INPUT_PROBLEMS:
+        st.page_link("views/upload.py", label=t("task.start_over"), icon="🎵")
+    elif st.button(t("task.retry"), key=f"retry-{s.task_id}", type="primary"):
         try:
-            sub = svc.rerun(s.task_id, owner=owner_token())
+            sub = svc.rerun(s.task_id, owner=owner_tokens())
         except BeatSyncError as e:
             st.warning(i18n.error(e))
         else:
             remember(sub.task_id)
             st.switch_page("views/task.py", query_params={"task": sub.task_id})
+
+
+def another_song(svc: BeatSync, s: Status) -> None:
+    """ "Try another song": only the song is asked for; the class video stays the job's own copy."""
+    dance = s.inputs.get("dance")
+    with st.container(border=True, key=f"another-song-{s.task_id}"):
+        st.subheader(t("task.another_song"))
+        st.caption(t("task.another_song_help", name=dance.name if dance else "?"))
+        song = st.file_uploader(t("task.another_song_file"), key=f"another-{s.task_id}")
+        problem = upload_problem(song, SONG_EXTS)
+        if problem:
+            st.error(problem)
+        if st.button(t("task.another_song_go"), type="primary", key=f"another-go-{s.task_id}",
+                     disabled=song is None or problem is not None):
+            try:
+                with st.spinner(t("upload.uploading")):
+                    owner = owner_tokens()
+                    up = svc.upload_file(song.name, song, role="bgm", owner=owner[0])
+                    sub = svc.resubmit_song(s.task_id, up.file_id, owner=owner)
+            except BeatSyncError as e:
+                st.error(i18n.error(e))
+            else:
+                remember(sub.task_id)
+                st.switch_page("views/task.py", query_params={"task": sub.task_id})
+
+
+def upload_problem(file, exts: tuple[str, ...]) -> str | None:
+    """Why a chosen file cannot go in a slot that takes ``exts``, in the reader's language (None when its
+    type fits; whether it plays is checked when it is stored)."""
+    if file is None:
+        return None
+    ext = ("." + file.name.rsplit(".", 1)[-1].lower()) if "." in file.name else ""
+    if ext in exts:
+        return None
+    return t("upload.wrong_type", name=file.name, types=", ".join(e[1:] for e in exts))
 
 
 def _player(svc: BeatSync, s: Status, variant: str) -> None:
@@ -283,6 +337,10 @@ def results(svc: BeatSync, s: Status) -> str | None:
     rec = summary.recommend(s)
     if rec.best is None:
         return None
+    key = f"prefer-{s.task_id}"
+    if st.session_state.get(key) in rec.others:  # the user asked for the other method's result
+        rec.best, rec.others = st.session_state[key], [rec.best]
+        rec.reasons = [("why.user", {})]
     facts(s, rec.best)
     for code in summary.checks(s, rec.best):
         n = next(n for n in s.notices if n.code == code and n.params.get("engine") == rec.best)
@@ -290,6 +348,7 @@ def results(svc: BeatSync, s: Status) -> str | None:
     if rec.agree:
         st.header(t("task.your_video"))
         result_block(svc, s, rec.best, wide=True)
+        other_method_button(s, rec)
         if rec.others or rec.failed:
             with st.expander(t("task.compare")):
                 if rec.same_file:  # the other method's video is this one: nothing more to show of it
@@ -308,7 +367,19 @@ def results(svc: BeatSync, s: Status) -> str | None:
                 result_block(svc, s, v, heading=True)
         for v in rec.failed:
             result_block(svc, s, v, heading=True)
+        other_method_button(s, rec)
     return rec.best
+
+
+def other_method_button(s: Status, rec: summary.Recommendation) -> None:
+    """ "Try the other method's result": it becomes the result shown first, played by the preview and
+    drawn in the beat grid (the first one stays under "compare methods")."""
+    if rec.same_file or not rec.others:
+        return
+    other = rec.others[0]
+    if st.button(t("task.other_method", variant=other), key=f"other-{s.task_id}-{other}"):
+        st.session_state[f"prefer-{s.task_id}"] = other
+        st.rerun()
 
 
 def _worded(params: dict) -> dict:
@@ -380,7 +451,7 @@ def beat_grid_section(svc: BeatSync, s: Status, *, choice: str | None) -> None:
         if mine and st.button(t("task.rerender"), key=f"render-{s.task_id}-{variant}",
                               disabled=pick is None and not nudge):
             try:
-                sub = svc.submit_render(s.task_id, variant, alternative=pick, nudge_ms=nudge, owner=owner_token())
+                sub = svc.submit_render(s.task_id, variant, alternative=pick, nudge_ms=nudge, owner=owner_tokens())
             except BeatSyncError as e:
                 st.warning(i18n.error(e))
             else:

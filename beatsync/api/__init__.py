@@ -53,6 +53,7 @@ from beatsync.contract import (
     Stage,
     Status,
     Submitted,
+    TaskList,
     UploadInfo,
     parse,
 )
@@ -326,6 +327,13 @@ async def status(request: Request, svc: BeatSync) -> Response:
 
 
 @_endpoint
+async def my_tasks(request: Request, svc: BeatSync) -> Response:
+    """The tasks made with the owner token(s) presented, newest first."""
+    owner, lang = owner_tokens(request), language(request)
+    return _json(TaskList(tasks=await run_in_threadpool(lambda: svc.my_tasks(owner, lang=lang, links=True))))
+
+
+@_endpoint
 async def download(request: Request, svc: BeatSync) -> Response:
     """One result video (HTTP Range supported, so players can seek)."""
     variant = request.path_params.get("variant") or request.query_params.get("version") or DEFAULT_ENGINE
@@ -484,6 +492,9 @@ OPERATIONS: list[Operation] = [
         404: error("`file_not_found`: an upload is unknown or expired"), 413: error("`too_large`: body over 64 KB"),
         415: error("`unsupported_media_type`: not JSON"), 422: error("`no_video`, `no_audio`, `unsupported_type`"),
         429: _BUSY, 507: _DISK}, body=ProcessRequest, endpoint=process, owner=True),
+    Operation("GET", "/api/tasks", "The tasks made with the owner token(s) presented, newest first (a client's "
+              "\"My jobs\": private to whoever holds the token)", {
+        200: Reply("Their status objects", TaskList)}, endpoint=my_tasks, owner="list"),
     Operation("GET", "/api/status/{task_id}", "A task's status object", {
         200: Reply("The status object", Status), 400: _BAD_ID, 404: _UNKNOWN}, endpoint=status),
     *(Operation(m, "/api/download/{task_id}/{variant}", "Download a result (HTTP Range supported)", _DOWNLOAD,

@@ -68,7 +68,9 @@ class Operation:
     body: type[BaseModel] | str | None = None  # a model (JSON), "multipart" (one file part), or none
     query: tuple[Query, ...] = ()
     endpoint: object = field(default=None, compare=False)  # the Starlette endpoint
-    owner: bool = False  # takes the owner token of what it acts on (401 owner_required, 403 not_owner)
+    #: takes the owner token of what it acts on (401 owner_required, 403 not_owner); "list": lists what the
+    #: tokens presented made (401 owner_required only)
+    owner: bool | str = False
 
 
 #: answered by any route that reads or writes tasks, and by any route on a bug
@@ -129,7 +131,7 @@ def responses_of(op: Operation) -> dict[int, Reply]:
     if isinstance(op.body, type):
         tables.append(JSON_BODY)
     if op.owner:
-        tables.append(OWNER)
+        tables.append(OWNER if op.owner is True else {401: OWNER[401]})
     tables.append(op.responses)
     return _merge(*tables)
 

@@ -163,6 +163,8 @@ class RedisTaskStore:
             pipe.multi()
             self._put(pipe, record)
             pipe.zadd(pending, {record["task_id"]: now})
+            if record.get("owner_hash"):
+                pipe.zadd(self._k("owner", record["owner_hash"]), {record["task_id"]: record["created"]})
 
         self.r.transaction(tx, pending)
         try:
@@ -331,11 +333,18 @@ class RedisTaskStore:
             pipe.multi()
             pipe.delete(self._k("task", task_id), self._k("hb", task_id))
             pipe.zrem(self._k("finished"), task_id)
+            if rec is not None and rec.get("owner_hash"):
+                pipe.zrem(self._k("owner", rec["owner_hash"]), task_id)
             pipe.set(self._k("gone", task_id), time.time(), ex=GONE_KEEP_S)
             return True
 
         if self._transact(task_id, body):
             shutil.rmtree(self.task_dir(task_id), ignore_errors=True)
+
+    @_guarded
+    def owned(self, owner_hash: str, *, limit: int = 200) -> list[str]:
+        """The ids of the tasks made with the owner token whose hash is ``owner_hash``, newest first."""
+        return list(self.r.zrevrange(self._k("owner", owner_hash), 0, limit - 1))
 
     @_guarded
     def finished_before(self, t: float) -> list[str]:

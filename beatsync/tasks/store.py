@@ -73,6 +73,10 @@ def _upload_key(file_id: str) -> tuple:
     return ("upload", file_id)
 
 
+def _owner_key(owner_hash: str) -> tuple:
+    return ("owner", owner_hash)  # task_id -> created time: the tasks an owner token made
+
+
 # ---------------------------------------------------------------------- record transitions
 # The state changes of a task record, shared by both stores (each applies them inside its own
 # transaction): pending -> processing (claim) -> success | failed, or back to pending (requeue).
@@ -193,7 +197,14 @@ class TaskStore:
             record["queue_key"] = self.cache.push(record["task_id"], prefix=_QUEUE)
             self.cache.set(_task_key(record["task_id"]), record)
             self.cache.set(_QLEN, n + 1)
+            if record.get("owner_hash"):
+                self._registry_set(_owner_key(record["owner_hash"]), record["task_id"], record["created"])
         return record
+
+    def owned(self, owner_hash: str, *, limit: int = 200) -> list[str]:
+        """The ids of the tasks made with the owner token whose hash is ``owner_hash``, newest first."""
+        reg = self.cache.get(_owner_key(owner_hash), {}, retry=True)
+        return [tid for tid, _ in sorted(reg.items(), key=lambda kv: -kv[1])][:limit]
 
     def update(self, task_id: str, fn: Callable[[dict], bool | None]) -> dict | None:
         """Apply ``fn(record)`` atomically; the change is stored unless ``fn`` returns False."""
@@ -306,6 +317,8 @@ class TaskStore:
             self.cache.delete(_task_key(task_id))
             self.cache.delete(_hb_key(task_id))
             self._registry_del(_FINISHED, task_id)
+            if rec is not None and rec.get("owner_hash"):
+                self._registry_del(_owner_key(rec["owner_hash"]), task_id)
             self.cache.set(_gone_key(task_id), time.time(), expire=7 * 86400)
         shutil.rmtree(self.task_dir(task_id), ignore_errors=True)
 
