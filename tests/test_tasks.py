@@ -28,6 +28,7 @@ import pytest
 # (``server_util`` is imported where it is used: it pulls in scipy, which the processes spawned by
 # test_each_task_is_claimed_exactly_once_across_processes, importing this module, do not need)
 from beatsync.errors import BeatSyncError
+from beatsync.owner import token_hash
 from beatsync.tasks import (
     FAILED,
     PENDING,
@@ -320,6 +321,22 @@ def test_expire_deletes_files_and_leaves_a_marker(h):
     h.store.expire(waiting)  # only finished tasks expire
     assert h.store.get(waiting)["status"] == PENDING and not h.store.is_gone(waiting)
     assert h.store.task_dir(waiting).is_dir()
+
+
+def test_tasks_are_listed_by_owner_newest_first_until_they_expire(h):
+    a, b = token_hash("a" * 43), token_hash("b" * 43)
+    ids = []
+    for owner in (a, b, a):
+        tid = new_id()
+        (h.store.task_dir(tid) / "out").mkdir(parents=True)
+        h.store.create({"task_id": tid, "inputs": {}, "options": {}, "owner_hash": owner}, queue_max=100)
+        ids.append(tid)
+        time.sleep(0.01)
+    assert h.store.owned(a) == [ids[2], ids[0]] and h.store.owned(b) == [ids[1]]
+    assert h.store.owned(a, limit=1) == [ids[2]] and h.store.owned(token_hash("c" * 43)) == []
+    h.store.request_cancel(ids[2])  # (a pending task ends at once)
+    h.store.expire(ids[2])
+    assert h.store.owned(a) == [ids[0]]
 
 
 def _claim_all(backend: str, data_dir: str, url: str, prefix: str, ids: list[str], worker: str, go, out) -> None:
