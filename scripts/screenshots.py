@@ -1,7 +1,10 @@
 """Screenshots of the web UI, full page, at desktop width (1366 px) and phone width (390 px), in
 English or Simplified Chinese: the upload page; a job's page while it works, with the sync preview
 already there (``working-*``); a finished job's results page (``result-*``); the sync preview itself
-after a nudge of +40 ms (``preview-*``: the component alone); the beat explorer (``explore-*``).
+after a nudge of +40 ms (``preview-*``: the component alone); a job whose song was not found, with
+"Try another song" (``failed-*``); My jobs (``jobs-*``); the beat explorer (``explore-*``). The
+browser holds the owner token the jobs were submitted with (as a browser that started them would,
+in its local storage), so the pages show what their owner sees.
 
 Starts a real server (``python -m streamlit run app.py`` on a free port, with a temporary data
 dir), runs one job on generated media (a short synthesized dance class and its song) so the
@@ -38,18 +41,26 @@ MEDIA = {"video_s": 14.0, "song_s": 12.0, "music_at_s": 2.5, "music_len_s": 10.0
 LONG_MEDIA = {"video_s": 150.0, "song_s": 140.0, "music_at_s": 4.0, "music_len_s": 140.0, "seed": 62,
               "size": (320, 180), "fps": 15.0, "gop": 15}
 PREVIEW = "iframe[title='ui.preview.sync_preview']"
+STORAGE_KEY = "beatsync.owner_token"  # (ui/device_component: where the browser keeps its owner token)
 TIMEOUT_MS = 60_000
 
 
-def run_job(server: su.Server, folder: Path, media: dict = MEDIA, *, wait: bool = True) -> str:
-    """Upload a generated pair through the API and (``wait``) wait for the job to succeed; returns its id."""
+def run_job(server: su.Server, folder: Path, media: dict = MEDIA, *, wait: bool = True, wrong_song: bool = False) -> str:
+    """Upload a generated pair through the API and (``wait``) wait for the job to succeed (``wrong_song``:
+    with another song, to fail as "song not found"); returns its id."""
     folder.mkdir(parents=True, exist_ok=True)
     pair = sg.write_class_media(folder, **media)
+    song_path = pair.song_path
+    if wrong_song:
+        import mediagen
+
+        song_path = mediagen.write_song(folder / "another_song.wav", sg.song(12.0, sr=44100, tempo_bpm=96.0, seed=977,
+                                                                             channels=2), sr=44100)
     dance = su.upload_ok(server, pair.video_path)["file_id"]
-    song = su.upload_ok(server, pair.song_path)["file_id"]
+    song = su.upload_ok(server, song_path)["file_id"]
     task_id = su.submit_ok(server, dance, song)
     if wait:
-        final = su.wait_status(server, task_id, until="success", timeout=180)
+        final = su.wait_status(server, task_id, until="failed" if wrong_song else "success", timeout=180)
         print(f"job {task_id}: {final['status']} in {final['finished'] - final['created']:.1f} s", file=sys.stderr)
     return task_id
 
@@ -105,6 +116,8 @@ def shoot(browser, server: su.Server, task_id: str, lang: str, out: Path, media:
         ctx = browser.new_context(viewport={"width": width, "height": height}, locale=LOCALES[lang],
                                   is_mobile=phone, has_touch=phone, device_scale_factor=2 if phone else 1)
         ctx.set_default_timeout(TIMEOUT_MS)
+        # the browser that started the jobs: their owner token is in its local storage
+        ctx.add_init_script(f"window.localStorage.setItem('{STORAGE_KEY}', '{server.owner}');")
         page = ctx.new_page()
         try:
             page.goto(base_url + "/")
@@ -138,6 +151,18 @@ def shoot(browser, server: su.Server, task_id: str, lang: str, out: Path, media:
             path = out / f"preview-{lang}-{name}.png"
             frame_el.screenshot(path=str(path))
             written.append(path)
+
+            # a song that is not in the class video: "Try another song" keeps the class video
+            failed = run_job(server, media / f"failed-{name}", wrong_song=True)
+            page.goto(f"{base_url}/task?task={failed}")
+            page.locator(f".st-key-another-song-{failed}").wait_for()
+            settle(page)
+            written.append(full_page(page, out / f"failed-{lang}-{name}.png", height))
+
+            page.goto(f"{base_url}/tasks")
+            page.locator(f".st-key-job-{failed}").wait_for()
+            settle(page)
+            written.append(full_page(page, out / f"jobs-{lang}-{name}.png", height))
 
             page.goto(f"{base_url}/explore")
             page.locator("input[type=file]").set_input_files(str(media / "song.wav"))

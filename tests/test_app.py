@@ -413,7 +413,7 @@ def test_failed_job_offers_another_song_keeping_the_class_video(svc, failed_task
     assert not at.progress and "modular" not in texts(at.subheader)
     # running the same job again would fail again: the way on is another song, for the same class video
     assert not [b for b in at.button if b.key == f"retry-{failed_task}"]
-    assert en("task.another_song") in texts(at.subheader)
+    assert en("task.another_song") in texts(at.header)
     assert en("task.another_song_help", name="class.mp4") in texts(at.caption)
     assert at.button(key=f"another-go-{failed_task}").disabled
     at.file_uploader(key=f"another-{failed_task}").upload(pair.song_path.name, pair.song_path.read_bytes(),
@@ -731,7 +731,7 @@ def test_chinese_error_message_for_a_failed_job(svc, failed_task):
     (err,) = texts(at.error)
     assert err == f"**{zh('task.failed')}**: " + messages.ERRORS_ZH["song_not_found"], err
     assert zh("task.try", hint=messages.HINTS["song_not_found"][1]) in texts(at.caption)
-    assert zh("task.another_song") in texts(at.subheader)
+    assert zh("task.another_song") in texts(at.header)
     assert at.button(key=f"another-go-{failed_task}").label == zh("task.another_song_go")
 
 

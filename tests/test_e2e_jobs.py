@@ -141,6 +141,8 @@ def test_try_another_song_keeps_the_class_video(browser, server, pair, tmp_path)
     # the way on is another song, not running the same job again
     expect(page.get_by_role("heading", name="Try another song")).to_be_visible()
     expect(page.get_by_role("button", name="Run it again")).to_have_count(0)
+    levels = page.evaluate("() => [...document.querySelectorAll('h1,h2,h3,h4,h5,h6')].map(h => +h.tagName[1])")
+    assert levels[0] == 1 and all(b <= a + 1 for a, b in zip(levels, levels[1:], strict=False)), levels
     box = page.locator(f".st-key-another-song-{first}")
     expect(box.get_by_text("class.mp4")).to_be_visible()
     go = box.get_by_role("button", name="Sync with this song")

@@ -225,7 +225,7 @@ def another_song(svc: BeatSync, s: Status) -> None:
     """ "Try another song": only the song is asked for; the class video stays the job's own copy."""
     dance = s.inputs.get("dance")
     with st.container(border=True, key=f"another-song-{s.task_id}"):
-        st.subheader(t("task.another_song"))
+        st.header(t("task.another_song"))
         st.caption(t("task.another_song_help", name=dance.name if dance else "?"))
         song = st.file_uploader(t("task.another_song_file"), key=f"another-{s.task_id}")
         problem = upload_problem(song, SONG_EXTS)
