@@ -78,6 +78,10 @@ STRINGS: dict[str, tuple[str, str]] = {
                                "课堂视频（{name}）会保留：只需选择课堂上播放的那首歌。"),
     "task.another_song_file": ("The clean song", "干净的歌曲"),
     "task.another_song_go": ("Sync with this song", "用这首歌同步"),
+    "upload.song_in_video_slot": ("{name} is a sound file: this slot takes the class video ({types}). Put the song "
+                                  "in slot 2.",
+                                  "{name} 是音频文件：这里要放课堂视频（{types}）。请把歌曲放到第 2 栏。"),
+    "upload.checking": ("Checking {name}…", "正在检查 {name}…"),
     "upload.wrong_type": ("{name} cannot go here: this slot takes {types} files.",
                           "{name} 不能放在这里：这里只接受 {types} 文件。"),
     "task.read_only": ("This job was started in another browser: you can watch it and download its results; only "

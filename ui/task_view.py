@@ -19,7 +19,6 @@ from beatsync.contract import (
     FAILED,
     FINISHED,
     PENDING,
-    SONG_EXTS,
     SUCCESS,
     UPLOAD_MEDIA_ERRORS,
     Status,
@@ -29,7 +28,7 @@ from beatsync.contract import (
 )
 from beatsync.errors import BeatSyncError
 from beatsync.service import BeatSync
-from ui import i18n, preview, summary
+from ui import i18n, preview, summary, uploads
 from ui.i18n import clock, duration, t
 from ui.plots import alternatives_figure, beat_grid_figure, on_phone, plot_config
 from ui.state import launched, launched_from, owner_tokens, remember
@@ -227,33 +226,16 @@ def another_song(svc: BeatSync, s: Status) -> None:
     with st.container(border=True, key=f"another-song-{s.task_id}"):
         st.header(t("task.another_song"))
         st.caption(t("task.another_song_help", name=dance.name if dance else "?"))
-        song = st.file_uploader(t("task.another_song_file"), key=f"another-{s.task_id}")
-        problem = upload_problem(song, SONG_EXTS)
-        if problem:
-            st.error(problem)
+        song = uploads.slot(svc, t("task.another_song_file"), "bgm", key=f"another-{s.task_id}")
         if st.button(t("task.another_song_go"), type="primary", key=f"another-go-{s.task_id}",
-                     disabled=song is None or problem is not None):
+                     disabled=song is None):
             try:
-                with st.spinner(t("upload.uploading")):
-                    owner = owner_tokens()
-                    up = svc.upload_file(song.name, song, role="bgm", owner=owner[0])
-                    sub = svc.resubmit_song(s.task_id, up.file_id, owner=owner)
+                sub = svc.resubmit_song(s.task_id, song.file_id, owner=owner_tokens())
             except BeatSyncError as e:
                 st.error(i18n.error(e))
             else:
                 remember(sub.task_id)
                 st.switch_page("views/task.py", query_params={"task": sub.task_id})
-
-
-def upload_problem(file, exts: tuple[str, ...]) -> str | None:
-    """Why a chosen file cannot go in a slot that takes ``exts``, in the reader's language (None when its
-    type fits; whether it plays is checked when it is stored)."""
-    if file is None:
-        return None
-    ext = ("." + file.name.rsplit(".", 1)[-1].lower()) if "." in file.name else ""
-    if ext in exts:
-        return None
-    return t("upload.wrong_type", name=file.name, types=", ".join(e[1:] for e in exts))
 
 
 def _player(svc: BeatSync, s: Status, variant: str) -> None:
