@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 import server_util as su
 from server_util import Server
@@ -187,7 +188,7 @@ def test_preview_plays_and_a_nudge_needs_no_rerun(browser, server, long_pair):
     assert su.status(server, cid)["status"] == "success"
 
 
-def test_phone_width_has_no_horizontal_scroll_and_the_grid_opens_on_8_seconds(browser, server, short_pair):
+def test_phone_width_no_horizontal_scroll_grid_opens_on_8_s_and_beats_on_onsets(browser, server, short_pair):
     from playwright.sync_api import expect
 
     page = new_page(browser, viewport={"width": 390, "height": 844})
@@ -219,6 +220,14 @@ def test_phone_width_has_no_horizontal_scroll_and_the_grid_opens_on_8_seconds(br
     assert span == pytest.approx(8.0, abs=0.01) and axes["yFixed"] and axes["slider"], axes
     start = su.status(server, task_id)["variants"]["modular"]["alignment"]["segments"][0]["dance_start_s"]
     assert axes["x"][0] <= start <= axes["x"][1], (axes, start)
+    # the grid shows the result right: the song's beats mapped through it fall within 30 ms of the class
+    # recording's onsets drawn at them (most beats have one; a drawn onset is matched up to 120 ms away)
+    beats = page.evaluate("""() => { const d = document.querySelector('.js-plotly-plot')._fullData;
+        return {onsets: Array.from(d[1].x), mapped: Array.from(d[2].x)}; }""")
+    mapped = np.asarray(beats["mapped"])
+    assert len(mapped) >= 8, beats
+    gaps = np.array([np.min(np.abs(mapped - x)) for x in beats["onsets"]])
+    assert len(gaps) >= 0.6 * len(mapped) and np.all(gaps <= 0.030), (np.round(gaps * 1000, 1), len(mapped))
     # the plot is described in words too
     expect(page.get_by_text("Beat grid of modular:")).to_be_visible()
     # headings in order (h1, then h2, h3 never skipping a level), captions readable (>= 4.5:1)
