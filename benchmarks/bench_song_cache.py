@@ -31,17 +31,26 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-STEP = """
+#: the child's own peak RSS (VmHWM starts afresh at exec; ru_maxrss of a child carries the parent's)
+PEAK = """
+def peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return {"peak_rss_mb": round(int(line.split()[1]) / 1024, 1)}
+    return {}
+"""
+
+STEP = PEAK + """
 import json, sys, time
 from beatsync import pipeline
 from beatsync.songcache import SongCache
 song, root = sys.argv[1], sys.argv[2]
 t = time.perf_counter()
 got, how = SongCache(root).get(song, lambda: pipeline.read_song(song))
-print(json.dumps({"seconds": time.perf_counter() - t, "reused": how.reused}))
+print(json.dumps({"seconds": time.perf_counter() - t, "reused": how.reused, **peak()}))
 """
 
-JOB = """
+JOB = PEAK + """
 import json, sys
 from beatsync import pipeline
 video, song, out, root = sys.argv[1:5]
@@ -49,20 +58,17 @@ r = pipeline.process(video, song, out, song_cache=root)
 t = r.timings
 print(json.dumps({"reused": r.song_analysis.reused, "song_analysis": t["song_analysis"][1] - t["song_analysis"][0],
                   "inputs": t["inputs"][1] - t["inputs"][0], "analysis": t["analysis"][1] - t["analysis"][0],
-                  "seconds": r.seconds, "offset_s": r.variants["modular"].alignment.offset_s}))
+                  "seconds": r.seconds, "offset_s": r.variants["modular"].alignment.offset_s, **peak()}))
 """
 
 
 def run(code: str, *args: str) -> dict:
-    """Run ``code`` in a fresh Python; its JSON line, with its peak RSS (MB)."""
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    """Run ``code`` in a fresh Python; its JSON line (with its peak RSS, MB)."""
+    proc = subprocess.run([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True, check=False,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
     if proc.returncode != 0:
-        raise SystemExit(f"run failed ({proc.returncode}): {out[-2000:]}")
-    return {**json.loads(out.strip().splitlines()[-1]), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+        raise SystemExit(f"run failed ({proc.returncode}): {proc.stdout[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def make_inputs(folder: Path, song_s: float, class_s: float) -> tuple[Path, Path]:
