@@ -303,15 +303,19 @@ def beat_track(
     return 60.0 * frame_rate / period, refined / frame_rate
 
 
-def track_pair(fd: Features, fb: Features) -> tuple[float, np.ndarray, float, np.ndarray]:
+def track_pair(fd: Features, fb: Features, *, song_beats: tuple[float, np.ndarray] | None = None
+               ) -> tuple[float, np.ndarray, float, np.ndarray]:
     """Beats of a class recording and of its song: the song tracked freely, the class at the
     song's metrical level (its tempo is the song's times a practice-speed rate, 0.74-1.06).
+
+    ``song_beats``: the song's `beat_track` of ``fb.onset`` if already known (it depends on the song
+    alone), else tracked here.
 
     Returns
     -------
     tempo_dance, beats_dance, tempo_bgm, beats_bgm : BPM and beat times in seconds of each.
     """
-    tg, bg = beat_track(fb.onset, frame_rate=fb.frame_rate)
+    tg, bg = song_beats if song_beats is not None else beat_track(fb.onset, frame_rate=fb.frame_rate)
     limits = {"tempo_min": 0.74 * tg, "tempo_max": 1.06 * tg} if tg > 0 else {}
     td, bd = beat_track(fd.onset, frame_rate=fd.frame_rate, **limits)
     return td, bd, tg, bg

@@ -500,6 +500,20 @@ class BeatGrid(Closed):
     song: Beats
 
 
+class SongAnalysis(Closed):
+    """How a job got its song's analysis (the decoded song, its features, envelopes and beats): computed,
+    or reused from the song cache of the data directory (`beatsync.songcache`), which every job with
+    the same song file (the same bytes, whatever the upload) shares. Of the jobs that need a song at
+    once (a batch of takes with one song), exactly one computes it (``reused`` false), the others wait
+    for it and reuse it."""
+
+    key: str = Field(description="SHA-256 (hex) of the analysis version and the song file's bytes: the same "
+                     "for every job with the same song", json_schema_extra={"pattern": "^[0-9a-f]{64}$"})
+    reused: bool = Field(description="true: read from the song cache (another job computed it); false: this job "
+                         "computed it")
+    seconds: float = Field(description="how long this job took to get it, waiting for another job included")
+
+
 # ----------------------------------------------------------------------------- the pipeline's result
 
 
@@ -517,6 +531,8 @@ class _ProcessResult(Closed):
     options: Options
     timings: dict[str, tuple[float, float]] = Field({}, description="start and end (s) of each step")
     seconds: float
+    song_analysis: SongAnalysis | None = Field(None, description="how the song's analysis was got; null when the "
+                                               "job ran without a song cache (the command line)")
 
     @model_validator(mode="before")
     @classmethod
@@ -612,6 +628,7 @@ class JobOutcome(Closed):
     notices: list[Notice] = []
     seconds: float | None = None
     timings: dict[str, tuple[float, float]] = {}
+    song_analysis: SongAnalysis | None = None
 
     @classmethod
     def from_result(cls, result: _ProcessResult, *, rel, beatgrid: str | None = None) -> JobOutcome:
@@ -620,7 +637,7 @@ class JobOutcome(Closed):
         return cls(outputs={e: rel(p) for e, p in result.outputs().items()}, beatgrid=beatgrid,
                    variants={e: Variant(**v.model_dump(exclude={"output"})) for e, v in result.variants.items()},
                    trim=result.trim, agreement=result.agreement, warnings=result.warnings, notices=result.notices,
-                   seconds=result.seconds, timings=result.timings)
+                   seconds=result.seconds, timings=result.timings, song_analysis=result.song_analysis)
 
 
 class TaskRequest(Closed):
@@ -735,6 +752,10 @@ class _Status(Closed):
     trim: Trim | None = Field(None, description="the union of the variants' trims")
     variants: dict[Engine, Variant] = {}  # type: ignore[valid-type]
     seconds: float | None = Field(None, description="how long the job took")
+    song_analysis: SongAnalysis | None = Field(None, description="whether the job computed its song's analysis or "
+                                               "reused another job's: there as soon as the job has the song "
+                                               "(also when it fails later); null before, for a beat analysis, "
+                                               "and for a correction that decoded the song again")
     preview: Preview = Field(Preview(), description="the alignments known so far, for a sync preview: while a "
                              "process job runs, a first estimate and each method's alignment as soon as it is "
                              "known; a correction's from the start")
@@ -774,6 +795,7 @@ class _Status(Closed):
             inputs={role: InputInfo(name=i.name, size=i.size, duration_s=i.duration_s) for role, i in rec.inputs.items()},
             corrections=rec.corrections, options=rec.options, warnings=rec.warnings, notices=rec.notices,
             agreement=rec.agreement, trim=rec.trim, variants=rec.variants, seconds=rec.seconds, beats=rec.beats,
+            song_analysis=rec.song_analysis,
             preview=preview_of(rec), eta_s=eta, download=Downloads(**refs), status_url=status_url(rec.task_id),
             **{output_field(e): ref for e, ref in refs.items()})
 
@@ -886,7 +908,7 @@ __all__ = [
     "Alternative", "BeatGrid", "Beats", "ClassBeats", "Correction",
     "CorrectRequest", "Downloads", "Engine", "ErrorBody", "Estimate", "FileBeats", "Health", "InputInfo",
     "JobOutcome", "Notice", "OWNER_TOKEN_PATTERN", "OnsetBeats", "Options", "Preview", "ProcessRequest",
-    "ProcessResult", "RenderInfo", "RenderRequest", "Role", "Segment",
+    "ProcessResult", "RenderInfo", "RenderRequest", "Role", "Segment", "SongAnalysis",
     "Stage", "StageCode", "Status", "StoredInput", "StoredUpload", "Submitted", "TaskKind", "TaskList", "TaskRecord",
     "TaskRequest", "TaskStatus", "Trim", "UploadInfo", "Variant", "VariantResult", "align_stage", "check_variant",
     "download_url", "input_url", "media_type", "output_field", "parse", "preview_of", "render_stage", "status_url",

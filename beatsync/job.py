@@ -9,6 +9,10 @@ ffmpeg child killed by a signal (``ffmpeg_killed``: the kernel's out-of-memory k
 is no fault of the inputs: the job leaves ``crash.json`` and exits `EXIT_RETRY`, and the worker runs
 it again like a job process that died, within the attempt limit. If the worker's process dies,
 this process kills its whole group (itself and its ffmpeg children) within a second.
+
+The song comes from the data directory's song cache (`beatsync.songcache`): the jobs with the same
+song share its analysis, which one of them computes; the record's ``song_analysis`` says, as soon as
+the job has the song, whether this job computed it or reused it.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ import time
 import traceback
 from pathlib import Path
 
-from beatsync import estimate, pipeline
-from beatsync.contract import ErrorBody, JobOutcome, Preview, TaskKind, TaskRecord
+from beatsync import estimate, pipeline, songcache
+from beatsync.contract import ErrorBody, JobOutcome, Preview, SongAnalysis, TaskKind, TaskRecord
 from beatsync.errors import BeatSyncError
 from beatsync.tasks import Settings, Store, open_store
 from beatsync.tasks.interfaces import (
@@ -112,6 +116,11 @@ def run(store: Store, task_id: str, attempt: int) -> JobOutcome:
     def preview(p: Preview) -> None:  # each alignment as soon as it is known, for the page's sync preview
         write({"preview": p.model_dump(mode="json")})
 
+    def song(how: SongAnalysis) -> None:  # computed or reused: in the record at once (also if the job fails)
+        write({"song_analysis": how.model_dump(mode="json")})
+
+    songs = songcache.folder(store.root)  # shared by the jobs of every worker on this data directory
+
     paths = {role: folder / i.file for role, i in rec.inputs.items()}
     names = {p.name: rec.inputs[role].name for role, p in paths.items()}
     out = folder / "out" / str(attempt)  # one folder per attempt: a presumed-dead earlier run cannot touch it
@@ -129,12 +138,12 @@ def run(store: Store, task_id: str, attempt: int) -> JobOutcome:
             path = pipeline.output_path(str(out), str(paths["dance"]), variant)
             result = pipeline.render(str(paths["dance"]), str(paths["bgm"]), path, rec.render.alignment,
                                      variant=variant, options=rec.options, on_progress=progress,
-                                     on_preview=preview)
+                                     on_preview=preview, song_cache=songs, on_song=song)
             learn(store, minutes, result.timings, start_s=begun - (rec.started or begun))
             return JobOutcome.from_result(result, rel=rel)
         result = pipeline.process(str(paths["dance"]), str(paths["bgm"]), str(out), options=rec.options,
                                   on_progress=progress, beatgrid_path=str(out / "beatgrid.json"),
-                                  on_preview=preview)
+                                  on_preview=preview, song_cache=songs, on_song=song)
     except BeatSyncError as e:  # name the files as the user knows them, not as they are stored
         raise e.renamed(names) from None
     learn(store, minutes, result.timings, start_s=begun - (rec.started or begun))

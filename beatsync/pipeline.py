@@ -36,7 +36,7 @@ import soxr
 from beatsync import beatgrid, media
 from beatsync.align import Alignment
 from beatsync.align import align as run_engine
-from beatsync.align.lines import Signals
+from beatsync.align.lines import Signals, SongSide, song_side
 from beatsync.align.quick import QUICK, quick_alignment
 from beatsync.analysis import ANALYSIS_SR, Features, beat_track, features
 from beatsync.contract import (
@@ -50,6 +50,7 @@ from beatsync.contract import (
     Options,
     Preview,
     ProcessResult,
+    SongAnalysis,
     Stage,
     Trim,
     VariantResult,
@@ -60,6 +61,7 @@ from beatsync.contract import Alignment as AlignmentData
 from beatsync.errors import AlignmentError, MediaError
 from beatsync.messages import STAGES
 from beatsync.render_audio import track_blocks
+from beatsync.songcache import AnalysedSong, SongCache
 
 ProgressFn = Callable[[float, str, str], None]
 #: called with everything a sync preview can play so far, each time more is known (`Preview`)
@@ -126,6 +128,12 @@ class Inputs:
     bgm_y: np.ndarray  # mono, ANALYSIS_SR
     song: np.ndarray  # (channels, n) at song_sr: what gets rendered
     song_sr: int
+    #: what the analysis computes from the song alone, when already known (`load_inputs` with ``analyse_song``)
+    song_side: SongSide | None = None
+    #: how the song was got from the song cache (None without one)
+    song_analysis: SongAnalysis | None = None
+    #: when getting the song began and ended (`time.perf_counter`)
+    song_span: tuple[float, float] = (0.0, 0.0)
 
     @property
     def dance_path(self) -> str:
@@ -142,8 +150,25 @@ def check_extension(path: str, *, role: str) -> None:
                          file=Path(path).name, role=role)
 
 
+def check_sound(y: np.ndarray, path: str, *, role: str) -> None:
+    """A decoded sound (mono, ANALYSIS_SR) long and loud enough to analyse: else ``too_short``/``silent``."""
+    if len(y) < ANALYSIS_SR * 2:
+        raise MediaError("too_short", f"{Path(path).name}: the sound is shorter than 2 seconds.", file=Path(path).name)
+    if float(np.max(np.abs(y))) < 1e-4:
+        what = "class video" if role == "dance" else "song"
+        raise MediaError("silent", f"{Path(path).name}: the {what}'s sound is silent.", file=Path(path).name,
+                         role=role)
+
+
 #: the songs `_spilled` to files and mapped (weak references: while anything uses them)
 _SPILLED: list[weakref.ref] = []
+
+
+def _mapped_song(mapped: np.memmap) -> np.ndarray:
+    """A song mapped from a file, (n, channels) read-only: its pages are given back after use
+    (`release_memory`); as (channels, n)."""
+    _SPILLED.append(weakref.ref(mapped))
+    return mapped.T
 
 
 def _spilled(song: np.ndarray, folder: str) -> np.ndarray:
@@ -156,17 +181,14 @@ def _spilled(song: np.ndarray, folder: str) -> np.ndarray:
         with os.fdopen(fd, "wb") as f:
             rows.tofile(f)
         mapped = np.memmap(path, dtype=np.float32, mode="r", shape=rows.shape)
-        _SPILLED.append(weakref.ref(mapped))
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)
-    return mapped.T
+    return _mapped_song(mapped)
 
 
-def _decode_song(bgm_path: str, binfo: media.MediaInfo, spill_dir: str | None = None
-                 ) -> tuple[np.ndarray, int, np.ndarray]:
-    """The song at its own rate and channels (what gets rendered; kept in a file in ``spill_dir`` if
-    given, see `_spilled`), and mono at ANALYSIS_SR."""
+def _decode_song(bgm_path: str, binfo: media.MediaInfo) -> tuple[np.ndarray, int, np.ndarray]:
+    """The song at its own rate and channels (what gets rendered), and mono at ANALYSIS_SR."""
     song_sr = int(binfo.audio.sample_rate)
     song = media.decode_audio(bgm_path, sr=song_sr, mono=False, info=binfo)
     if song.ndim == 1:
@@ -176,50 +198,81 @@ def _decode_song(bgm_path: str, binfo: media.MediaInfo, spill_dir: str | None = 
     # mean over the channel axis walks them with a stride (0.45 s against 0.03 s for a 5-minute song)
     mono = song[0] if song.shape[0] == 1 else song.T @ np.full(song.shape[0], 1.0 / song.shape[0], np.float32)
     bgm_y = soxr.resample(mono, song_sr, ANALYSIS_SR, quality="HQ").astype(np.float32)
-    if spill_dir is not None:
-        song = _spilled(song, spill_dir)
     return song, song_sr, bgm_y
 
 
-def load_inputs(dance_path: str, bgm_path: str, progress: Progress, *, spill_dir: str | None = None) -> Inputs:
-    """Probe and decode both files (at once: two ffmpeg processes); ``spill_dir``: where the song to
-    render waits, out of memory, while the engines run (`_spilled`)."""
+def read_song(bgm_path: str, *, analyse: bool = True) -> AnalysedSong:
+    """Probe, decode and check the song, and (``analyse``) compute what the alignment needs of it alone
+    (`song_side`): all a job needs of its song, which the song cache keeps (`beatsync.songcache`)."""
+    binfo = media.probe(bgm_path)
+    media.require_audio(binfo, role="bgm")
+    song, song_sr, bgm_y = _decode_song(bgm_path, binfo)
+    check_sound(bgm_y, bgm_path, role="bgm")
+    side = song_side(bgm_y, sr=ANALYSIS_SR) if analyse else None
+    return AnalysedSong(song=song, sr=song_sr, bgm_y=bgm_y, side=side)
+
+
+def _get_song(bgm_path: str, *, cache: SongCache | None, analyse: bool, spill_dir: str | None
+              ) -> tuple[AnalysedSong, SongAnalysis | None]:
+    """The song for a job (`read_song`): with a ``cache`` from there (computed and kept there when
+    ``analyse``: the analysis is what an entry holds; else only if it is there already), otherwise
+    decoded here, kept out of memory in ``spill_dir`` if given (`_spilled`)."""
+    got = how = None
+    if cache is not None:
+        found = cache.get(bgm_path, lambda: read_song(bgm_path)) if analyse else cache.lookup(bgm_path)
+        if found is not None:
+            got, how = found
+    if got is None:
+        got = read_song(bgm_path, analyse=analyse)
+    if got.mapped is not None:
+        got.song = _mapped_song(got.mapped)
+    elif spill_dir is not None:
+        got.song = _spilled(got.song, spill_dir)
+    return got, how
+
+
+def load_inputs(dance_path: str, bgm_path: str, progress: Progress, *, spill_dir: str | None = None,
+                song_cache: SongCache | None = None, analyse_song: bool = False) -> Inputs:
+    """Probe and decode both files (at once: the song in a thread of its own); ``spill_dir``: where the
+    song to render waits, out of memory, while the engines run (`_spilled`). With ``analyse_song``,
+    what the analysis computes from the song alone too (``song_side``, for `Signals`), meanwhile.
+    ``song_cache``: where the song may already be, decoded and analysed by another job (and is kept
+    when it is analysed here); its mapped copy is then the one rendered."""
     check_extension(dance_path, role="dance")
     check_extension(bgm_path, role="bgm")
     progress(1, Stage.PROBE, "Reading the files")
     dinfo = media.probe(dance_path)
     media.require_video(dinfo)
     media.require_audio(dinfo, role="dance")
-    binfo = media.probe(bgm_path)
-    media.require_audio(binfo, role="bgm")
     progress(4, Stage.DECODE, "Decoding the sound")
     # the two decodes are independent (two ffmpeg processes): the song's in a thread of its own
     song_box: dict = {}
 
-    def decode_song() -> None:
+    def get_song() -> None:
+        t = time.perf_counter()
         try:
-            song_box["value"] = _decode_song(bgm_path, binfo, spill_dir)
+            song_box["value"] = _get_song(bgm_path, cache=song_cache, analyse=analyse_song, spill_dir=spill_dir)
         except BaseException as e:  # noqa: BLE001 - raised in the calling thread below
             song_box["error"] = e
+        song_box["span"] = (t, time.perf_counter())
 
-    worker = threading.Thread(target=decode_song, name="beatsync-decode-song")
+    worker = threading.Thread(target=get_song, name="beatsync-song")
     worker.start()
     try:
         dance_y = media.decode_audio(dance_path, sr=ANALYSIS_SR, mono=True, info=dinfo)
     finally:
         worker.join()
-    if "error" in song_box:
-        raise song_box["error"]
-    song, song_sr, bgm_y = song_box["value"]
-    for y, role, p in ((dance_y, "dance", dance_path), (bgm_y, "bgm", bgm_path)):
-        if len(y) < ANALYSIS_SR * 2:
-            raise MediaError("too_short", f"{Path(p).name}: the sound is shorter than 2 seconds.", file=Path(p).name)
-        if float(np.max(np.abs(y))) < 1e-4:
-            what = "class video" if role == "dance" else "song"
-            raise MediaError("silent", f"{Path(p).name}: the {what}'s sound is silent.", file=Path(p).name, role=role)
+    err = song_box.get("error")
+    if err is not None and not (isinstance(err, MediaError) and err.code in ("too_short", "silent")):
+        raise err
+    check_sound(dance_y, dance_path, role="dance")  # (the class video's sound first, then the song's)
+    if err is not None:
+        raise err
+    got, how = song_box["value"]
     release_memory()  # the decoders' growing buffers and the resampler's copies
     progress(12, Stage.DECODE, "Sound decoded")
-    return Inputs(dinfo, dance_y, bgm_y, song, song_sr)
+    return Inputs(dinfo, dance_y, got.bgm_y, got.song, got.sr, song_side=got.side, song_analysis=how,
+                  song_span=song_box["span"])
 
 
 def _fps(inp: Inputs) -> float | None:
@@ -503,20 +556,33 @@ def write_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
+#: called with how the song was got (`SongAnalysis`), as soon as the job has it
+SongFn = Callable[[SongAnalysis], None]
+
+
+def _song_cache(song_cache: SongCache | str | os.PathLike | None) -> SongCache | None:
+    return song_cache if isinstance(song_cache, SongCache) or song_cache is None else SongCache(song_cache)
+
+
 def render(dance_path: str, bgm_path: str, out_path: str, alignment: Alignment | AlignmentData | dict, *,
            variant: str | None = None, options: Options | dict | None = None,
-           on_progress: ProgressFn | None = None, on_preview: PreviewFn | None = None) -> ProcessResult:
+           on_progress: ProgressFn | None = None, on_preview: PreviewFn | None = None,
+           song_cache: SongCache | str | os.PathLike | None = None, on_song: SongFn | None = None) -> ProcessResult:
     """Render one video from a given alignment (a corrected result), skipping the analysis; the
     result has that one variant (``variant``, by default the alignment's engine). ``on_preview`` gets
-    the alignment (and the video's frame rate) once the inputs are read."""
+    the alignment (and the video's frame rate) once the inputs are read. ``song_cache``: the song
+    cache (`beatsync.songcache`, or its folder), where the decoded song may be already (it is not
+    analysed here, so nothing is kept); ``on_song`` is told when it was."""
     opts = Options.parse(options)
     if isinstance(alignment, AlignmentData):
         alignment = alignment.model_dump()
     al = alignment if isinstance(alignment, Alignment) else Alignment.from_dict(alignment)
     t0 = time.perf_counter()
     progress = Progress(on_progress)
-    inp = load_inputs(dance_path, bgm_path, progress)
+    inp = load_inputs(dance_path, bgm_path, progress, song_cache=_song_cache(song_cache))
     t_inputs = round(time.perf_counter() - t0, 3)
+    if on_song is not None and inp.song_analysis is not None:
+        on_song(inp.song_analysis)
     variant = variant or al.engine
     PreviewPublisher(on_preview, frame_rate=_fps(inp))(variant, al)
     progress(40, Stage.TRIM, "Finding where the music plays")
@@ -530,7 +596,8 @@ def render(dance_path: str, bgm_path: str, out_path: str, alignment: Alignment |
     return ProcessResult(
         variants={variant: VariantResult(alignment=al.to_dict(), render=rinfo, trim=trim, output=out_path)},
         trim=trim, warnings=list(al.warnings), notices=engine_notices(al, al.engine), options=opts,
-        timings={"inputs": (0.0, t_inputs), "render": (t_inputs, seconds)}, seconds=seconds)
+        timings={"inputs": (0.0, t_inputs), "render": (t_inputs, seconds)}, seconds=seconds,
+        song_analysis=inp.song_analysis)
 
 
 def engine_notices(al: Alignment, engine: str) -> list[Notice]:
@@ -749,7 +816,8 @@ class _Variants:
 
 def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | dict | None = None,
             on_progress: ProgressFn | None = None, beatgrid_path: str | None = None,
-            on_preview: PreviewFn | None = None) -> ProcessResult:
+            on_preview: PreviewFn | None = None, song_cache: SongCache | str | os.PathLike | None = None,
+            on_song: SongFn | None = None) -> ProcessResult:
     """Run the whole job; returns its `ProcessResult` (``python -m beatsync process`` prints it as the
     final status object).
 
@@ -764,16 +832,28 @@ def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | 
     ``on_preview`` gets what a sync preview can play (`Preview`) each time more is known: a first
     estimate right after the analysis (`beatsync.align.quick`, when it is clear), then each engine's
     alignment as soon as it has it, before its video is written.
+
+    The song is decoded and analysed (what the analysis computes from it alone: `song_side`) while
+    the class video's sound is decoded. With ``song_cache`` (a `SongCache` or its folder), the song
+    comes from there when another job has analysed it (the same file's bytes), else it is analysed
+    here and kept there (by one job of those asking at once, the others wait for it): the result's
+    ``song_analysis`` says which (`SongAnalysis`), ``on_song`` is told as soon as it is known, and
+    the result is the same either way. ``timings["song_analysis"]`` is the time it took.
     Raises `BeatSyncError` (with a one-line message) when nothing can be produced.
     """
     opts = Options.parse(options)
     t0 = time.perf_counter()
     progress = Progress(on_progress)
     os.makedirs(out_dir, exist_ok=True)
-    inp = load_inputs(dance_path, bgm_path, progress, spill_dir=out_dir)
+    inp = load_inputs(dance_path, bgm_path, progress, spill_dir=out_dir, song_cache=_song_cache(song_cache),
+                      analyse_song=True)
     t_inputs = round(time.perf_counter() - t0, 3)
+    if on_song is not None and inp.song_analysis is not None:
+        on_song(inp.song_analysis)
     progress(14, Stage.ANALYSE, "Analysing rhythm and harmony")
-    signals = Signals(inp.dance_y, inp.bgm_y, sr=ANALYSIS_SR)  # shared by both engines
+    # shared by both engines; the song's side already known
+    signals = Signals(inp.dance_y, inp.bgm_y, sr=ANALYSIS_SR, song=inp.song_side)
+    inp.song_side = None
     publish = PreviewPublisher(on_preview, frame_rate=_fps(inp))
     if on_preview is not None:  # first, on its own: the preview can play it seconds before the engines end
         quick = quick_alignment(signals)  # (its fine envelopes are the engines' too: computed once)
@@ -817,10 +897,12 @@ def process(dance_path: str, bgm_path: str, out_dir: str, *, options: Options | 
             err = job.failures[eng]
             warnings.append(f"{eng}: {err.message}")
             notices.append(Notice(code="engine_failed", params={"engine": eng, "error_code": err.code}))
-    timings = {"inputs": (0.0, t_inputs), "analysis": (t_inputs, t_analysis), **job.timings}
+    song_span = tuple(round(max(0.0, t - t0), 3) for t in inp.song_span)
+    timings = {"inputs": (0.0, t_inputs), "song_analysis": song_span, "analysis": (t_inputs, t_analysis),
+               **job.timings}
     result = ProcessResult(
         variants=variants, trim=union_trim(job.trims[e] for e in alignments), agreement=agree, warnings=warnings,
         notices=notices, options=opts, timings=dict(sorted(timings.items(), key=lambda kv: kv[1][0])),
-        seconds=round(time.perf_counter() - t0, 3))
+        seconds=round(time.perf_counter() - t0, 3), song_analysis=inp.song_analysis)
     progress(100, Stage.DONE, "Done")
     return result

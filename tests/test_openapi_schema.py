@@ -171,6 +171,7 @@ def test_every_route_answers_as_published(srv, doc, tmp_path, short_media):
     c = check("POST", "/api/process", 202, headers=own, json={**ids, "options": {"engines": "v2", "trim": False}}).json()
     pending = check("GET", f"/api/status/{a['task_id']}", 200).json()
     assert pending["status"] == "pending" and pending["queue_length"] == 3 and pending["modular_output"] is None
+    assert pending["song_analysis"] is None
     check("POST", "/api/process", 429, headers=own, json=ids)
     check("POST", f"/api/cancel/{c['task_id']}", 200, headers=own)  # a pending task ends at once
     check("POST", f"/api/cancel/{c['task_id']}", 409, headers=own)
@@ -244,6 +245,10 @@ def test_every_route_answers_as_published(srv, doc, tmp_path, short_media):
         assert failed["status"] == "failed" and failed["error_code"] == "song_not_found", failed
         beats = _wait(check, beats_task)
         assert beats["status"] == "success" and beats["kind"] == "beats" and beats["beats"]["beats_s"], beats
+        # each song analysed once (the song cache): by the first job that has it, also when that job fails
+        song_a, song_b = done["song_analysis"], failed["song_analysis"]
+        assert song_a["reused"] is False and song_b["reused"] is False and song_a["key"] != song_b["key"]
+        assert beats["song_analysis"] is None
         check("GET", f"/api/beatgrid/{beats_task}", 409)  # its result is in its status
         check("GET", "/api/health", 200)
 
@@ -277,11 +282,13 @@ def test_every_route_answers_as_published(srv, doc, tmp_path, short_media):
         check("POST", f"/api/rerun/{again['task_id']}", 409, headers=own)
         fixed = _wait(check, fix["task_id"])
         assert fixed["status"] == "success" and fixed["kind"] == "render", fixed
+        assert fixed["song_analysis"]["reused"] is True and fixed["song_analysis"]["key"] == song_a["key"]
         assert fixed["correction"]["nudge_ms"] == 20 and fixed["v2_output"] is None
         check("GET", f"/api/download/{fix['task_id']}/v2", 404)  # that variant was not rendered
         after = check("GET", f"/api/status/{tid}", 200).json()
         assert after["corrections"] == [fix["task_id"]]
-        _wait(check, again["task_id"])
+        rerun = _wait(check, again["task_id"])
+        assert rerun["song_analysis"]["reused"] is True and rerun["song_analysis"]["key"] == song_b["key"], rerun
     finally:
         rc = worker.stop(timeout=20)
     assert rc == 0, worker.log_hint()

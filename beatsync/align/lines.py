@@ -16,7 +16,7 @@ import scipy.fft
 import scipy.special
 import soxr
 
-from beatsync.analysis import Features, features, local_normalize, project_spectrogram, track_pair
+from beatsync.analysis import Features, beat_track, features, local_normalize, project_spectrogram, track_pair
 
 #: frame hop (samples at the analysis rate) of the fine onset envelopes used for beat-level work
 FINE_HOP = 128
@@ -78,11 +78,57 @@ def top_peaks(x: np.ndarray, k: int, sep: int) -> np.ndarray:
     return out[0] if np.ndim(x) == 1 else out
 
 
+@dataclass(frozen=True)
+class SongSide:
+    """What `Signals` computes from the song alone (`song_side`): its frame features, its fine onset
+    envelopes (`fine_envelope`) and its beats. Given to `Signals` when already known (a song that an
+    earlier job analysed, `beatsync.songcache`), so that nothing of the song is computed again."""
+
+    features: Features
+    envelope: np.ndarray  # (ENV_BANDS, n) float32
+    tempo_bpm: float
+    beats_s: np.ndarray  # seconds, `beat_track` of ``features.onset``
+
+
+def song_side(bgm: np.ndarray, *, sr: int) -> SongSide:
+    """The song's `SongSide`: exactly what a `Signals` without one computes from it."""
+    bgm = np.asarray(bgm, dtype=np.float32)
+    f = features(bgm, sr=sr)
+    tempo, beats = beat_track(f.onset, frame_rate=f.frame_rate)
+    return SongSide(features=f, envelope=fine_envelope(bgm, sr=sr), tempo_bpm=float(tempo), beats_s=beats)
+
+
+def fine_envelope(y: np.ndarray, *, sr: int) -> np.ndarray:
+    """Fine onset envelopes (hop FINE_HOP) of a recording: (ENV_BANDS, n), locally normalised.
+
+    Several bands rather than one sum: a repeated bar with the same drums but another melody
+    still differs in the upper bands.
+    """
+    n_fft = 1024
+    nb = n_fft // 2 + 1
+    edges = np.unique(np.geomspace(4, nb - 1, 25).astype(int))
+    bank = np.zeros((len(edges) - 1, nb), np.float32)
+    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        bank[i, a:b] = 1.0
+    bank[-1, edges[-1]:] = 1.0
+    lb, _ = project_spectrogram(y, bank, n_fft=n_fft, hop_length=FINE_HOP)
+    lb *= np.float32(1e4 / max(float(lb.max()), 1e-12))  # in place: an hour's bands are large
+    np.log1p(lb, out=lb)
+    groups = np.array_split(np.arange(lb.shape[0]), ENV_BANDS)
+    env = np.zeros((ENV_BANDS, lb.shape[1]), np.float32)
+    for k, g in enumerate(groups):  # the mean rise of each group's bands
+        for i in g:
+            env[k, 1:] += np.maximum(lb[i, 1:] - lb[i, :-1], 0)
+        env[k] /= len(g)
+    return local_normalize(env, width=int(0.5 * sr / FINE_HOP))
+
+
 class Signals:
     """Both recordings at the analysis rate, with what the engines need cached (safe to share between
-    threads: each cached item is computed once, by whichever thread asks first)."""
+    threads: each cached item is computed once, by whichever thread asks first). ``song``: what is
+    computed from the song alone, if already known (`SongSide`); the same numbers either way."""
 
-    def __init__(self, dance: np.ndarray, bgm: np.ndarray, *, sr: int):
+    def __init__(self, dance: np.ndarray, bgm: np.ndarray, *, sr: int, song: SongSide | None = None):
         self.sr = sr
         self.dance = np.asarray(dance, dtype=np.float32)
         self.bgm = np.asarray(bgm, dtype=np.float32)
@@ -92,6 +138,9 @@ class Signals:
         self._locks: dict = {}
         self._lock = threading.Lock()
         self._bgm_r: dict[tuple, np.ndarray] = {}  # song signals per (kind, rate), least recently used first
+        if song is not None:
+            self._cache.update({("features", "bgm"): song.features, ("envelope", "bgm"): song.envelope,
+                                "song_beats": (song.tempo_bpm, song.beats_s)})
 
     def _cached(self, key, compute):
         with self._lock:
@@ -105,9 +154,13 @@ class Signals:
                     self._cache[key] = value
         return self._cache[key]
 
+    def _signal(self, which: str) -> np.ndarray:
+        return self.dance if which == "dance" else self.bgm
+
     def features(self) -> tuple[Features, Features]:
-        """Frame features of (dance, bgm), computed once and shared by every engine."""
-        return self._cached("features", lambda: (features(self.dance, sr=self.sr), features(self.bgm, sr=self.sr)))
+        """Frame features of (dance, bgm), each computed once and shared by every engine."""
+        return tuple(self._cached(("features", w), lambda w=w: features(self._signal(w), sr=self.sr))
+                     for w in ("dance", "bgm"))
 
     def votes(self):
         """`beatsync.align.candidates.chunk_votes` of the features (or None), computed once: every engine
@@ -119,7 +172,14 @@ class Signals:
     def beats(self) -> tuple[float, np.ndarray, float, np.ndarray]:
         """`track_pair` of the features (dance tempo, beats, song tempo, beats), computed once: v2 and the
         beat-grid data both use it."""
-        return self._cached("beats", lambda: track_pair(*self.features()))
+        return self._cached("beats", lambda: track_pair(*self.features(), song_beats=self._song_beats()))
+
+    def _song_beats(self) -> tuple[float, np.ndarray]:
+        def compute():
+            fb = self.features()[1]
+            return beat_track(fb.onset, frame_rate=fb.frame_rate)
+
+        return self._cached("song_beats", compute)
 
     def _per_rate(self, kind: str, rate: float, compute) -> np.ndarray:
         """A song signal prepared for ``rate``: the last few of each kind are kept (each is a copy of
@@ -146,32 +206,8 @@ class Signals:
                               .astype(np.float32))
 
     def envelope(self, which: str) -> np.ndarray:
-        """Fine onset envelopes (hop FINE_HOP) of "dance" or "bgm": (ENV_BANDS, n), locally normalised.
-
-        Several bands rather than one sum: a repeated bar with the same drums but another melody
-        still differs in the upper bands.
-        """
-        def compute():
-            y = self.dance if which == "dance" else self.bgm
-            n_fft = 1024
-            nb = n_fft // 2 + 1
-            edges = np.unique(np.geomspace(4, nb - 1, 25).astype(int))
-            bank = np.zeros((len(edges) - 1, nb), np.float32)
-            for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
-                bank[i, a:b] = 1.0
-            bank[-1, edges[-1]:] = 1.0
-            lb, _ = project_spectrogram(y, bank, n_fft=n_fft, hop_length=FINE_HOP)
-            lb *= np.float32(1e4 / max(float(lb.max()), 1e-12))  # in place: an hour's bands are large
-            np.log1p(lb, out=lb)
-            groups = np.array_split(np.arange(lb.shape[0]), ENV_BANDS)
-            env = np.zeros((ENV_BANDS, lb.shape[1]), np.float32)
-            for k, g in enumerate(groups):  # the mean rise of each group's bands
-                for i in g:
-                    env[k, 1:] += np.maximum(lb[i, 1:] - lb[i, :-1], 0)
-                env[k] /= len(g)
-            return local_normalize(env, width=int(0.5 * self.sr / FINE_HOP))
-
-        return self._cached(("envelope", which), compute)
+        """`fine_envelope` of "dance" or "bgm", computed once."""
+        return self._cached(("envelope", which), lambda: fine_envelope(self._signal(which), sr=self.sr))
 
     def envelope_warped(self, rate: float) -> np.ndarray:
         """The BGM's envelopes moved onto the dance time scale for ``rate`` (frame k <- BGM time k * rate / fs)."""
@@ -206,7 +242,7 @@ class Signals:
         """The waveform of "dance" or "bgm" at LOW_SR (the band that carries most music, for cheap
         waveform comparisons)."""
         return self._cached(("low", which), lambda: soxr.resample(
-            self.dance if which == "dance" else self.bgm, self.sr, LOW_SR, quality="LQ").astype(np.float32))
+            self._signal(which), self.sr, LOW_SR, quality="LQ").astype(np.float32))
 
     def compared(self, kind: str, rate: float) -> tuple[np.ndarray, np.ndarray, float]:
         """What a `Method` of ``kind`` compares for a line at ``rate``: (dance signal, song signal on

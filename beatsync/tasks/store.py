@@ -13,6 +13,7 @@ Layout of the data directory::
     uploads/<file_id>/data.ext an uploaded file (user-supplied names are kept as data, never as paths)
     tasks/<task_id>/in/        the job's inputs (hard links to the uploads)
     tasks/<task_id>/out/<n>/   the outputs of attempt n (only the last attempt's are kept)
+    cache/songs/<key>/         a song decoded and analysed once for every job that has it (`beatsync.songcache`)
 
 A record is plain JSON-able data (`beatsync.contract.TaskRecord` describes it); the store reads and
 writes only its scheduling fields (status, progress, stage, message, attempts, ...) and passes the

@@ -17,7 +17,8 @@ the kernel's word, `beatsync.tasks.oom`).
 `Maintenance` (one per worker process) registers the process as alive, takes over tasks whose
 worker stopped heartbeating (a killed server or worker process): they run again, up to
 ``max_attempts`` runs, then fail; re-sends queued tasks whose queue message was lost; and deletes
-finished tasks, uploads and stray folders after the TTL.
+finished tasks, uploads and stray folders after the TTL, and the entries of the data directory's
+caches (`beatsync.cachedir`: the songs jobs share) unused for as long.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from beatsync import cachedir
 from beatsync.contract import FAILED, PROCESSING, SUCCESS, Stage
 from beatsync.errors import BeatSyncError
 from beatsync.messages import stage_text, task_error
@@ -399,6 +401,7 @@ class Maintenance:
             store.expire(task_id)
         for file_id in store.uploads_before(now - s.ttl_s):
             store.remove_upload(file_id)
+        cachedir.expire_all(store.root, before=now - s.ttl_s)  # (the songs the jobs shared, `beatsync.songcache`)
         self._remove_strays(now)
 
     def _remove_strays(self, now: float) -> None:
