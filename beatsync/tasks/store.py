@@ -43,6 +43,7 @@ _STARTED = ("registry", "started")  # task_id -> {"worker", "attempt"}
 _FINISHED = ("registry", "finished")  # task_id -> finished time
 _UPLOADS = ("registry", "uploads")  # file_id -> created time
 _WORKERS = ("registry", "workers")  # worker process id -> {"host", "pid", "threads", "seen"}
+_BATCHES = ("registry", "batches")  # batch_id -> created time
 
 
 def new_id() -> str:
@@ -73,6 +74,10 @@ def _upload_key(file_id: str) -> tuple:
     return ("upload", file_id)
 
 
+def _batch_key(batch_id: str) -> tuple:
+    return ("batch", batch_id)
+
+
 # ---------------------------------------------------------------------- record transitions
 # The state changes of a task record, shared by both stores (each applies them inside its own
 # transaction): pending -> processing (claim) -> success | failed, or back to pending (requeue).
@@ -83,7 +88,11 @@ def new_record(fields: dict, now: float) -> dict:
             "message": stage_text(Stage.QUEUED), "created": now, "updated": now, "attempts": 0, "history": []}
 
 
-def busy(queued: int) -> BeatSyncError:
+def busy(queued: int, asked: int = 1) -> BeatSyncError:
+    """The queue (``queued`` waiting) has no room for ``asked`` more tasks (a batch's, all or none)."""
+    if asked > 1:
+        return BeatSyncError("busy", task_error("busy_batch", queued=queued, asked=asked), queued=queued,
+                             asked=asked)
     return BeatSyncError("busy", task_error("busy", queued=queued), queued=queued)
 
 
@@ -164,7 +173,7 @@ class TaskStore:
         return self.cache.get(_task_key(task_id), retry=True)
 
     def is_gone(self, task_id: str) -> bool:
-        """True when the task existed and expired (so a client can be told so)."""
+        """True when the task (or batch) existed and expired (so a client can be told so)."""
         return self.cache.get(_gone_key(task_id), retry=True) is not None
 
     def queue_length(self) -> int:
@@ -185,15 +194,28 @@ class TaskStore:
 
     def create(self, record: dict, *, queue_max: int) -> dict:
         """Store a new pending task and put it at the back of the queue; ``busy`` when the queue is full."""
-        record = new_record(record, time.time())
+        return self._create([record], queue_max=queue_max)[0]
+
+    def create_batch(self, batch: dict, records: list[dict], *, queue_max: int) -> list[dict]:
+        """Store a batch and its new pending tasks, queued in their order, in one transaction: all of
+        them or none (``busy`` when the queue has no room for every one)."""
+        return self._create(records, queue_max=queue_max, batch=batch)
+
+    def _create(self, records: list[dict], *, queue_max: int, batch: dict | None = None) -> list[dict]:
+        now = time.time()
+        records = [new_record(r, now) for r in records]
         with self.cache.transact(retry=True):
             n = self.cache.get(_QLEN, 0)
-            if n >= queue_max:
-                raise busy(n)
-            record["queue_key"] = self.cache.push(record["task_id"], prefix=_QUEUE)
-            self.cache.set(_task_key(record["task_id"]), record)
-            self.cache.set(_QLEN, n + 1)
-        return record
+            if n + len(records) > queue_max:
+                raise busy(n, len(records))
+            for record in records:
+                record["queue_key"] = self.cache.push(record["task_id"], prefix=_QUEUE)
+                self.cache.set(_task_key(record["task_id"]), record)
+            self.cache.set(_QLEN, n + len(records))
+            if batch is not None:
+                self.cache.set(_batch_key(batch["batch_id"]), batch)
+                self._registry_set(_BATCHES, batch["batch_id"], batch["created"])
+        return records
 
     def update(self, task_id: str, fn: Callable[[dict], bool | None]) -> dict | None:
         """Apply ``fn(record)`` atomically; the change is stored unless ``fn`` returns False."""
@@ -308,6 +330,27 @@ class TaskStore:
             self._registry_del(_FINISHED, task_id)
             self.cache.set(_gone_key(task_id), time.time(), expire=7 * 86400)
         shutil.rmtree(self.task_dir(task_id), ignore_errors=True)
+
+    # ------------------------------------------------------------------ batches
+
+    def get_batch(self, batch_id: str) -> dict | None:
+        return self.cache.get(_batch_key(batch_id), retry=True)
+
+    def batches_before(self, t: float) -> list[str]:
+        return [bid for bid, ct in self.cache.get(_BATCHES, {}, retry=True).items() if ct < t]
+
+    def expire_batch(self, batch_id: str) -> bool:
+        """Forget a batch once none of its tasks has a record any more (they expired); True when it
+        did (leaves a marker, as `expire` does, so its id reads as expired)."""
+        with self.cache.transact(retry=True):
+            batch = self.cache.get(_batch_key(batch_id))
+            if batch is not None and any(self.cache.get(_task_key(t)) is not None for t in batch["task_ids"]):
+                return False
+            self.cache.delete(_batch_key(batch_id))
+            self._registry_del(_BATCHES, batch_id)
+            if batch is not None:
+                self.cache.set(_gone_key(batch_id), time.time(), expire=7 * 86400)
+        return batch is not None
 
     def resend_lost(self, older_than_s: float) -> int:
         """Nothing to do: here the queue lives in the same transaction as the records, so a pending task
