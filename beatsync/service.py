@@ -385,6 +385,11 @@ class BeatSync:
         inputs = {role: (self._stored(m), m) for role, m in (("dance", dance), ("bgm", bgm))}
         return self._create(inputs, Options.parse(options), owner=tokens[0])
 
+    @property
+    def max_takes(self) -> int:
+        """The most class videos one batch may hold here: `MAX_TAKES`, or the queue's size if smaller."""
+        return min(MAX_TAKES, self.settings.queue_max)
+
     def submit_batch(self, dance_file_ids: list[str], bgm_file_id: str, options: Options | dict | None = None, *,
                      owner: str | list[str] | None = None) -> BatchSubmitted:
         """Queue one job per class video, all with the same song and options: several groups filmed
@@ -396,7 +401,7 @@ class BeatSync:
         (``batch_id``)."""
         if isinstance(dance_file_ids, str | bytes) or not isinstance(dance_file_ids, list | tuple):
             raise BeatSyncError("bad_request", "dance_file_ids must be a list of uploads.", field="dance_file_ids")
-        ids = check_takes(list(dance_file_ids), limit=min(MAX_TAKES, self.settings.queue_max))
+        ids = check_takes(list(dance_file_ids), limit=self.max_takes)
         tokens = _owner.tokens_of(owner)
         n = len(ids)
         dances = []
