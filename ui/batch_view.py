@@ -29,6 +29,8 @@ from ui.task_view import (
     status_detail,
 )
 
+TAKES_PER_ROW = 3
+
 
 def start(svc: BeatSync, dances: list, song, options: dict) -> tuple[str, dict]:
     """Store the class video(s) and the song (Streamlit ``UploadedFile`` objects) and queue their job:
@@ -125,8 +127,11 @@ def page(svc: BeatSync, batch_id: str) -> None:
         st.progress(min(1.0, b.progress / 100.0))
     zip_section(svc, b)
     numbers = {tid: i + 1 for i, tid in enumerate(b.task_ids)}
-    for s in b.tasks:
-        take_block(svc, s, numbers[s.task_id])
+    per_row = min(TAKES_PER_ROW, len(b.tasks)) or 1  # (side by side on a wide screen; a phone stacks them)
+    for row in range(0, len(b.tasks), per_row):
+        for col, s in zip(st.columns(per_row), b.tasks[row:row + per_row], strict=False):
+            with col:
+                take_block(svc, s, numbers[s.task_id])
     unfinished = {s.task_id: (s.status, round(s.progress)) for s in b.tasks if s.status not in FINISHED}
     if unfinished:
         refresh_on_change(svc, unfinished)
