@@ -140,6 +140,8 @@ def test_three_class_videos_in_one_go(browser, server, takes, tmp_path):
     page.get_by_role("link", name="Take 2: group2.mp4").click()
     page.wait_for_url(re.compile(rf"/task\?task={task_ids[1]}$"), timeout=TIMEOUT_MS)
     expect(page.get_by_role("heading", name="Result", exact=True)).to_be_visible()
+    back = page.get_by_role("link", name="All the takes synced with this one")  # and back to the batch
+    expect(back).to_have_attribute("href", re.compile(rf"(^|/)batch\?batch={batch_id}$"))
 
     # on a phone, in Chinese: nothing reaches past the screen's width
     phone = new_page(browser, locale="zh-CN", viewport={"width": 390, "height": 844})

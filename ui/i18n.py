@@ -202,6 +202,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "task.corrections": ("Corrected results", "修正后的结果"),
     "task.correction_of": ("Correction of {variant}: {what}", "{variant} 的修正：{what}"),
     "task.source": ("Original job", "原任务"),
+    "task.batch": ("All the takes synced with this one", "和这个视频一起同步的全部视频"),
     "task.chosen": ("chosen", "已选"),
     "plot.onset": ("Class recording: onset strength", "课堂录音：起音强度"),
     "plot.class_beats": ("Class recording: onsets on the song's beats", "课堂录音：歌曲节拍处的起音"),
