@@ -5,7 +5,10 @@ Every state change is one diskcache transaction (an SQLite write transaction, so
 across processes): a pending task is pulled from the queue and marked ``processing`` by exactly
 one worker; a worker only writes to a task while it still holds that task's current attempt, so a
 worker that was presumed dead cannot overwrite the run that replaced it. The cache never evicts
-(``eviction_policy="none"``): records leave only through `expire`.
+(``eviction_policy="none"``): records leave only through `expire`. A batch (several class videos
+submitted with one song) is a record of its own, stored with its tasks in the same transaction
+(`create_batch`: all of them or none), and forgotten once the last of its tasks has expired
+(`expire_batch`).
 
 Layout of the data directory::
 
