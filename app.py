@@ -21,6 +21,7 @@ if __name__ == "__main__":  # the UI script run
     pages = [
         st.Page("views/upload.py", title=t("nav.upload"), icon="🎵", url_path="upload", default=True),
         st.Page("views/task.py", title=t("nav.task"), icon="🎬", url_path="task"),
+        st.Page("views/batch.py", title=t("nav.batch"), icon="👯", url_path="batch"),
         st.Page("views/tasks.py", title=t("nav.tasks"), icon="🗂️", url_path="tasks"),
         st.Page("views/explore.py", title=t("nav.explore"), icon="🥁", url_path="explore"),
     ]

@@ -179,6 +179,16 @@ def input_url(task_id: str, role: str) -> str:
     return f"{API_PREFIX}/task/{task_id}/input/{role}"
 
 
+def batch_url(batch_id: str) -> str:
+    """A batch's status (its takes' tasks)."""
+    return f"{API_PREFIX}/batch/{batch_id}"
+
+
+def batch_zip_url(batch_id: str) -> str:
+    """The ZIP of a batch's finished results."""
+    return f"{API_PREFIX}/batch/{batch_id}/zip"
+
+
 # ----------------------------------------------------------------------------- error codes
 
 #: the error codes a client can meet (an `ErrorBody`'s or a failed `Status`'s ``error_code``), with what
@@ -189,6 +199,8 @@ ERROR_CODES: dict[str, str] = {
     "bad_request": "malformed request (JSON, multipart, a missing field, an unknown upload `role`)",
     "bad_id": "an id that is not a canonical uuid4",
     "bad_option": "an option of the wrong type or out of range (`field`)",
+    "too_many_takes": "more class videos in one batch than allowed (`limit`: 10, or the server's queue size if "
+                      "smaller)",
     "bad_variant": "a result name other than the engines'",
     "unsupported_media_type": "an upload that is not multipart/form-data, a body that is not JSON",
     "unsupported_type": "a file type (extension) that is not accepted",
@@ -206,9 +218,11 @@ ERROR_CODES: dict[str, str] = {
     "no_video": "no picture in the class video's slot (an upload with `role` dance, or a submission)",
     # tasks and files
     "not_found": "no such task (or API route)",
-    "expired": "the task's results were deleted after their time",
+    "batch_not_found": "no such batch (several class videos submitted with one song)",
+    "expired": "the task's (or the batch's) results were deleted after their time",
     "file_not_found": "an upload is unknown or expired",
-    "not_ready": "the task has not finished successfully (nothing to download or correct yet)",
+    "not_ready": "the task has not finished successfully (nothing to download or correct yet); for a batch's "
+                 "ZIP: none of its takes has a result yet",
     "no_output": "that engine could not place the song: no such result",
     "no_input": "the task's input file (`role`: dance, the class video, or bgm, the song) is not there (any "
                 "more): nothing for a sync preview to play",
@@ -653,6 +667,8 @@ class TaskRequest(Closed):
     corrections: list[str] = Field([], description="the corrected renders made from this task")
     owner_hash: str | None = Field(None, description="sha256 (hex) of the owner token that may cancel, rerun and "
                                    "correct the task; private: never in a public answer (None: nobody may)")
+    batch_id: str | None = Field(None, description="the batch this task is a take of (several class videos "
+                                 "submitted with one song)")
 
 
 class TaskRecord(TaskRequest, JobOutcome):
@@ -732,6 +748,8 @@ class _Status(Closed):
     attempts: int
     rerun_of: str | None = Field(description="the task this one runs again (with the same inputs, or with its "
                                   "class video and another song)")
+    batch_id: str | None = Field(None, description="the batch this task is a take of (`GET /api/batch/{batch_id}`)",
+                                 json_schema_extra={"format": "uuid"})
     kind: TaskKind
     correction: Correction | None = Field(None, description="kind render: what it corrects")
     progress: Annotated[float, Field(ge=0, le=100)] = Field(description="0..100, never goes down")
@@ -786,7 +804,7 @@ class _Status(Closed):
         return cls(
             task_id=rec.task_id, status=rec.status, message=rec.message, stage=rec.stage,
             stage_params=rec.stage_params, created=rec.created, updated=rec.updated, started=rec.started,
-            finished=rec.finished, attempts=rec.attempts, rerun_of=rec.rerun_of, kind=rec.kind,
+            finished=rec.finished, attempts=rec.attempts, rerun_of=rec.rerun_of, batch_id=rec.batch_id, kind=rec.kind,
             correction=rec.correction, progress=round(rec.progress, 1),
             error=rec.error if failed else None, error_code=rec.error_code if failed else None,
             error_params=rec.error_params if failed else {},
@@ -826,20 +844,67 @@ Status = create_model(
 # ----------------------------------------------------------------------------- the JSON API's other bodies
 
 
+#: the most class videos one batch may hold (`ProcessRequest.dance_file_ids`); a server whose queue is
+#: smaller takes at most its queue's size
+MAX_TAKES = 10
+
+
+def check_takes(file_ids: list[str], *, limit: int = MAX_TAKES) -> list[str]:
+    """A batch's class-video uploads as given, if there are 1 to ``limit`` of them, each once; else
+    `BeatSyncError` ``bad_request`` (none, one listed twice) or ``too_many_takes`` (``limit``)."""
+    if not file_ids:
+        raise BeatSyncError("bad_request", "dance_file_ids lists no class video: give one or more uploads.",
+                            field="dance_file_ids")
+    if len(file_ids) > limit:
+        raise BeatSyncError("too_many_takes", f"{len(file_ids)} class videos were sent; one batch takes at most "
+                            f"{limit}.", limit=limit, count=len(file_ids))
+    seen = set()
+    for i, fid in enumerate(file_ids):
+        if fid in seen:
+            raise BeatSyncError("bad_request", f"dance_file_ids lists the same upload twice (take {i + 1}).",
+                                field="dance_file_ids", take=i + 1, takes=len(file_ids))
+        seen.add(fid)
+    return list(file_ids)
+
+
+_UUID = {"format": "uuid"}
+
+
 class ProcessRequest(BaseModel):
-    """``POST /api/process``: two uploads and the options (an unknown field is refused: a misspelt
-    ``options`` must not silently give the defaults)."""
+    """``POST /api/process``: the class video's upload (``dance_file_id``), or several class videos
+    of one routine (``dance_file_ids``: a batch, one task per take), the song's upload, and the
+    options (an unknown field is refused: a misspelt ``options`` must not silently give the
+    defaults)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    dance_file_id: str = Field(description="the class video's upload", json_schema_extra={"format": "uuid"})
-    bgm_file_id: str = Field(description="the song's upload", json_schema_extra={"format": "uuid"})
+    dance_file_id: str | None = Field(None, description="the class video's upload (or `dance_file_ids`, not both)",
+                                      json_schema_extra=_UUID)
+    dance_file_ids: list[Annotated[str, Field(json_schema_extra=_UUID)]] | None = Field(
+        None, description=f"several class videos of the same routine with the one song (groups filmed one after "
+        f"the other): one task per video, answered as a batch; 1 to {MAX_TAKES}, each once",
+        json_schema_extra={"minItems": 1, "maxItems": MAX_TAKES})
+    bgm_file_id: str = Field(description="the song's upload", json_schema_extra=_UUID)
     options: Options | None = None
 
     @field_validator("options", mode="before")
     @classmethod
     def _options(cls, v):
         return Options.parse(v)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> ProcessRequest:
+        """Exactly one of ``dance_file_id`` and ``dance_file_ids`` (`BeatSyncError`, so that the API
+        answers with its own code and words)."""
+        if self.dance_file_id is not None and self.dance_file_ids is not None:
+            raise BeatSyncError("bad_request", "Send either dance_file_id (one class video) or dance_file_ids "
+                                "(several), not both.", field="dance_file_ids")
+        if self.dance_file_id is None and self.dance_file_ids is None:
+            raise BeatSyncError("bad_request", "Missing field(s): dance_file_id (or dance_file_ids).",
+                                missing=["dance_file_id"])
+        if self.dance_file_ids is not None:
+            check_takes(self.dance_file_ids)
+        return self
 
 
 class CorrectRequest(BaseModel):
@@ -874,6 +939,60 @@ class TaskList(Closed):
     tasks: list[Status] = Field(description="their status objects, newest first (expired ones are left out)")
 
 
+class BatchSubmitted(Closed):
+    """A batch's answer (``POST /api/process`` with ``dance_file_ids``): one pending task per class
+    video, in the order given."""
+
+    batch_id: str = Field(json_schema_extra=_UUID)
+    task_ids: list[Annotated[str, Field(json_schema_extra=_UUID)]]
+    status: Literal["pending"] = "pending"
+    message: str
+    batch_url: str = Field(description="the batch's status: `GET /api/batch/{batch_id}`")
+    status_urls: list[str] = Field(description="each task's status, in the order of `task_ids`")
+    owner_token: str = _OWNER_TOKEN
+
+
+class BatchRecord(Closed):
+    """A batch as the stores hold it (its owner as a hash, never the token). It is removed once all its
+    tasks have expired."""
+
+    batch_id: str
+    task_ids: list[str]
+    created: float
+    owner_hash: str | None = None
+    song: str = Field(description="the song's name, as uploaded")
+
+
+class BatchFile(Closed):
+    """One file of a batch's ZIP: a take's result."""
+
+    name: str = Field(description="its name in the ZIP: the class video's name and the method "
+                      "(`group2_modular.mp4`), unique in the ZIP")
+    task_id: str = Field(json_schema_extra=_UUID)
+    variant: Engine  # type: ignore[valid-type]
+
+
+class BatchStatus(Closed):
+    """A batch's status (``GET /api/batch/{batch_id}``): each take's status object, in the order the
+    class videos were given, and what its ZIP holds now."""
+
+    batch_id: str = Field(json_schema_extra=_UUID)
+    created: float
+    song: str = Field(description="the song's name, as uploaded")
+    task_ids: list[Annotated[str, Field(json_schema_extra=_UUID)]] = Field(
+        description="every take's task, in order (an expired one is in `zip_missing` and not in `tasks`)")
+    tasks: list[Status] = Field(description="each take's status object (in the reader's language)")  # type: ignore[valid-type]
+    counts: dict[TaskStatus, int] = Field(description="how many takes are in each status")
+    finished: bool = Field(description="every take has ended (success or failed)")
+    progress: Annotated[float, Field(ge=0, le=100)] = Field(description="the takes' mean progress")
+    zip_url: str = Field(description="`GET` it for a ZIP of the finished results (409 `not_ready` while none is)")
+    zip_files: list[BatchFile] = Field(description="what the ZIP holds now")
+    zip_missing: list[Annotated[str, Field(json_schema_extra=_UUID)]] = Field(
+        description="the takes with no result in the ZIP (yet): pending, processing, failed or expired")
+    batch_url: str
+    language: str = Field("en", description="the language of the tasks' messages and errors")
+
+
 class Health(Closed):
     """Workers alive, queue, free disk. The counts are null when the task store cannot be reached."""
 
@@ -902,14 +1021,15 @@ class ErrorBody(Closed):
 
 
 __all__ = [
-    "API_PREFIX", "DANCE_EXTS", "DEFAULT_ENGINE", "ENGINES", "ERROR_CODES", "FAILED", "FILLS", "FINISHED",
-    "INPUT_ROLES", "MEDIA_TYPES", "MODULAR", "PENDING",
+    "API_PREFIX", "BatchFile", "BatchRecord", "BatchStatus", "BatchSubmitted", "DANCE_EXTS", "DEFAULT_ENGINE", "ENGINES", "ERROR_CODES", "FAILED", "FILLS", "FINISHED",
+    "INPUT_ROLES", "MAX_TAKES", "MEDIA_TYPES", "MODULAR", "PENDING",
     "PROCESSING", "SONG_EXTS", "V2", "STAGE_CODES", "SUCCESS", "UPLOAD_MEDIA_ERRORS", "Agreement", "Alignment",
     "Alternative", "BeatGrid", "Beats", "ClassBeats", "Correction",
     "CorrectRequest", "Downloads", "Engine", "ErrorBody", "Estimate", "FileBeats", "Health", "InputInfo",
     "JobOutcome", "Notice", "OWNER_TOKEN_PATTERN", "OnsetBeats", "Options", "Preview", "ProcessRequest",
     "ProcessResult", "RenderInfo", "RenderRequest", "Role", "Segment", "SongAnalysis",
     "Stage", "StageCode", "Status", "StoredInput", "StoredUpload", "Submitted", "TaskKind", "TaskList", "TaskRecord",
-    "TaskRequest", "TaskStatus", "Trim", "UploadInfo", "Variant", "VariantResult", "align_stage", "check_variant",
+    "TaskRequest", "TaskStatus", "Trim", "UploadInfo", "Variant", "VariantResult", "align_stage", "batch_url",
+    "batch_zip_url", "check_takes", "check_variant",
     "download_url", "input_url", "media_type", "output_field", "parse", "preview_of", "render_stage", "status_url",
 ]

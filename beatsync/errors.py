@@ -37,6 +37,11 @@ class BeatSyncError(Exception):
             params = {k: (v.replace(stored, shown) if isinstance(v, str) else v) for k, v in params.items()}
         return _rebuild(type(self), self.code, msg, params)
 
+    def prefixed(self, prefix: str, **params) -> BeatSyncError:
+        """The same error with ``prefix`` before its message and ``params`` added (which of several
+        files it is about)."""
+        return _rebuild(type(self), self.code, prefix + self.message, {**self.params, **params})
+
     def to_dict(self) -> dict:
         return {"error": self.message, "error_code": self.code, **({"error_params": self.params} if self.params else {})}
 

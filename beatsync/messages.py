@@ -98,6 +98,8 @@ def stage_text(stage: str, **params) -> str:
 # errors carry their own English, which names the exact problem).
 ERRORS_EN = {
     "busy": "BeatSync is busy: {queued} jobs are already waiting. Please try again in a few minutes.",
+    "busy_batch": "BeatSync is busy: {queued} jobs are already waiting, so there is no room for the {asked} class "
+                  "videos of this batch. Please try again in a few minutes, or send fewer at a time.",
     "store_unavailable": "BeatSync cannot reach its task store (Redis) just now. Please try again in a minute.",
     "bad_id": "{value} is not a valid {what} id.",
     "cancelled": "The job was cancelled.",
@@ -160,6 +162,11 @@ ERRORS_ZH = {
     "bad_variant": "结果名称只能是 modular 或 v2。",
     "not_found": "没有这个任务：请检查链接，或者开始一个新任务。",
     "expired": "这个任务的结果已过期并被删除，请重新上传文件。",
+    "expired_batch": "这批任务的结果已过期并被删除，请重新上传文件。",
+    "batch_not_found": "没有这批任务：请检查链接，或者重新上传视频和歌曲。",
+    "too_many_takes": "一批最多只能有 {limit} 个课堂视频（这次有 {count} 个），请分几批提交。",
+    "not_ready_batch": "这批任务还没有完成的结果，暂时无法下载 ZIP。",
+    "busy_batch": "BeatSync 正忙：已有 {queued} 个任务在排队，放不下这批的 {asked} 个视频。请过几分钟再试，或者分几批提交。",
     "file_not_found": "找不到上传的文件（上传的文件只保留一段时间），请重新上传。",
     "not_ready": "这个任务还没有成功完成，暂时没有可下载的结果。",
     "no_output": "这个任务没有 {variant} 结果（这种方法没能定位歌曲），请下载另一个结果。",
@@ -246,14 +253,29 @@ def _error_params(params: Mapping | None, lang: str = "en") -> dict:
 
 
 def _zh_key(code: str, params: Mapping | None) -> str:
-    """The Chinese template of ``code`` that fits its params (a truncated file: how much plays)."""
+    """The Chinese template of ``code`` that fits its params (a truncated file: how much plays; an error
+    about a batch rather than a task: ``what`` batch; a full queue for a whole batch: ``asked``)."""
+    p = params or {}
     if code == "truncated":
-        p = params or {}
         if not p.get("playable_s"):
             return "truncated_none"
         if not p.get("duration_s"):
             return "truncated_part"
+    if (p.get("what") == "batch" or (code == "busy" and "asked" in p)) and f"{code}_batch" in ERRORS_ZH:
+        return f"{code}_batch"
     return code
+
+
+#: which of a batch's class videos an error is about (``error_params`` ``take``, ``takes``)
+TAKE = ("Class video {take} of {takes}: ", "第 {take} 个课堂视频（共 {takes} 个）：")
+
+
+def take_prefix(lang: str, params: Mapping | None) -> str:
+    """What goes before an error about one of a batch's class videos ("" for any other error)."""
+    p = params or {}
+    if not isinstance(p.get("take"), int) or not isinstance(p.get("takes"), int):
+        return ""
+    return _fill(in_language(TAKE, lang), p) or ""
 
 
 def error_message(code: str | None, lang: str, *, params: Mapping | None = None, fallback: str = "") -> str:
@@ -261,7 +283,7 @@ def error_message(code: str | None, lang: str, *, params: Mapping | None = None,
     if lang == "zh" and code in ERRORS_ZH:
         text = _fill(ERRORS_ZH[_zh_key(code, params)], _error_params(params, lang))
         if text:
-            return text
+            return take_prefix(lang, params) + text
     return fallback or (code or "")
 
 

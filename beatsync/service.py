@@ -10,7 +10,9 @@ included, runs in a worker, never in the web process.
 
 What it takes and gives are the contract's models (`beatsync.contract`): `Options`, `UploadInfo`,
 `Submitted`, `Status` (built from the stored `TaskRecord` by `Status.from_record`, in the reader's
-language), `BeatGrid`, `Health`.
+language), `BeatGrid`, `Health`; for a batch (several class videos of one routine with one song,
+`submit_batch`: one task per video), `BatchSubmitted`, `BatchStatus` and the ZIP of its results
+(`batch_zip`).
 
 Control is owned: an upload answers with an owner token (`beatsync.owner`), and processing it, or
 cancelling, rerunning or correcting a task, takes that token (``owner=``); reading a status, a
@@ -35,12 +37,18 @@ from beatsync import owner as _owner
 from beatsync.align import Alignment
 from beatsync.contract import (
     DANCE_EXTS,
+    ENGINES,
     FINISHED,
     INPUT_ROLES,
+    MAX_TAKES,
     PENDING,
     PROCESSING,
     SONG_EXTS,
     SUCCESS,
+    BatchFile,
+    BatchRecord,
+    BatchStatus,
+    BatchSubmitted,
     BeatGrid,
     Correction,
     CorrectRequest,
@@ -56,7 +64,11 @@ from beatsync.contract import (
     TaskKind,
     TaskRecord,
     TaskRequest,
+    TaskStatus,
     UploadInfo,
+    batch_url,
+    batch_zip_url,
+    check_takes,
     check_variant,
     download_url,
     media_type,
@@ -344,6 +356,23 @@ class BeatSync:
                                 "limited time): please upload it again.", role=role)
         return meta, _owner.require_owner(meta.owner_hash, owner, what=f"{what} upload")
 
+    @staticmethod
+    def _check_dance(dance: StoredUpload) -> None:
+        """A class video must have a picture, an accepted extension and sound."""
+        if not dance.has_video:
+            raise MediaError("no_video", f"{dance.name} has no picture: the first file must be the class video.",
+                             name=dance.name, role="dance")
+        check_extension(dance.name, role="dance")
+        if not dance.has_audio:
+            raise MediaError("no_audio", f"{dance.name} has no sound track, so the class video cannot be matched.",
+                             name=dance.name, role="class video")
+
+    @staticmethod
+    def _check_song(bgm: StoredUpload) -> None:
+        if not bgm.has_audio:
+            raise MediaError("no_audio", f"{bgm.name} has no sound track, so the song cannot be matched.",
+                             name=bgm.name, role="song")
+
     def submit(self, dance_file_id: str, bgm_file_id: str, options: Options | dict | None = None, *,
                owner: str | list[str] | None = None) -> Submitted:
         """Queue a job for two uploads (`Options.parse` checks ``options``). ``owner``: the owner token
@@ -352,14 +381,8 @@ class BeatSync:
         tokens = _owner.tokens_of(owner)
         dance, _ = self._upload(dance_file_id, "dance", tokens)
         bgm, _ = self._upload(bgm_file_id, "bgm", tokens)
-        if not dance.has_video:
-            raise MediaError("no_video", f"{dance.name} has no picture: the first file must be the class video.",
-                             name=dance.name, role="dance")
-        check_extension(dance.name, role="dance")
-        for meta, what in ((dance, "class video"), (bgm, "song")):
-            if not meta.has_audio:
-                raise MediaError("no_audio", f"{meta.name} has no sound track, so the {what} cannot be "
-                                 "matched.", name=meta.name, role=what)
+        self._check_dance(dance)
+        self._check_song(bgm)
         inputs = {role: (self._stored(m), m) for role, m in (("dance", dance), ("bgm", bgm))}
         return self._create(inputs, Options.parse(options), owner=tokens[0])
 
@@ -384,6 +407,60 @@ class BeatSync:
                                 role="dance")
         return self._create({"dance": dance, "bgm": (self._stored(bgm), bgm)}, rec.options, rerun_of=task_id,
                             owner=token)
+
+    @property
+    def max_takes(self) -> int:
+        """The most class videos one batch may hold here: `MAX_TAKES`, or the queue's size if smaller."""
+        return min(MAX_TAKES, self.settings.queue_max)
+
+    def submit_batch(self, dance_file_ids: list[str], bgm_file_id: str, options: Options | dict | None = None, *,
+                     owner: str | list[str] | None = None) -> BatchSubmitted:
+        """Queue one job per class video, all with the same song and options: several groups filmed
+        dancing the same routine (a batch). All or nothing: every upload is checked first (an error
+        about one of the class videos says which: ``take``, ``takes`` in its params, "Class video 2
+        of 3: ..." in its words), and the tasks and the batch's record are stored in one step only if
+        the queue has room for all of them (``busy``). 1 to `MAX_TAKES` class videos, at most the
+        queue's size (``too_many_takes``). Owned as for `submit`; each task's record names the batch
+        (``batch_id``)."""
+        if isinstance(dance_file_ids, str | bytes) or not isinstance(dance_file_ids, list | tuple):
+            raise BeatSyncError("bad_request", "dance_file_ids must be a list of uploads.", field="dance_file_ids")
+        ids = check_takes(list(dance_file_ids), limit=self.max_takes)
+        tokens = _owner.tokens_of(owner)
+        n = len(ids)
+        dances = []
+        for i, file_id in enumerate(ids):
+            try:
+                dance, _ = self._upload(file_id, "dance", tokens)
+                self._check_dance(dance)
+            except BeatSyncError as e:
+                if e.code == "owner_required":  # (no token at all: about no file in particular)
+                    raise
+                which = {"take": i + 1, "takes": n}
+                raise e.prefixed(messages.take_prefix("en", which), **which) from None
+            dances.append(dance)
+        bgm, _ = self._upload(bgm_file_id, "bgm", tokens)
+        self._check_song(bgm)
+        opts = Options.parse(options)
+        self.check_disk(int(sum(d.size for d in dances) * OUTPUT_SPACE_FACTOR))
+        batch_id = new_id()
+        made: list[tuple[str, Path, dict]] = []
+        try:
+            for dance in dances:
+                inputs = {role: (self._stored(m), m) for role, m in (("dance", dance), ("bgm", bgm))}
+                made.append(self._new_task(inputs, opts, owner=tokens[0], batch_id=batch_id))
+            batch = BatchRecord(batch_id=batch_id, task_ids=[m[0] for m in made], created=time.time(),
+                                owner_hash=_owner.token_hash(tokens[0]), song=bgm.name)
+            recs = self.store.create_batch(batch.model_dump(mode="json"), [m[2] for m in made],
+                                           queue_max=self.settings.queue_max)
+        except BaseException:
+            for _, folder, _ in made:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        if self.executor is not None:
+            self.executor.wake()
+        return BatchSubmitted(batch_id=batch_id, task_ids=batch.task_ids, message=recs[0]["message"],
+                              batch_url=batch_url(batch_id), status_urls=[status_url(t) for t in batch.task_ids],
+                              owner_token=tokens[0])
 
     def submit_render(self, task_id: str, variant: str, *, alternative: int | None = None,
                       nudge_ms: float = 0.0, owner: str | list[str] | None = None) -> Submitted:
@@ -423,11 +500,12 @@ class BeatSync:
             raise MediaError("no_audio", f"{meta.name} has no sound track.", name=meta.name)
         return self._create({"media": (self._stored(meta), meta)}, Options(), kind=TaskKind.BEATS, owner=token)
 
-    def _create(self, inputs: dict[Role, tuple[Path, InputInfo]], opts: Options, *, owner: str,
-                rerun_of: str | None = None, kind: TaskKind = TaskKind.PROCESS, render: RenderRequest | None = None,
-                correction: Correction | None = None) -> Submitted:
-        if kind != TaskKind.BEATS:
-            self.check_disk(int(inputs["dance"][1].size * OUTPUT_SPACE_FACTOR))
+    def _new_task(self, inputs: dict[Role, tuple[Path, InputInfo]], opts: Options, *, owner: str,
+                  rerun_of: str | None = None, kind: TaskKind = TaskKind.PROCESS, render: RenderRequest | None = None,
+                  correction: Correction | None = None, batch_id: str | None = None) -> tuple[str, Path, dict]:
+        """A new task's folder with its own copies of its inputs (hard links), and its request as the
+        store takes it: (task id, folder, request). Not stored yet; the caller removes the folder if
+        storing fails."""
         task_id = new_id()
         folder = self.store.task_dir(task_id)
         (folder / "in").mkdir(parents=True)
@@ -438,8 +516,22 @@ class BeatSync:
                 _link_or_copy(src, folder / file)
                 stored[role] = StoredInput(name=meta.name, size=meta.size, file=file, duration_s=meta.duration_s)
             req = TaskRequest(task_id=task_id, kind=kind, inputs=stored, options=opts, rerun_of=rerun_of,
-                              render=render, correction=correction, owner_hash=_owner.token_hash(owner))
-            rec = self.store.create(req.model_dump(mode="json"), queue_max=self.settings.queue_max)
+                              render=render, correction=correction, owner_hash=_owner.token_hash(owner),
+                              batch_id=batch_id)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return task_id, folder, req.model_dump(mode="json")
+
+    def _create(self, inputs: dict[Role, tuple[Path, InputInfo]], opts: Options, *, owner: str,
+                rerun_of: str | None = None, kind: TaskKind = TaskKind.PROCESS, render: RenderRequest | None = None,
+                correction: Correction | None = None) -> Submitted:
+        if kind != TaskKind.BEATS:
+            self.check_disk(int(inputs["dance"][1].size * OUTPUT_SPACE_FACTOR))
+        task_id, folder, req = self._new_task(inputs, opts, owner=owner, rerun_of=rerun_of, kind=kind, render=render,
+                                              correction=correction)
+        try:
+            rec = self.store.create(req, queue_max=self.settings.queue_max)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -548,6 +640,75 @@ class BeatSync:
                  limit: int = MAX_LISTED) -> list[Status]:
         """`owned_tasks` as status objects in ``lang``."""
         return [self._status(r, lang=lang, links=links) for r in self.owned_tasks(owner, limit=limit)]
+
+    # ------------------------------------------------------------------ batches
+
+    def _batch(self, batch_id) -> BatchRecord:
+        batch_id = check_id(batch_id, what="batch")
+        raw = self.store.get_batch(batch_id)
+        if raw is None:
+            if self.store.is_gone(batch_id):
+                raise BeatSyncError("expired", "This batch's results have expired and were deleted. Please upload "
+                                    "the files again.", what="batch")
+            raise BeatSyncError("batch_not_found", "No batch has this id. Check the link, or start a new one.")
+        return BatchRecord.model_validate(raw)
+
+    def _takes(self, batch: BatchRecord) -> list[TaskRecord | None]:
+        """The batch's task records in order (None for one that has expired)."""
+        raws = [self.store.get(t) for t in batch.task_ids]
+        return [TaskRecord.model_validate(r) if r is not None else None for r in raws]
+
+    def _zip_entries(self, takes: list[TaskRecord | None]) -> list[tuple[BatchFile, Path]]:
+        """What a batch's ZIP holds: each finished take's results, named for its class video and the
+        method (``group2_modular.mp4``; ``-take2`` added when two class videos have the same name), a
+        result that is the very video of another of its take's (``same_as``) once."""
+        stems = [_safe_stem(r.inputs["dance"].name) if r is not None else "" for r in takes]
+        used: set[str] = set()
+        out = []
+        for i, rec in enumerate(takes):
+            if rec is None or rec.status != SUCCESS:
+                continue
+            stem = stems[i] if stems.count(stems[i]) == 1 else f"{stems[i]}-take{i + 1}"
+            kept: set[str] = set()
+            for variant in ENGINES:
+                file = rec.outputs.get(variant)
+                path = self.store.task_dir(rec.task_id) / file if file else None
+                same = rec.variants[variant].same_as if variant in rec.variants else None
+                if path is None or not path.is_file() or same in kept:
+                    continue
+                name, k = f"{stem}_{variant}.mp4", 2
+                while name in used:
+                    name, k = f"{stem}-{k}_{variant}.mp4", k + 1
+                used.add(name)
+                kept.add(variant)
+                out.append((BatchFile(name=name, task_id=rec.task_id, variant=variant), path))
+        return out
+
+    def batch_status(self, batch_id: str, *, lang: str = "en", links: bool = False) -> BatchStatus:
+        """A batch's status: each take's status object (in ``lang``; outputs as paths, or with ``links``
+        as the API's download URLs), how many are in each state, and what its ZIP holds now."""
+        batch = self._batch(batch_id)
+        takes = self._takes(batch)
+        tasks = [self._status(r, lang=lang, links=links) for r in takes if r is not None]
+        files = [f for f, _ in self._zip_entries(takes)]
+        in_zip = {f.task_id for f in files}
+        counts = {s: sum(1 for t in tasks if t.status == s) for s in TaskStatus}
+        return BatchStatus(batch_id=batch.batch_id, created=batch.created, song=batch.song, task_ids=batch.task_ids,
+                           tasks=tasks, counts=counts, finished=all(t.status in FINISHED for t in tasks),
+                           progress=round(sum(t.progress for t in tasks) / len(tasks), 1) if tasks else 100.0,
+                           zip_url=batch_zip_url(batch.batch_id), zip_files=files,
+                           zip_missing=[t for t in batch.task_ids if t not in in_zip],
+                           batch_url=batch_url(batch.batch_id), language=lang)
+
+    def batch_zip(self, batch_id: str) -> tuple[list[tuple[str, Path]], str]:
+        """What a batch's ZIP holds now, as (name in the ZIP, file) pairs, and the ZIP's download name;
+        ``not_ready`` while no take has a result (`beatsync.zipstream.stream_zip` writes it)."""
+        batch = self._batch(batch_id)
+        entries = self._zip_entries(self._takes(batch))
+        if not entries:
+            raise BeatSyncError("not_ready", "None of this batch's class videos has a result yet, so there is no "
+                                "ZIP to download yet.", what="batch")
+        return [(f.name, path) for f, path in entries], f"{_safe_stem(batch.song)}_takes.zip"
 
     def owns(self, task_id: str, owner: str | list[str] | None) -> bool:
         """Whether ``owner`` (an owner token, or several) controls the task (False for an unknown task)."""

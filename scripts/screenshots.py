@@ -2,9 +2,10 @@
 English or Simplified Chinese: the upload page; a job's page while it works, with the sync preview
 already there (``working-*``); a finished job's results page (``result-*``); the sync preview itself
 after a nudge of +40 ms (``preview-*``: the component alone); a job whose song was not found, with
-"Try another song" (``failed-*``); My jobs (``jobs-*``); the beat explorer (``explore-*``). The
-browser holds the owner token the jobs were submitted with (as a browser that started them would,
-in its local storage), so the pages show what their owner sees.
+"Try another song" (``failed-*``); My jobs (``jobs-*``); a finished batch of three group takes with
+one song (``batch-*``); the beat explorer (``explore-*``). The browser holds the owner token the
+jobs were submitted with (as a browser that started them would, in its local storage), so the pages
+show what their owner sees.
 
 Starts a real server (``python -m streamlit run app.py`` on a free port, with a temporary data
 dir), runs one job on generated media (a short synthesized dance class and its song) so the
@@ -65,6 +66,20 @@ def run_job(server: su.Server, folder: Path, media: dict = MEDIA, *, wait: bool 
     return task_id
 
 
+def run_batch(server: su.Server, folder: Path) -> str:
+    """Three group takes of one routine (generated) submitted as a batch through the API, waited for;
+    returns the batch's id."""
+    takes = su.class_takes(folder, 3)
+    dances = [su.upload_ok(server, v)["file_id"] for v in takes.videos]
+    song = su.upload_ok(server, takes.song_path)["file_id"]
+    sub = su.check(server.post("/api/process", json={"dance_file_ids": dances, "bgm_file_id": song},
+                               headers=server.owner_headers()), 202, server=server)
+    for task_id in sub["task_ids"]:
+        su.wait_status(server, task_id, until="success", timeout=180)
+    print(f"batch {sub['batch_id']}: {len(dances)} takes done", file=sys.stderr)
+    return sub["batch_id"]
+
+
 def preview_frame(page):
     """The sync preview's frame, once it can play."""
     page.locator(PREVIEW).wait_for(state="attached", timeout=TIMEOUT_MS)
@@ -108,7 +123,8 @@ def full_page(page, path: Path, height: int) -> Path:
     return path
 
 
-def shoot(browser, server: su.Server, task_id: str, lang: str, out: Path, media: Path) -> list[Path]:
+def shoot(browser, server: su.Server, task_id: str, lang: str, out: Path, media: Path,
+          batch_id: str | None = None) -> list[Path]:
     base_url = server.url("")
     written = []
     for name, (width, height) in WIDTHS.items():
@@ -164,6 +180,12 @@ def shoot(browser, server: su.Server, task_id: str, lang: str, out: Path, media:
             settle(page)
             written.append(full_page(page, out / f"jobs-{lang}-{name}.png", height))
 
+            if batch_id is not None:
+                page.goto(f"{base_url}/batch?batch={batch_id}")
+                page.locator("video").first.wait_for()
+                settle(page)
+                written.append(full_page(page, out / f"batch-{lang}-{name}.png", height))
+
             page.goto(f"{base_url}/explore")
             page.locator("input[type=file]").set_input_files(str(media / "song.wav"))
             page.locator("[data-testid=stPlotlyChart]").first.wait_for(timeout=TIMEOUT_MS)
@@ -200,11 +222,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             server.start()
             task_id = run_job(server, tmp / "media")
+            batch_id = run_batch(server, tmp / "takes")
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=args.chromium,
                                             args=["--no-sandbox", "--disable-dev-shm-usage"])
                 try:
-                    written = shoot(browser, server, task_id, args.lang, args.out, tmp / "media")
+                    written = shoot(browser, server, task_id, args.lang, args.out, tmp / "media", batch_id)
                 finally:
                     browser.close()
         except Exception:

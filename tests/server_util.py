@@ -7,7 +7,7 @@ Every process started here is registered and ended at exit (by pid / its own pro
 
 Media: `short_pair` (about 12 s of class video, a job takes a few seconds) and `long_pair`
 (about 75 s, for tests that interrupt a running job), made once per session with
-`songgen.write_class_media`.
+`songgen.write_class_media`; `class_takes`: several short class videos of one song (a batch).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -639,6 +640,41 @@ def short_pair(tmp_path_factory) -> sg.ClassMedia:
 def long_pair(tmp_path_factory) -> sg.ClassMedia:
     """About 75 s of class video with the song from 2.5 s nearly to the end: a job of ~7 s or more."""
     return _pair(tmp_path_factory, "long", LONG)
+
+
+#: several groups dancing to one song: each class video ``video_s`` long, the song heard from its own
+#: ``music_at_s`` (per take) for ``music_len_s``
+TAKES = {"video_s": 8.0, "song_s": 7.0, "music_len_s": 5.5, "music_at_s": (1.0, 1.5, 2.0, 2.5), "seed": 71}
+
+
+@dataclass
+class Takes:
+    """A song and the class videos of several takes of one routine to it (``group1.mp4``, ...)."""
+
+    song_path: Path
+    videos: list[Path]
+    music_at_s: list[float]
+
+
+def class_takes(folder, n: int = 3, **spec) -> Takes:
+    """``n`` (up to 4) short class videos (128x96) of one song, each with its own room sound and its own
+    start of the music, written as ``group1.mp4`` ... with ``song.wav`` into ``folder``."""
+    import mediagen
+
+    sp = {**TAKES, **spec}
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    song_y = sg.song(sp["song_s"], sr=44100, tempo_bpm=112.0, seed=sp["seed"], channels=2)
+    song_path = mediagen.write_song(folder / "song.wav", song_y, sr=44100)
+    videos, starts = [], []
+    for i in range(n):
+        at = sp["music_at_s"][i]
+        sound = sg.class_sound(song_y, song_sr=44100, video_sr=48000, music_at_s=at, music_len_s=sp["music_len_s"],
+                               total_s=sp["video_s"] + 1.0, seed=sp["seed"] + 10 * (i + 1))
+        videos.append(mediagen.write_class_video(folder / f"group{i + 1}.mp4", duration_s=sp["video_s"], audio=sound,
+                                                 sr=48000, **SMALL_PICTURE))
+        starts.append(at)
+    return Takes(song_path, videos, starts)
 
 
 def heard_song_times(out_path: Path, song: sg.ClassMedia, out_times, *, sr: int = 44100,

@@ -4,7 +4,8 @@ Generated: JSON bodies of any shape (NaN, Infinity, huge and deep numbers and st
 types) for the routes that take JSON, and mutations of valid submissions and corrections;
 multipart uploads with odd boundaries (wrong, empty, long), odd file names (long, unicode, quotes,
 folders, RFC 2231 ``filename*``), odd part headers and truncated bodies; random paths, ids, query
-strings and methods on every route (the task input route a sync preview plays from included);
+strings and methods on every route (the task input route a sync preview plays from, and a batch's
+status and ZIP, included); batch submissions (``dance_file_ids`` of any shape);
 random headers (Content-Type, owner tokens, Origin, Sec-Fetch-Site, Range, Accept-Language,
 Content-Encoding...). Some requests carry real upload ids, a real task id and its owner token, so
 that they get past the first checks.
@@ -112,7 +113,10 @@ def target(tmp_path_factory, short_media):
         dance = upload_ok(s, short_media.video_path)["file_id"]
         bgm = upload_ok(s, short_media.song_path)["file_id"]
         task = check(submit(s, dance, bgm), 202, server=s)["task_id"]
-        t = Target(s, {"dance": dance, "bgm": bgm, "task": task, "token": s.owner})
+        dance2 = upload_ok(s, short_media.video_path)["file_id"]
+        batch = check(s.post("/api/process", json={"dance_file_ids": [dance, dance2], "bgm_file_id": bgm},
+                             headers=s.owner_headers()), 202, server=s)["batch_id"]
+        t = Target(s, {"dance": dance, "dance2": dance2, "bgm": bgm, "task": task, "batch": batch, "token": s.owner})
         t0 = time.monotonic()
         yield t
         took = time.monotonic() - t0
@@ -120,7 +124,8 @@ def target(tmp_path_factory, short_media):
         su.assert_alive(s)
         assert su.status(s, task)["task_id"] == task
         check(s.post("/api/upload", files={"file": ("x.mp4", b"not media" * 100)}), 422, "not_media", s)
-        left = [p for p in (s.data_dir / "uploads").iterdir() if p.name not in (dance, bgm)]
+        assert su.check(s.get(f"/api/batch/{batch}"), 200, server=s)["batch_id"] == batch
+        left = [p for p in (s.data_dir / "uploads").iterdir() if p.name not in (dance, dance2, bgm)]
         assert all(any(p.iterdir()) for p in left), "an empty (aborted) upload folder was left"
         print(f"\nfuzz: {STATS['requests']} requests in {took:.1f} s (server time {STATS['seconds']:.1f} s); "
               f"statuses {dict(sorted(STATS['by_status'].items()))}")
@@ -160,7 +165,7 @@ def deep(draw) -> bytes:
 
 def ids(t: Target):
     return st.one_of(
-        st.sampled_from([t.known["task"], t.known["dance"], t.known["bgm"]]),
+        st.sampled_from([t.known["task"], t.known["dance"], t.known["bgm"], t.known["batch"]]),
         st.uuids(version=4).map(str),
         st.uuids().map(lambda u: str(u).upper()),
         st.text(max_size=60).map(lambda x: quote(x, safe="")),
@@ -170,12 +175,17 @@ def ids(t: Target):
 
 
 def bodies_for_process(t: Target):
-    valid_ids = st.sampled_from([t.known["dance"], t.known["bgm"], str(uuid.uuid4()), "x", ""])
+    valid_ids = st.sampled_from([t.known["dance"], t.known["dance2"], t.known["bgm"], str(uuid.uuid4()), "x", ""])
     mutated = st.fixed_dictionaries(
         {"dance_file_id": st.one_of(valid_ids, SCALARS), "bgm_file_id": st.one_of(valid_ids, SCALARS)},
         optional={"options": st.one_of(st.dictionaries(OPTION_KEYS, OPTION_VALUES, max_size=5), JSON_VALUES),
                   "extra": JSON_VALUES}).map(_dumps)
-    return st.one_of(mutated, JSON_VALUES.map(_dumps), deep(), st.binary(max_size=300),
+    batches = st.fixed_dictionaries(  # several class videos with one song
+        {"dance_file_ids": st.one_of(st.lists(st.one_of(valid_ids, SCALARS), max_size=12), JSON_VALUES),
+         "bgm_file_id": st.one_of(valid_ids, SCALARS)},
+        optional={"dance_file_id": st.one_of(valid_ids, SCALARS), "options": st.one_of(
+            st.dictionaries(OPTION_KEYS, OPTION_VALUES, max_size=5), JSON_VALUES)}).map(_dumps)
+    return st.one_of(mutated, batches, JSON_VALUES.map(_dumps), deep(), st.binary(max_size=300),
                      st.text(max_size=300).map(lambda x: x.encode("utf-8", "surrogatepass")))
 
 
@@ -267,12 +277,13 @@ def multipart(draw) -> tuple[str, bytes]:
 
 
 KNOWN_PREFIXES = {f"/api/{r}" for r in ("upload", "process", "status", "download", "cancel", "rerun", "correct",
-                                         "beatgrid", "health", "openapi.json", "task")}
+                                         "beatgrid", "health", "openapi.json", "task", "batch")}
 METHODS = st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
 ROUTES = ["/api/upload", "/api/process", "/api/status/{id}", "/api/download/{id}/{variant}", "/api/download/{id}",
           "/api/cancel/{id}", "/api/rerun/{id}", "/api/correct/{id}", "/api/beatgrid/{id}", "/api/health",
           "/api/openapi.json", "/api/{id}", "/api", "/api/{id}/{id}/{id}", "/api//status/{id}",
-          "/api/task/{id}/input/dance", "/api/task/{id}/input/{variant}"]
+          "/api/task/{id}/input/dance", "/api/task/{id}/input/{variant}", "/api/batch/{id}", "/api/batch/{id}/zip",
+          "/api/batch/{id}/{variant}"]
 
 
 @st.composite

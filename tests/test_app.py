@@ -403,6 +403,87 @@ def test_upload_of_a_bad_file_shows_an_error(svc, pair, tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
+def test_several_class_videos_make_a_batch_and_open_its_page(idle_svc, pair):
+    """Two class videos and one song: one job each, queued together as a batch, and the batch's page
+    (the jobs stay pending here: no worker)."""
+    at = ok(new_app().run())
+    at.file_uploader[0].set_value([("group1.mp4", pair.video_path.read_bytes(), "video/mp4"),
+                                   ("group2.mp4", pair.video_path.read_bytes(), "video/mp4")])
+    upload(at, 1, pair.song_path, "audio/wav")
+    ok(at.run())
+    assert en("upload.several", n=2) in texts(at.caption)
+    ok(at.button(key="sync").click().run())
+    batch_id = at.query_params.get("batch")
+    batch_id = batch_id[0] if isinstance(batch_id, list) else batch_id
+    assert batch_id and uuid.UUID(batch_id).version == 4, at.query_params
+    b = idle_svc.batch_status(batch_id)
+    assert [s.inputs["dance"].name for s in b.tasks] == ["group1.mp4", "group2.mp4"]
+    assert {s.status for s in b.tasks} == {"pending"} and b.song == "song.wav"
+    # the page: its state, each take linked to its own job page, the ZIP to come
+    assert texts(at.title) == [en("batch.title_working")]
+    assert en("batch.song", n=2, song="song.wav") in texts(at.markdown)
+    assert en("batch.zip_none") in texts(at.caption)
+    links = {pl.label: pl for pl in at.get("page_link")}
+    assert en("batch.take", n=1, name="group1.mp4") in links and en("batch.take", n=2, name="group2.mp4") in links
+    # this session remembers the jobs and the batch, and controls them
+    assert at.session_state["my_batches"] == [batch_id]
+    assert set(b.task_ids) <= set(at.session_state["my_tasks"])
+    assert [btn.label for btn in at.button if btn.key and btn.key.startswith("cancel-")] == [en("task.cancel")] * 2
+    # in Chinese; and the page without a batch lists this session's
+    at.session_state["lang"] = "zh"
+    ok(at.run())
+    assert texts(at.title) == [zh("batch.title_working")]
+    at.query_params.clear()
+    ok(at.run())
+    assert texts(at.title) == [zh("batch.title")]
+    assert any(pl.label.startswith("song.wav · 2 组") for pl in at.get("page_link")), [
+        pl.label for pl in at.get("page_link")]
+
+
+def test_a_finished_batch_shows_each_result_and_a_zip(svc, pair):
+    """A finished batch of two takes: each take's recommended result, and (no API served here) the ZIP
+    of all results as Streamlit's own download button, made from the same entries as the API's."""
+    import io
+    import zipfile
+
+    from beatsync.zipstream import stream_zip
+
+    with open(pair.video_path, "rb") as a, open(pair.video_path, "rb") as b2, open(pair.song_path, "rb") as song:
+        ids = [svc.upload_file(name, f, owner=OWNER).file_id for name, f in (("group1.mp4", a), ("group2.mp4", b2))]
+        bgm = svc.upload_file("song.wav", song, owner=OWNER).file_id
+    batch = svc.submit_batch(ids, bgm, {"engines": ["modular"]}, owner=OWNER)
+    for tid in batch.task_ids:
+        assert wait_final(svc, tid)["status"] == "success"
+    at = ok(new_app().run())
+    at.session_state[ui_state.OWNER_KEY] = OWNER
+    at.switch_page(f"{PAGES}/batch.py")
+    at.query_params["batch"] = batch.batch_id
+    ok(at.run())
+    assert texts(at.title) == [en("batch.title")]
+    assert en("batch.counts", success=2, processing=0, pending=0, failed=0) in texts(at.markdown)
+    assert not at.progress and not [btn for btn in at.button if (btn.key or "").startswith("cancel-")]
+    downloads = [(d.label, d.key) for d in at.get("download_button")]
+    assert downloads == [(en("batch.zip", n=2), f"zip-{batch.batch_id}"),
+                         (en("task.download", name="group1_modular.mp4"), f"dl-{batch.task_ids[0]}-modular"),
+                         (en("task.download", name="group2_modular.mp4"), f"dl-{batch.task_ids[1]}-modular")]
+    assert len(at.get("video")) == 2
+    entries, name = svc.batch_zip(batch.batch_id)
+    assert name == "song_takes.zip" and [n for n, _ in entries] == ["group1_modular.mp4", "group2_modular.mp4"]
+    zf = zipfile.ZipFile(io.BytesIO(b"".join(stream_zip(entries))))
+    assert zf.namelist() == ["group1_modular.mp4", "group2_modular.mp4"]
+    assert zf.read("group2_modular.mp4") == Path(svc.output(batch.task_ids[1], "modular")[0]).read_bytes()
+
+
+@pytest.mark.parametrize("batch_id", [str(uuid.uuid4()), "not-an-id"])
+def test_unknown_or_malformed_batch_id_shows_a_friendly_warning(svc, batch_id):
+    at = ok(new_app().run())
+    at.switch_page(f"{PAGES}/batch.py")
+    at.query_params["batch"] = batch_id
+    ok(at.run())
+    assert texts(at.title) == [en("batch.error_title")]
+    assert at.warning, all_text(at)
+
+
 def test_failed_job_offers_another_song_keeping_the_class_video(svc, failed_task, pair):
     at = open_task(failed_task)
     s = status(svc, failed_task)

@@ -95,6 +95,27 @@ def new_page(browser, *, locale: str = "en-US", viewport=None):
     return ctx.new_page()
 
 
+#: what reaches past a phone's width: the document, every element that scrolls sideways (Streamlit
+#: scrolls its main area itself; the sidebar is closed on a phone), and HTML boxes (not a plot's
+#: clipped drawing) past the window's right edge
+OVERFLOW = """() => {
+    const scrolls = [...document.querySelectorAll('body *')].filter(e => !e.closest('[data-testid=stSidebar]') && (() => {
+        const o = getComputedStyle(e).overflowX;
+        return (o === 'auto' || o === 'scroll') && e.scrollWidth > e.clientWidth + 1; })()).map(e => `${e.tagName}[${e.getAttribute('data-testid') || ''}] ${e.scrollWidth}>${e.clientWidth}`);
+    const wide = [...document.querySelectorAll('body *')].filter(e => !e.closest('svg') && (() => {
+        const r = e.getBoundingClientRect(); return r.width > 0 && r.right > window.innerWidth + 1; })())
+        .map(e => `${e.tagName}[${e.getAttribute('data-testid') || ''}]`).slice(0, 5);
+    return {doc: document.documentElement.scrollWidth, body: document.body.scrollWidth,
+            view: window.innerWidth, scrolls, wide};
+}"""
+
+
+def assert_no_horizontal_scroll(page) -> None:
+    widths = page.evaluate(OVERFLOW)
+    assert widths["doc"] <= widths["view"] and widths["body"] <= widths["view"], widths
+    assert not widths["scrolls"] and not widths["wide"], widths
+
+
 def wait_app_ready(page) -> None:
     """The script run finished: Streamlit's status widget says nothing is running."""
     page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=TIMEOUT_MS)

@@ -25,6 +25,7 @@ from test_e2e_browser import (
     JOB_TIMEOUT_MS,
     TASK_URL,
     TIMEOUT_MS,
+    assert_no_horizontal_scroll,
     chromium_path,
     new_page,
     sync_playwright,
@@ -198,21 +199,7 @@ def test_phone_width_no_horizontal_scroll_grid_opens_on_8_s_and_beats_on_onsets(
     page.locator(".js-plotly-plot").first.wait_for(timeout=TIMEOUT_MS)
     wait_app_ready(page)
     page.wait_for_timeout(1000)
-    widths = page.evaluate("""() => {
-        // the document, and every element that scrolls (Streamlit scrolls its main area itself; the
-        // sidebar is closed on a phone)
-        const scrolls = [...document.querySelectorAll('body *')].filter(e => !e.closest('[data-testid=stSidebar]') && (() => {
-            const o = getComputedStyle(e).overflowX;
-            return (o === 'auto' || o === 'scroll') && e.scrollWidth > e.clientWidth + 1; })()).map(e => `${e.tagName}[${e.getAttribute('data-testid') || ''}] ${e.scrollWidth}>${e.clientWidth}`);
-        // HTML boxes (not a plot's clipped drawing) reaching past the window's right edge
-        const wide = [...document.querySelectorAll('body *')].filter(e => !e.closest('svg') && (() => {
-            const r = e.getBoundingClientRect(); return r.width > 0 && r.right > window.innerWidth + 1; })())
-            .map(e => `${e.tagName}[${e.getAttribute('data-testid') || ''}]`).slice(0, 5);
-        return {doc: document.documentElement.scrollWidth, body: document.body.scrollWidth,
-                view: window.innerWidth, scrolls, wide};
-    }""")
-    assert widths["doc"] <= widths["view"] and widths["body"] <= widths["view"], widths
-    assert not widths["scrolls"] and not widths["wide"], widths
+    assert_no_horizontal_scroll(page)
     axes = page.evaluate("""() => { const g = document.querySelector('.js-plotly-plot');
         return {x: g._fullLayout.xaxis.range, yFixed: g._fullLayout.yaxis.fixedrange,
                 slider: g._fullLayout.xaxis.rangeslider.visible}; }""")

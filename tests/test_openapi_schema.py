@@ -3,7 +3,7 @@
 A real server (``streamlit run app.py``, no worker thread, a queue of 3, uploads up to 3 MB) is
 driven through every route of the JSON API, for success and for errors: uploads, submissions,
 status while pending, while processing and when done (success and failure), downloads (whole,
-ranged, HEAD), cancel, rerun, correct, beat grid, health (degraded without a worker, ok with one),
+ranged, HEAD), batches (submission, status, ZIP), cancel, rerun, correct, beat grid, health (degraded without a worker, ok with one),
 the document itself. The jobs run in a ``python -m beatsync worker`` started once the pending
 cases are seen. Every JSON answer is validated (JSON Schema Draft 2020-12, formats checked) against
 the schema that ``/api/openapi.json`` publishes for its route, method and status code, with the
@@ -154,6 +154,7 @@ def test_every_route_answers_as_published(srv, doc, tmp_path, short_media):
     # ---- uploads
     dance = _upload(check, m.video_path)
     bgm = _upload(check, m.song_path)
+    dance2 = _upload(check, m.video_path)  # (another group's take, as far as a batch is concerned)
     check("POST", "/api/upload", 415, json={"file": "x"})
     check("POST", "/api/upload", 400, files={"file": (None, "class.mp4")})
     check("POST", "/api/upload", 422, files={"file": ("x.mp4", b"not media" * 100, "video/mp4")})
@@ -175,6 +176,16 @@ def test_every_route_answers_as_published(srv, doc, tmp_path, short_media):
     check("POST", "/api/process", 429, headers=own, json=ids)
     check("POST", f"/api/cancel/{c['task_id']}", 200, headers=own)  # a pending task ends at once
     check("POST", f"/api/cancel/{c['task_id']}", 409, headers=own)
+    # a batch (several class videos, one song): no room for two more takes, room for one
+    takes = {"dance_file_ids": [dance["file_id"], dance2["file_id"]], "bgm_file_id": bgm["file_id"]}
+    check("POST", "/api/process", 429, headers=own, json=takes)
+    check("POST", "/api/process", 400, headers=own, json={**takes, "dance_file_ids": [missing] * 4})
+    check("POST", "/api/process", 400, headers=own, json={**takes, "dance_file_id": dance["file_id"]})
+    check("POST", "/api/process", 422, headers=own, json={**takes, "dance_file_ids": [bgm["file_id"]]})
+    batch = check("POST", "/api/process", 202, headers=own, json={**takes, "dance_file_ids": [dance2["file_id"]]}).json()
+    check("GET", f"/api/batch/{batch['batch_id']}", 200)
+    check("GET", f"/api/batch/{batch['batch_id']}/zip", 409)
+    check("HEAD", f"/api/batch/{batch['batch_id']}/zip", 409)
     check("POST", "/api/process", 400, headers=own, json={**ids, "options": {"margin_s": 99}})
     check("POST", "/api/process", 400, headers=own, json={**ids, "options": {"colour": "red"}})
     check("POST", "/api/process", 400, headers=own, json={"dance_file_id": dance["file_id"]})
@@ -221,7 +232,8 @@ def test_every_route_answers_as_published(srv, doc, tmp_path, short_media):
     beats_task = _submit_beats(srv, m.song_path)
 
     # ---- unknown and malformed ids, on every route that takes one
-    for method, route in (("GET", "/api/status/{}"), ("GET", "/api/download/{}/v2"), ("HEAD", "/api/download/{}"),
+    for method, route in (("GET", "/api/batch/{}"), ("GET", "/api/batch/{}/zip"), ("HEAD", "/api/batch/{}/zip"),
+                          ("GET", "/api/status/{}"), ("GET", "/api/download/{}/v2"), ("HEAD", "/api/download/{}"),
                           ("GET", "/api/download/{}"), ("POST", "/api/cancel/{}"), ("POST", "/api/rerun/{}"),
                           ("GET", "/api/beatgrid/{}"), ("HEAD", "/api/download/{}/modular"),
                           ("GET", "/api/task/{}/input/dance"), ("HEAD", "/api/task/{}/input/bgm")):
@@ -243,6 +255,11 @@ def test_every_route_answers_as_published(srv, doc, tmp_path, short_media):
             assert done[f"{eng}_output"] == done["download"][eng] == f"/api/download/{tid}/{eng}"
         failed = _wait(check, b["task_id"])
         assert failed["status"] == "failed" and failed["error_code"] == "song_not_found", failed
+        assert _wait(check, batch["task_ids"][0])["status"] == "success"
+        done_batch = check("GET", f"/api/batch/{batch['batch_id']}?lang=zh", 200).json()
+        assert done_batch["finished"] and done_batch["zip_files"], done_batch
+        check("GET", f"/api/batch/{batch['batch_id']}/zip", 200)
+        check("HEAD", f"/api/batch/{batch['batch_id']}/zip", 200)
         beats = _wait(check, beats_task)
         assert beats["status"] == "success" and beats["kind"] == "beats" and beats["beats"]["beats_s"], beats
         # each song analysed once (the song cache): by the first job that has it, also when that job fails

@@ -591,3 +591,70 @@ def test_resend_lost_sends_a_task_whose_message_was_never_sent(h):
     h.start_workers(1)
     rec = h.wait(tid)
     assert rec["status"] == SUCCESS and rec["attempts"] == 1 and h.runs(tid) == [1]
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def _batch(h: Harness, n: int, *, queue_max: int = 100, **behaviour) -> tuple[str, list[str]]:
+    """A batch of ``n`` tasks stored with `Store.create_batch` (as `BeatSync.submit_batch` does)."""
+    batch_id, ids = new_id(), [new_id() for _ in range(n)]
+    for tid in ids:
+        (h.store.task_dir(tid) / "out").mkdir(parents=True)
+    records = [{"task_id": tid, "inputs": {}, "options": {}, "behaviour": behaviour, "batch_id": batch_id}
+               for tid in ids]
+    batch = {"batch_id": batch_id, "task_ids": ids, "created": time.time(), "owner_hash": None, "song": "song.wav"}
+    stored = h.store.create_batch(batch, records, queue_max=queue_max)
+    assert [r["task_id"] for r in stored] == ids and {r["status"] for r in stored} == {PENDING}
+    return batch_id, ids
+
+
+def test_a_batch_is_queued_all_or_none_in_its_order(h):
+    first = h.add(queue_max=4)
+    batch_id, ids = _batch(h, 3, queue_max=4)
+    assert h.store.queue_length() == 4
+    got = h.store.get_batch(batch_id)
+    assert got["task_ids"] == ids and got["song"] == "song.wav"
+    assert all(h.store.get(t)["batch_id"] == batch_id for t in ids)
+    # no room for a whole batch: nothing of it is stored, whatever room there is for part of it
+    h.store.request_cancel(ids[1])
+    assert h.store.queue_length() == 3
+    refused_batch, refused = new_id(), [new_id(), new_id()]
+    with pytest.raises(BeatSyncError) as e:
+        h.store.create_batch({"batch_id": refused_batch, "task_ids": refused, "created": time.time(),
+                              "owner_hash": None, "song": "s"},
+                             [{"task_id": t, "inputs": {}, "options": {}} for t in refused], queue_max=4)
+    assert e.value.code == "busy" and e.value.params == {"queued": 3, "asked": 2}, e.value.params
+    assert "no room for the 2 class videos" in e.value.message
+    assert h.store.queue_length() == 3 and h.store.get_batch(refused_batch) is None
+    assert all(h.store.get(t) is None for t in refused)
+    if h.celery:  # one message per task, in submission order (the refused ones never sent)
+        assert h.broker_queue() == [first, *ids]
+    else:
+        assert [h.store.claim("w")["task_id"] for _ in range(3)] == [first, ids[0], ids[2]]
+    assert h.store.get_batch(new_id()) is None
+
+
+def test_a_batch_expires_with_the_last_of_its_tasks(h):
+    """The store forgets a batch only once none of its tasks is left; the maintenance pass does it after
+    the TTL, leaving the same marker as an expired task's."""
+    batch_id, ids = _batch(h, 2)
+    for tid in ids:
+        rec = h.store.claim_task(tid, "w") if h.celery else h.store.claim("w")
+        h.store.finish(rec["task_id"], 1, SUCCESS, outputs={})
+    assert h.store.batches_before(time.time() + 1) == [batch_id] and h.store.batches_before(time.time() - 60) == []
+    assert h.store.expire_batch(batch_id) is False  # its tasks are still there
+    h.store.expire(ids[0])
+    assert h.store.expire_batch(batch_id) is False and h.store.get_batch(batch_id) is not None
+    h.store.expire(ids[1])
+    assert h.store.expire_batch(batch_id) is True
+    assert h.store.get_batch(batch_id) is None and h.store.is_gone(batch_id)
+    assert h.store.batches_before(time.time() + 1) == []
+    # the maintenance pass of a worker: tasks and then their batch go after the TTL
+    batch_id, ids = _batch(h, 2)
+    h.start_workers(1, ttl_s=0.5)
+    deadline = time.monotonic() + 20
+    while not h.store.is_gone(batch_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert h.store.get_batch(batch_id) is None and h.store.is_gone(batch_id), h.log_tails()
+    assert all(h.store.get(t) is None and h.store.is_gone(t) for t in ids)

@@ -18,6 +18,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "nav.task": ("Result", "结果"),
     "nav.explore": ("Beat explorer", "节拍查看"),
     "nav.tasks": ("My jobs", "我的任务"),
+    "nav.batch": ("Group takes", "多组视频"),
     "language": ("Language", "语言"),
     # upload page
     "upload.title": ("BeatSync", "BeatSync"),
@@ -25,8 +26,13 @@ STRINGS: dict[str, tuple[str, str]] = {
                      "silent parts before and after the music.",
                      "把干净的歌曲放进你的舞蹈课视频里，精确到几毫秒同步，并剪掉音乐前后没有音乐的部分。"),
     "upload.video": ("1. The class video", "1. 课堂视频"),
-    "upload.video_help": ("The video filmed in class (its sound is the song played in the room). Accepted: {types}.",
-                          "在课堂上拍的视频（里面的声音是现场播放的歌曲）。支持：{types}。"),
+    "upload.video_help": ("The video filmed in class (its sound is the song played in the room). Several groups "
+                          "filmed dancing the same routine? Choose all their videos (up to {max}): each gets its own "
+                          "result, and one ZIP holds them all. Accepted: {types}.",
+                          "在课堂上拍的视频（里面的声音是现场播放的歌曲）。几组同学跳同一段舞？可以一次选择所有视频"
+                          "（最多 {max} 个）：每个视频都有自己的结果，还可以打包成一个 ZIP 下载。支持：{types}。"),
+    "upload.several": ("{n} class videos: one job each, with the same song and options; one page shows them all.",
+                       "{n} 个课堂视频：每个视频一个任务，使用同一首歌和相同的选项；一个页面显示全部结果。"),
     "upload.song": ("2. The clean song", "2. 干净的歌曲"),
     "upload.song_help": ("The song as a file, or a video whose sound is the song. Accepted: {types}.",
                          "歌曲文件，或者声音就是这首歌的视频。支持：{types}。"),
@@ -41,7 +47,6 @@ STRINGS: dict[str, tuple[str, str]] = {
     "upload.fill_original": ("The original sound of the video", "视频原来的声音"),
     "upload.sync": ("Sync", "开始同步"),
     "upload.need_both": ("Choose the class video and the song first.", "请先选择课堂视频和歌曲。"),
-    "upload.uploading": ("Saving the files…", "正在保存文件…"),
     "upload.how": ("How it works: BeatSync listens to the class video, finds exactly where the song plays in it "
                    "(two independent methods, so you can compare), and gives back the video with the clean song "
                    "as its sound.",
@@ -81,6 +86,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "upload.song_in_video_slot": ("{name} is a sound file: this slot takes the class video ({types}). Put the song "
                                   "in slot 2.",
                                   "{name} 是音频文件：这里要放课堂视频（{types}）。请把歌曲放到第 2 栏。"),
+    "upload.fix_files": ("Remove the file that cannot be used (its reason is under it), or choose another.",
+                         "请移除无法使用的文件（原因写在它下面），或换一个文件。"),
     "upload.checking": ("Checking {name}…", "正在检查 {name}…"),
     "upload.wrong_type": ("{name} cannot go here: this slot takes {types} files.",
                           "{name} 不能放在这里：这里只接受 {types} 文件。"),
@@ -210,6 +217,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "task.corrections": ("Corrected results", "修正后的结果"),
     "task.correction_of": ("Correction of {variant}: {what}", "{variant} 的修正：{what}"),
     "task.source": ("Original job", "原任务"),
+    "task.batch": ("All the takes synced with this one", "和这个视频一起同步的全部视频"),
     "task.chosen": ("chosen", "已选"),
     "plot.onset": ("Class recording: onset strength", "课堂录音：起音强度"),
     "plot.class_beats": ("Class recording: onsets on the song's beats", "课堂录音：歌曲节拍处的起音"),
@@ -242,6 +250,25 @@ STRINGS: dict[str, tuple[str, str]] = {
     "explore.summary": ("{name}: {bpm:.1f} BPM, {n} beats found over {d}; the plot opens on its first 8 seconds "
                         "(drag the slider under it to move along).",
                         "{name}：{bpm:.1f} BPM，{d} 内找到 {n} 拍；图先显示前 8 秒（拖动图下方的滑块可以移动）。"),
+    # batch page (several class videos with one song)
+    "batch.title": ("Group takes", "多组视频"),
+    "batch.title_working": ("Working on the takes…", "正在处理各组视频…"),
+    "batch.song": ("**{n}** class videos with the song **{song}**", "**{n}** 个课堂视频，歌曲：**{song}**"),
+    "batch.id": ("Batch id: `{id}` (this page's link shows these takes to anyone you send it to)",
+                 "批次编号：`{id}`（把这个页面的链接发给别人，对方也能看到这些视频）"),
+    "batch.counts": ("{success} done · {processing} working · {pending} waiting · {failed} failed",
+                     "完成 {success} 个 · 处理中 {processing} 个 · 排队 {pending} 个 · 失败 {failed} 个"),
+    "batch.take": ("Take {n}: {name}", "第 {n} 组：{name}"),
+    "batch.zip": ("Download all results as a ZIP ({n} videos)", "下载全部结果 ZIP（{n} 个视频）"),
+    "batch.zip_none": ("A ZIP of all the results can be downloaded here as soon as the first take is done.",
+                       "第一组完成后，这里就可以下载包含全部结果的 ZIP。"),
+    "batch.zip_missing": ("Not in the ZIP (yet): {names}.", "ZIP 里（暂时）还没有：{names}。"),
+    "batch.join": (", ", "、"),
+    "batch.expired_take": ("an expired take", "已过期的一组"),
+    "batch.none": ("No batch selected. Choose several class videos on the upload page to sync them in one go.",
+                   "没有选中的批次。在上传页面选择多个课堂视频，就可以一次同步。"),
+    "batch.link": ("{song} · {n} takes · started {t}", "{song} · {n} 组 · 创建于 {t}"),
+    "batch.error_title": ("These takes cannot be shown", "无法显示这批视频"),
     # tasks page
     "tasks.title": ("My jobs", "我的任务"),
     "tasks.none": ("No jobs yet in this browser. Jobs you start here stay listed on this device, even after a "

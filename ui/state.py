@@ -1,4 +1,4 @@
-"""The job service for the pages, the jobs this browser knows about, and its owner token.
+"""The job service for the pages, the jobs (and batches) this browser knows about, and its owner token.
 
 The owner token lives in the browser's local storage (`remember_device`: a small component with no
 picture, ``ui/device_component/``), so a reload or a browser restart on the same device finds the
@@ -98,6 +98,17 @@ def remember(task_id: str) -> None:
 
 def my_tasks() -> list[str]:
     return list(st.session_state.get("my_tasks", []))
+
+
+def remember_batch(batch_id: str) -> None:
+    """A batch (several class videos with one song) this browser session made or opened."""
+    mine = st.session_state.setdefault("my_batches", [])
+    if batch_id not in mine:
+        mine.insert(0, batch_id)
+
+
+def my_batches() -> list[str]:
+    return list(st.session_state.get("my_batches", []))
 
 
 def launched(task_id: str, where: str) -> None:

@@ -488,6 +488,8 @@ def page(svc: BeatSync, task_id: str) -> None:
     st.caption(t("task.id", id=task_id))
     if not controls(svc, task_id):
         st.caption(t("task.read_only"))
+    if s.batch_id is not None:
+        st.page_link("views/batch.py", label=t("task.batch"), icon="👯", query_params={"batch": s.batch_id})
     if s.kind == TaskKind.RENDER and s.correction is not None:
         st.page_link("views/task.py", label=t("task.source"), icon="↩️",
                      query_params={"task": s.correction.source_task})

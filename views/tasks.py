@@ -46,6 +46,8 @@ for s in jobs:
         c1, c2, c3 = st.columns([4, 3, 1])
         with c1:
             st.page_link("views/task.py", label=title, query_params={"task": s.task_id}, icon="🎬")
+            if s.batch_id:
+                st.page_link("views/batch.py", label=t("task.batch"), icon="👯", query_params={"batch": s.batch_id})
             st.caption(t("tasks.created", t=time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created)))
                        + f" · `{s.task_id[:8]}`")
         with c2:

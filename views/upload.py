@@ -1,15 +1,20 @@
-"""Upload page: the class video, the song, the options that matter, one Sync button.
+"""Upload page: the class video (or several: a class's group takes), the song, the options that
+matter, one Sync button.
 
-Submitting stores both files, queues the job and opens its page (``/task?task=<id>``); the job
-itself runs in a background worker, never in this script run.
+Each chosen file is stored and checked at once (`ui.uploads`), so a file that cannot be used says why
+under its slot before anything is submitted. Sync queues the job and opens its page
+(``/task?task=<id>``); several class videos queue one job each, as a batch, and open the batch's
+page (``/batch?batch=<id>``). The jobs run in a background worker, never in this script run.
 """
 
 import streamlit as st
 
-from beatsync.contract import DANCE_EXTS, FILLS, SONG_EXTS, Options
+from beatsync.contract import FILLS, Options
 from beatsync.errors import BeatSyncError
+from ui import uploads
+from ui.batch_view import start
 from ui.i18n import error, t
-from ui.state import owner_token, remember, service
+from ui.state import service
 
 svc = service()
 defaults = Options()
@@ -18,15 +23,15 @@ limit_mb = int(st.get_option("server.maxUploadSize"))
 st.title(t("upload.title"))
 st.write(t("upload.intro"))
 
-video_types = [e[1:] for e in DANCE_EXTS]
-song_types = [e[1:] for e in SONG_EXTS]
 left, right = st.columns(2)
 with left:
-    dance = st.file_uploader(t("upload.video"), type=video_types, key="dance",
-                             help=t("upload.video_help", types=", ".join(video_types)))
+    dances, bad_dance = uploads.slots(svc, t("upload.video"), "dance", key="dance",
+                                      help=t("upload.video_help", types=uploads.types_text("dance"), max=svc.max_takes))
+    if len(dances) > 1:
+        st.caption(t("upload.several", n=len(dances)))
 with right:
-    song = st.file_uploader(t("upload.song"), type=song_types, key="song",
-                            help=t("upload.song_help", types=", ".join(song_types)))
+    song = uploads.slot(svc, t("upload.song"), "bgm", key="song",
+                        help=t("upload.song_help", types=uploads.types_text("bgm")))
 st.caption(t("upload.limit", mb=limit_mb))
 
 with st.expander(t("upload.options")):
@@ -37,20 +42,17 @@ with st.expander(t("upload.options")):
     fill = st.radio(t("upload.fill"), list(fill_labels), key="fill", horizontal=True,
                     format_func=fill_labels.__getitem__)
 
-if st.button(t("upload.sync"), type="primary", disabled=dance is None or song is None, key="sync"):
+ready = bool(dances) and not bad_dance and song is not None
+if st.button(t("upload.sync"), type="primary", disabled=not ready, key="sync"):
     try:
-        with st.spinner(t("upload.uploading")):
-            owner = owner_token()
-            d = svc.upload_file(dance.name, dance, role="dance", owner=owner)
-            b = svc.upload_file(song.name, song, role="bgm", owner=owner)
-            sub = svc.submit(d.file_id, b.file_id, {"trim": trim, "margin_s": margin, "fill": fill}, owner=owner)
+        target, params = start(svc, [d.file_id for d in dances], song.file_id,
+                               {"trim": trim, "margin_s": margin, "fill": fill})
     except BeatSyncError as e:
         st.error(error(e))
     else:
-        remember(sub.task_id)
-        st.switch_page("views/task.py", query_params={"task": sub.task_id})
-elif dance is None or song is None:
-    st.caption(t("upload.need_both"))
+        st.switch_page(target, query_params=params)
+elif not ready:
+    st.caption(t("upload.fix_files") if bad_dance else t("upload.need_both"))
 
 st.divider()
 st.caption(t("upload.how"))

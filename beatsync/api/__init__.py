@@ -26,6 +26,7 @@ import os
 import re
 import socket
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -38,14 +39,18 @@ from starlette.responses import (
     MalformedRangeHeader,
     RangeNotSatisfiable,
     Response,
+    StreamingResponse,
 )
 from starlette.routing import Route
 
 from beatsync import __version__, contract
-from beatsync.api.openapi import INPUT_MEDIA, VIDEO, Operation, Query, Reply, document, error
+from beatsync.api.openapi import INPUT_MEDIA, VIDEO, ZIP, Operation, Query, Reply, document, error
 from beatsync.contract import (
     DEFAULT_ENGINE,
     ENGINES,
+    MAX_TAKES,
+    BatchStatus,
+    BatchSubmitted,
     BeatGrid,
     CorrectRequest,
     Health,
@@ -61,6 +66,7 @@ from beatsync.errors import BeatSyncError
 from beatsync.messages import stage_message
 from beatsync.owner import check_token, tokens_of
 from beatsync.service import UPLOAD_ROLES, BeatSync, get_service
+from beatsync.zipstream import stream_zip
 
 from .guard import ApiGuard
 from .responses import HTTPError, error_response, language
@@ -116,8 +122,8 @@ def _endpoint(fn):
     return wrapped
 
 
-def _submitted(sub: Submitted, request: Request) -> JSONResponse:
-    """202 with a new task's answer, its message in the reader's language."""
+def _submitted(sub: Submitted | BatchSubmitted, request: Request) -> JSONResponse:
+    """202 with a new task's (or batch's) answer, its message in the reader's language."""
     msg = stage_message(Stage.QUEUED, language(request), fallback=sub.message)
     return _json(sub.model_copy(update={"message": msg}), 202)
 
@@ -306,11 +312,43 @@ async def upload(request: Request, svc: BeatSync) -> Response:
 
 @_endpoint
 async def process(request: Request, svc: BeatSync) -> Response:
-    """Queue a job for two uploads; 202 with the submit response."""
+    """Queue a job for two uploads, or (``dance_file_ids``) a batch: one job per class video with the
+    one song; 202 with the submit response (`Submitted`, `BatchSubmitted`)."""
     req = parse(ProcessRequest, await _json_body(request), codes={"options": "bad_option"})
     owner = owner_tokens(request)
-    resp = await run_in_threadpool(lambda: svc.submit(req.dance_file_id, req.bgm_file_id, req.options, owner=owner))
+    if req.dance_file_ids is not None:
+        resp = await run_in_threadpool(lambda: svc.submit_batch(req.dance_file_ids, req.bgm_file_id, req.options,
+                                                                owner=owner))
+    else:
+        resp = await run_in_threadpool(lambda: svc.submit(req.dance_file_id, req.bgm_file_id, req.options,
+                                                          owner=owner))
     return _submitted(resp, request)
+
+
+@_endpoint
+async def batch(request: Request, svc: BeatSync) -> Response:
+    """A batch's status: its takes' status objects (in the reader's language) and what its ZIP holds."""
+    batch_id, lang = request.path_params["batch_id"], language(request)
+    return _json(await run_in_threadpool(lambda: svc.batch_status(batch_id, lang=lang, links=True)))
+
+
+def attachment(name: str) -> str:
+    """A Content-Disposition for a download named ``name`` (RFC 6266; a name that is not plain ASCII
+    as ``filename*``), as Starlette's file responses write it."""
+    quoted = quote(name)
+    return f'attachment; filename="{name}"' if quoted == name else f"attachment; filename*=utf-8''{quoted}"
+
+
+@_endpoint
+async def batch_zip(request: Request, svc: BeatSync) -> Response:
+    """A ZIP of the batch's finished results, stored (mp4 does not compress) and written as it is sent
+    (`beatsync.zipstream`): never held in memory, its first bytes sent at once (so no Content-Length).
+    409 ``not_ready`` while no take has a result."""
+    entries, name = await run_in_threadpool(svc.batch_zip, request.path_params["batch_id"])
+    headers = {"Content-Disposition": attachment(name)}
+    if request.method == "HEAD":
+        return Response(media_type=ZIP, headers=headers)
+    return StreamingResponse(stream_zip(entries), media_type=ZIP, headers=headers)
 
 
 @_endpoint
@@ -450,6 +488,7 @@ def _route_patterns() -> list:
 
 _BAD_ID = error("`bad_id`: not a canonical uuid4")
 _UNKNOWN = error("`not_found` (no such task) or `expired` (deleted after its time)")
+_UNKNOWN_BATCH = error("`batch_not_found` (no such batch) or `expired` (deleted with the last of its tasks)")
 _VIDEO = Reply("The result video (206 for a Range request)", media=VIDEO)
 _BUSY = error("`busy`: the queue is full; see Retry-After")
 _DISK = error("`disk_full`")
@@ -485,18 +524,32 @@ OPERATIONS: list[Operation] = [
         422: error(f"the file does not play: {', '.join(f'`{c}`' for c in contract.UPLOAD_MEDIA_ERRORS)} "
                    "(`ErrorBody.error_code` lists what each means)"), 507: _DISK},
         body="multipart", query=(_ROLE,), endpoint=upload),
-    Operation("POST", "/api/process", "Queue a job for two uploads (with their owner token: the task is owned by "
-              "it)", {
-        202: Reply("Queued", Submitted),
-        400: error("`bad_request` (not an object, a missing field), `bad_id`, `bad_option`"),
-        404: error("`file_not_found`: an upload is unknown or expired"), 413: error("`too_large`: body over 64 KB"),
+    Operation("POST", "/api/process", "Queue a job for two uploads, or a batch: one job per class video "
+              "(dance_file_ids, several groups dancing the same routine) with one song (with their owner token: "
+              "the tasks are owned by it)", {
+        202: Reply("Queued: a task (dance_file_id: `Submitted`), or a batch of tasks (dance_file_ids: "
+                   "`BatchSubmitted`)", (Submitted, BatchSubmitted)),
+        400: error("`bad_request` (not an object, a missing field, both or neither of dance_file_id and "
+                   "dance_file_ids, an upload listed twice), `bad_id`, `bad_option`, `too_many_takes` (more than "
+                   f"{MAX_TAKES} class videos, or more than the server's queue holds: the limit in error_params)"),
+        404: error("`file_not_found`: an upload is unknown or expired (a batch's error names the class video: "
+                   "take, takes in error_params)"), 413: error("`too_large`: body over 64 KB"),
         415: error("`unsupported_media_type`: not JSON"), 422: error("`no_video`, `no_audio`, `unsupported_type`"),
-        429: _BUSY, 507: _DISK}, body=ProcessRequest, endpoint=process, owner=True),
+        429: error("`busy`: the queue is full (for a batch: it has no room for all of its takes, and none is "
+                   "queued); see Retry-After"), 507: _DISK}, body=ProcessRequest, endpoint=process, owner=True),
     Operation("GET", "/api/tasks", "The tasks made with the owner token(s) presented, newest first (a client's "
               "\"My jobs\": private to whoever holds the token)", {
         200: Reply("Their status objects", TaskList)}, endpoint=my_tasks, owner="list"),
     Operation("GET", "/api/status/{task_id}", "A task's status object", {
         200: Reply("The status object", Status), 400: _BAD_ID, 404: _UNKNOWN}, endpoint=status),
+    Operation("GET", "/api/batch/{batch_id}", "A batch's status: each take's status object (in order), how many "
+              "are in each state, and what its ZIP holds", {
+        200: Reply("The batch's status", BatchStatus), 400: _BAD_ID, 404: _UNKNOWN_BATCH}, endpoint=batch),
+    *(Operation(m, "/api/batch/{batch_id}/zip", "A ZIP of the batch's finished results (stored, streamed as it is "
+                "written; the batch's zip_files and zip_missing say what is in it and which takes are not)", {
+        200: Reply("The ZIP (`Content-Disposition: attachment; filename=\"<song>_takes.zip\"`)", media=ZIP),
+        400: _BAD_ID, 404: _UNKNOWN_BATCH, 409: error("`not_ready`: no take has a result yet")},
+        endpoint=batch_zip) for m in ("GET", "HEAD")),
     *(Operation(m, "/api/download/{task_id}/{variant}", "Download a result (HTTP Range supported)", _DOWNLOAD,
                 endpoint=download) for m in ("GET", "HEAD")),
     *(Operation(m, "/api/download/{task_id}", "Download a result (`?version=`; the original client's form)",

@@ -23,11 +23,13 @@ from .responses import HTTP_STATUS
 
 REF = "#/components/schemas/{model}"
 VIDEO = "video/mp4"
+ZIP = "application/zip"
 #: the media types a task's input file is served with (`beatsync.contract.MEDIA_TYPES`)
 INPUT_MEDIA: tuple[str, ...] = tuple(sorted(set(MEDIA_TYPES.values()) | {"application/octet-stream"}))
 _ID = {"type": "string", "format": "uuid", "description": "uuid4, canonical lowercase form"}
 _PARAMS = {  # path parameters by name
     "task_id": {"schema": _ID, "description": "the task's id"},
+    "batch_id": {"schema": _ID, "description": "the batch's id"},
     "variant": {"schema": {"type": "string", "enum": list(ENGINES)}, "description": "which result"},
     "role": {"schema": {"type": "string", "enum": list(INPUT_ROLES)},
              "description": "which input: the class video (`dance`) or the song (`bgm`)"},
@@ -36,11 +38,11 @@ _PARAMS = {  # path parameters by name
 
 @dataclass(frozen=True)
 class Reply:
-    """One response of an operation: a JSON body of ``model``, a file (``media``: its media type, or
-    several), or any JSON."""
+    """One response of an operation: a JSON body of ``model`` (or of one of several models), a file
+    (``media``: its media type, or several), or any JSON."""
 
     description: str
-    model: type[BaseModel] | None = None
+    model: type[BaseModel] | tuple[type[BaseModel], ...] | None = None
     media: str | tuple[str, ...] = "application/json"
     retry_after: bool = False  # sends a Retry-After header
 
@@ -144,7 +146,10 @@ def _content(reply: Reply, refs: dict) -> dict:
     if reply.media != "application/json":  # a file
         types = (reply.media,) if isinstance(reply.media, str) else reply.media
         return {t: {"schema": {"type": "string", "format": "binary"}} for t in types}
-    schema = refs[(reply.model, "serialization")] if reply.model is not None else {"type": "object"}
+    if isinstance(reply.model, tuple):
+        schema = {"oneOf": [refs[(m, "serialization")] for m in reply.model]}
+    else:
+        schema = refs[(reply.model, "serialization")] if reply.model is not None else {"type": "object"}
     return {reply.media: {"schema": schema}}
 
 
@@ -169,8 +174,9 @@ def document(operations: Iterable[Operation], *, version: str = "1.0") -> dict:
         if isinstance(op.body, type):
             models.add((op.body, "validation"))
         for reply in responses_of(op).values():
-            if reply.model is not None:
-                models.add((reply.model, "serialization"))
+            for model in reply.model if isinstance(reply.model, tuple) else (reply.model,):
+                if model is not None:
+                    models.add((model, "serialization"))
     ordered = sorted(models, key=lambda m: (m[0].__name__, m[1]))
     refs, top = models_json_schema(ordered, ref_template=REF)
     paths: dict[str, dict] = {}
@@ -202,7 +208,8 @@ def document(operations: Iterable[Operation], *, version: str = "1.0") -> dict:
         "openapi": "3.1.0",
         "info": {"title": "BeatSync API", "version": version,
                  "description": "Put the clean song under a dance-class video, in sync. Upload both files, submit "
-                                "a job, poll its status, download the two results. Every error is an `ErrorBody` "
+                                "a job, poll its status, download the two results (several class videos of one "
+                                "routine with one song: a batch, with a ZIP of its results). Every error is an `ErrorBody` "
                                 "(each error response lists its codes in `x-error-codes`, and the document's "
                                 "`x-error-codes` gives every code's HTTP status); `message` and `error` "
                                 "follow `Accept-Language` (or `?lang=`). Reading is open to anyone with a link; "

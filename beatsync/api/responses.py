@@ -18,10 +18,10 @@ from beatsync.messages import localize_error, pick_language
 HTTP_STATUS = {
     "bad_request": 400, "bad_json": 400, "bad_multipart": 400, "bad_id": 400, "bad_option": 400,
     "bad_variant": 400, "incomplete_upload": 400, "bad_parameter": 400, "bad_path": 400, "bad_owner_token": 400,
-    "bad_range": 400,
+    "bad_range": 400, "too_many_takes": 400,
     "api_key_required": 401, "bad_api_key": 401, "owner_required": 401,
     "not_owner": 403, "cross_origin": 403,
-    "not_found": 404, "expired": 404, "file_not_found": 404, "no_output": 404, "no_input": 404,
+    "not_found": 404, "expired": 404, "batch_not_found": 404, "file_not_found": 404, "no_output": 404, "no_input": 404,
     "method_not_allowed": 405,
     "body_timeout": 408,
     "not_ready": 409, "already_finished": 409, "not_finished": 409,

@@ -19,6 +19,7 @@ Keys (``<prefix>`` is ``BEATSYNC_REDIS_PREFIX``)::
     <prefix>:started       hash task id -> {"worker", "attempt"} of running tasks
     <prefix>:finished      sorted set task id -> finished time (for the TTL)
     <prefix>:upload:<id>   an upload's metadata; <prefix>:uploads: sorted set id -> created time
+    <prefix>:batch:<id>    a batch (its task ids, JSON); <prefix>:batches: sorted set id -> created time
     <prefix>:workers       hash worker process id -> {"host", "pid", "threads", "seen"}
 
 Files (inputs, outputs, uploads) live under ``data_dir``, a directory every node mounts; records
@@ -149,32 +150,46 @@ class RedisTaskStore:
     def _put(self, pipe, rec: dict) -> None:
         pipe.set(self._k("task", rec["task_id"]), json.dumps(rec))
 
-    @_guarded
     def create(self, record: dict, *, queue_max: int) -> dict:
         """Store a new pending task and send it to the workers; ``busy`` when the queue is full."""
+        return self._create([record], queue_max=queue_max)[0]
+
+    def create_batch(self, batch: dict, records: list[dict], *, queue_max: int) -> list[dict]:
+        """Store a batch and its new pending tasks in one transaction, all of them or none (``busy`` when
+        the queue has no room for every one), then send them to the workers in their order."""
+        return self._create(records, queue_max=queue_max, batch=batch)
+
+    @_guarded
+    def _create(self, records: list[dict], *, queue_max: int, batch: dict | None = None) -> list[dict]:
         now = time.time()
-        record = {**new_record(record, now), "dispatched": None}
+        records = [{**new_record(r, now), "dispatched": None} for r in records]
         pending = self._k("pending")
 
         def tx(pipe):
             n = pipe.zcard(pending)
-            if n >= queue_max:
-                raise busy(n)
+            if n + len(records) > queue_max:
+                raise busy(n, len(records))
             pipe.multi()
-            self._put(pipe, record)
-            pipe.zadd(pending, {record["task_id"]: now})
-            if record.get("owner_hash"):
-                pipe.zadd(self._k("owner", record["owner_hash"]), {record["task_id"]: record["created"]})
+            for record in records:
+                self._put(pipe, record)
+                if record.get("owner_hash"):
+                    pipe.zadd(self._k("owner", record["owner_hash"]), {record["task_id"]: record["created"]})
+            pipe.zadd(pending, {r["task_id"]: now + i * 1e-6 for i, r in enumerate(records)})  # (in their order)
+            if batch is not None:
+                pipe.set(self._k("batch", batch["batch_id"]), json.dumps(batch))
+                pipe.zadd(self._k("batches"), {batch["batch_id"]: batch["created"]})
 
         self.r.transaction(tx, pending)
         try:
-            self._send(record["task_id"])
-        except BeatSyncError:  # the submitter is told; the task must not run behind their back
-            with contextlib.suppress(BeatSyncError):
-                self.finish(record["task_id"], None, FAILED, error_code=STORE_UNAVAILABLE, stage=Stage.FAILED.value,
-                            message=stage_text(Stage.FAILED), error=unavailable().message)
+            for record in records:
+                self._send(record["task_id"])
+        except BeatSyncError:  # the submitter is told; no task may run behind their back
+            for record in records:
+                with contextlib.suppress(BeatSyncError):
+                    self.finish(record["task_id"], None, FAILED, error_code=STORE_UNAVAILABLE,
+                                stage=Stage.FAILED.value, message=stage_text(Stage.FAILED), error=unavailable().message)
             raise
-        return record
+        return records
 
     def _send(self, task_id: str, *, front: bool = False) -> None:
         """Hand a pending task to the broker and note when (a task never sent is re-sent by `resend_lost`).
@@ -349,6 +364,33 @@ class RedisTaskStore:
     @_guarded
     def finished_before(self, t: float) -> list[str]:
         return list(self.r.zrangebyscore(self._k("finished"), "-inf", f"({t}"))
+
+    # ------------------------------------------------------------------ batches
+
+    @_guarded
+    def get_batch(self, batch_id: str) -> dict | None:
+        raw = self.r.get(self._k("batch", batch_id))
+        return None if raw is None else json.loads(raw)
+
+    @_guarded
+    def batches_before(self, t: float) -> list[str]:
+        return list(self.r.zrangebyscore(self._k("batches"), "-inf", f"({t}"))
+
+    @_guarded
+    def expire_batch(self, batch_id: str) -> bool:
+        """Forget a batch once none of its tasks has a record any more (they expired); True when it
+        did (leaves a marker, as `expire` does, so its id reads as expired). Tasks only ever go away,
+        so no transaction is needed for the check."""
+        batch = self.get_batch(batch_id)
+        if batch is not None and batch["task_ids"] and self.r.exists(*(self._k("task", t) for t in batch["task_ids"])):
+            return False
+        pipe = self.r.pipeline()
+        pipe.delete(self._k("batch", batch_id))
+        pipe.zrem(self._k("batches"), batch_id)
+        if batch is not None:
+            pipe.set(self._k("gone", batch_id), time.time(), ex=GONE_KEEP_S)
+        pipe.execute()
+        return batch is not None
 
     # ------------------------------------------------------------------ uploads
 

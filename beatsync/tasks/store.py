@@ -5,7 +5,10 @@ Every state change is one diskcache transaction (an SQLite write transaction, so
 across processes): a pending task is pulled from the queue and marked ``processing`` by exactly
 one worker; a worker only writes to a task while it still holds that task's current attempt, so a
 worker that was presumed dead cannot overwrite the run that replaced it. The cache never evicts
-(``eviction_policy="none"``): records leave only through `expire`.
+(``eviction_policy="none"``): records leave only through `expire`. A batch (several class videos
+submitted with one song) is a record of its own, stored with its tasks in the same transaction
+(`create_batch`: all of them or none), and forgotten once the last of its tasks has expired
+(`expire_batch`).
 
 Layout of the data directory::
 
@@ -44,6 +47,7 @@ _STARTED = ("registry", "started")  # task_id -> {"worker", "attempt"}
 _FINISHED = ("registry", "finished")  # task_id -> finished time
 _UPLOADS = ("registry", "uploads")  # file_id -> created time
 _WORKERS = ("registry", "workers")  # worker process id -> {"host", "pid", "threads", "seen"}
+_BATCHES = ("registry", "batches")  # batch_id -> created time
 
 
 def new_id() -> str:
@@ -78,6 +82,10 @@ def _owner_key(owner_hash: str) -> tuple:
     return ("owner", owner_hash)  # task_id -> created time: the tasks an owner token made
 
 
+def _batch_key(batch_id: str) -> tuple:
+    return ("batch", batch_id)
+
+
 # ---------------------------------------------------------------------- record transitions
 # The state changes of a task record, shared by both stores (each applies them inside its own
 # transaction): pending -> processing (claim) -> success | failed, or back to pending (requeue).
@@ -88,7 +96,11 @@ def new_record(fields: dict, now: float) -> dict:
             "message": stage_text(Stage.QUEUED), "created": now, "updated": now, "attempts": 0, "history": []}
 
 
-def busy(queued: int) -> BeatSyncError:
+def busy(queued: int, asked: int = 1) -> BeatSyncError:
+    """The queue (``queued`` waiting) has no room for ``asked`` more tasks (a batch's, all or none)."""
+    if asked > 1:
+        return BeatSyncError("busy", task_error("busy_batch", queued=queued, asked=asked), queued=queued,
+                             asked=asked)
     return BeatSyncError("busy", task_error("busy", queued=queued), queued=queued)
 
 
@@ -169,7 +181,7 @@ class TaskStore:
         return self.cache.get(_task_key(task_id), retry=True)
 
     def is_gone(self, task_id: str) -> bool:
-        """True when the task existed and expired (so a client can be told so)."""
+        """True when the task (or batch) existed and expired (so a client can be told so)."""
         return self.cache.get(_gone_key(task_id), retry=True) is not None
 
     def queue_length(self) -> int:
@@ -190,17 +202,30 @@ class TaskStore:
 
     def create(self, record: dict, *, queue_max: int) -> dict:
         """Store a new pending task and put it at the back of the queue; ``busy`` when the queue is full."""
-        record = new_record(record, time.time())
+        return self._create([record], queue_max=queue_max)[0]
+
+    def create_batch(self, batch: dict, records: list[dict], *, queue_max: int) -> list[dict]:
+        """Store a batch and its new pending tasks, queued in their order, in one transaction: all of
+        them or none (``busy`` when the queue has no room for every one)."""
+        return self._create(records, queue_max=queue_max, batch=batch)
+
+    def _create(self, records: list[dict], *, queue_max: int, batch: dict | None = None) -> list[dict]:
+        now = time.time()
+        records = [new_record(r, now) for r in records]
         with self.cache.transact(retry=True):
             n = self.cache.get(_QLEN, 0)
-            if n >= queue_max:
-                raise busy(n)
-            record["queue_key"] = self.cache.push(record["task_id"], prefix=_QUEUE)
-            self.cache.set(_task_key(record["task_id"]), record)
-            self.cache.set(_QLEN, n + 1)
-            if record.get("owner_hash"):
-                self._registry_set(_owner_key(record["owner_hash"]), record["task_id"], record["created"])
-        return record
+            if n + len(records) > queue_max:
+                raise busy(n, len(records))
+            for record in records:
+                record["queue_key"] = self.cache.push(record["task_id"], prefix=_QUEUE)
+                self.cache.set(_task_key(record["task_id"]), record)
+                if record.get("owner_hash"):
+                    self._registry_set(_owner_key(record["owner_hash"]), record["task_id"], record["created"])
+            self.cache.set(_QLEN, n + len(records))
+            if batch is not None:
+                self.cache.set(_batch_key(batch["batch_id"]), batch)
+                self._registry_set(_BATCHES, batch["batch_id"], batch["created"])
+        return records
 
     def owned(self, owner_hash: str, *, limit: int = 200) -> list[str]:
         """The ids of the tasks made with the owner token whose hash is ``owner_hash``, newest first."""
@@ -322,6 +347,27 @@ class TaskStore:
                 self._registry_del(_owner_key(rec["owner_hash"]), task_id)
             self.cache.set(_gone_key(task_id), time.time(), expire=7 * 86400)
         shutil.rmtree(self.task_dir(task_id), ignore_errors=True)
+
+    # ------------------------------------------------------------------ batches
+
+    def get_batch(self, batch_id: str) -> dict | None:
+        return self.cache.get(_batch_key(batch_id), retry=True)
+
+    def batches_before(self, t: float) -> list[str]:
+        return [bid for bid, ct in self.cache.get(_BATCHES, {}, retry=True).items() if ct < t]
+
+    def expire_batch(self, batch_id: str) -> bool:
+        """Forget a batch once none of its tasks has a record any more (they expired); True when it
+        did (leaves a marker, as `expire` does, so its id reads as expired)."""
+        with self.cache.transact(retry=True):
+            batch = self.cache.get(_batch_key(batch_id))
+            if batch is not None and any(self.cache.get(_task_key(t)) is not None for t in batch["task_ids"]):
+                return False
+            self.cache.delete(_batch_key(batch_id))
+            self._registry_del(_BATCHES, batch_id)
+            if batch is not None:
+                self.cache.set(_gone_key(batch_id), time.time(), expire=7 * 86400)
+        return batch is not None
 
     def resend_lost(self, older_than_s: float) -> int:
         """Nothing to do: here the queue lives in the same transaction as the records, so a pending task

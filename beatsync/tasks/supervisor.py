@@ -17,8 +17,9 @@ the kernel's word, `beatsync.tasks.oom`).
 `Maintenance` (one per worker process) registers the process as alive, takes over tasks whose
 worker stopped heartbeating (a killed server or worker process): they run again, up to
 ``max_attempts`` runs, then fail; re-sends queued tasks whose queue message was lost; and deletes
-finished tasks, uploads and stray folders after the TTL, and the entries of the data directory's
-caches (`beatsync.cachedir`: the songs jobs share) unused for as long.
+finished tasks, uploads and stray folders after the TTL (and a batch's record with the last of its
+tasks), and the entries of the data directory's caches (`beatsync.cachedir`: the songs jobs share)
+unused for as long.
 """
 
 from __future__ import annotations
@@ -399,6 +400,8 @@ class Maintenance:
         store.resend_lost(_LOST_MESSAGE_S)
         for task_id in store.finished_before(now - s.ttl_s):
             store.expire(task_id)
+        for batch_id in store.batches_before(now - s.ttl_s):  # (gone with the last of its tasks)
+            store.expire_batch(batch_id)
         for file_id in store.uploads_before(now - s.ttl_s):
             store.remove_upload(file_id)
         cachedir.expire_all(store.root, before=now - s.ttl_s)  # (the songs the jobs shared, `beatsync.songcache`)
