@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import time
-import warnings
 import zipfile
 
 import pytest
@@ -29,7 +28,6 @@ from test_e2e_browser import (
 )
 
 from beatsync import media
-from beatsync.contract import Status
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 BATCH_URL = re.compile(rf"/batch\?batch=({UUID})$")
@@ -102,15 +100,11 @@ def test_three_class_videos_in_one_go(browser, server, takes, tmp_path):
     if batch["tasks"][-1]["finished"] - batch["created"] > 3.0:  # the page's first run came well before the end
         assert page.evaluate("window.__progressSeen"), "no progress bar was shown while the takes ran"
 
-    # one song analysis for the whole batch (issue 13: the song-analysis cache, branch issue13-songcache).
-    # ENABLED AFTER MERGING that branch: until the status object has `song_analysis` ({key, reused}),
-    # only this assertion is skipped.
-    if "song_analysis" in Status.model_fields:
-        analysed = [t["task_id"] for t in batch["tasks"] if not t["song_analysis"]["reused"]]
-        assert len(analysed) == 1, [t["song_analysis"] for t in batch["tasks"]]
-    else:
-        warnings.warn("one song analysis per batch not checked: Status has no song_analysis yet "
-                      "(issue13-songcache)", stacklevel=1)
+    # one song analysis for the whole batch: one take computed it, the others reused it (the same key)
+    analyses = [t["song_analysis"] for t in batch["tasks"]]
+    assert sum(not a["reused"] for a in analyses) == 1 and len({a["key"] for a in analyses}) == 1, analyses
+    entries = [p for p in (server.data_dir / "cache" / "songs").iterdir() if p.is_dir()]
+    assert len(entries) == 1, entries
 
     # the ZIP, through the page's link
     link = page.locator("a.bs-download[data-zip]")
