@@ -6,7 +6,9 @@ uploads them before Sync is pressed, as a user's would), then, from the click on
 
 * ``job_started``, ``published``: the job is picked up, and it publishes its first alignment (from
   its status, polled every 50 ms);
-* ``preview``: the preview's frame is on the job's page;
+* ``preview``: the preview's frame is on the job's page (while the job runs it is there before the
+  song is placed, loading the video and the song meanwhile);
+* ``placed``: the preview can play and has the song placed;
 * ``audible``: the preview's Play was pressed as soon as it could play, and the song is heard (the
   song element plays and its position advances);
 * ``result``: the page shows the finished job (the "Result" heading);
@@ -80,12 +82,16 @@ def one_run(browser, server: su.Server, video: Path, song: Path, *, timeout_s: f
         while not (frames := [f for f in page.frames if "sync_preview" in f.url]):
             page.wait_for_timeout(50)  # (the frame element is there a moment before its document)
         frame = frames[0]
-        frame.wait_for_function("() => window.beatsyncPreview && window.beatsyncPreview.state().ready")
+        # Play once the song is placed (the player may be there, loading, before that)
+        frame.wait_for_function("() => window.beatsyncPreview && window.beatsyncPreview.state().ready "
+                                "&& window.beatsyncPreview.state().placed", polling=50)
+        t_placed = time.monotonic() - t0
         frame.get_by_role("button", name="▶ Play").click()
         frame.wait_for_function("() => { const s = window.beatsyncPreview.state(); "
-                                "return !s.audioPaused && s.songTime !== null; }")
+                                "return !s.audioPaused && s.songTime !== null; }", polling=20)
+        t_playing = time.monotonic() - t0
         a0 = frame.evaluate("() => window.beatsyncPreview.state().audioTime")
-        frame.wait_for_function(f"() => window.beatsyncPreview.state().audioTime > {a0} + 0.05")
+        frame.wait_for_function(f"() => window.beatsyncPreview.state().audioTime > {a0} + 0.05", polling=20)
         t_audible = time.monotonic() - t0
         stop.set()
         page.get_by_role("heading", name="Result", exact=True).wait_for()
@@ -93,6 +99,7 @@ def one_run(browser, server: su.Server, video: Path, song: Path, *, timeout_s: f
         final = su.status(server, task_id)
         return {"task_id": task_id, "page_s": round(t_page, 2), "job_started_s": round(seen.get("started", -1), 2),
                 "published_s": round(seen.get("published", -1), 2), "preview_s": round(t_preview, 2),
+                "placed_s": round(t_placed, 2), "playing_s": round(t_playing, 2),
                 "audible_s": round(t_audible, 2), "result_s": round(t_result, 2),
                 "ratio": round(t_audible / t_result, 3), "status_at_preview": status_then["status"],
                 "stage_at_preview": status_then["stage"],

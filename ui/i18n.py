@@ -176,6 +176,8 @@ STRINGS: dict[str, tuple[str, str]] = {
                        "这个浏览器无法播放{what}文件；请下载结果来检查。"),
     "pv.video": ("class video", "课堂视频"),
     "pv.bgm": ("song", "歌曲"),
+    "pv.waiting": ("Finding the song in the video… the player is getting ready meanwhile.",
+                   "正在视频里查找这首歌……播放器同时在准备。"),
     "pv.quick": ("first estimate", "初步估计"),
     "pv.requested": ("Rendering {variant} moved by {ms:+.0f} ms.", "正在生成移动 {ms:+.0f} 毫秒的 {variant}。"),
     # beat grid and corrections

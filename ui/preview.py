@@ -19,7 +19,7 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 from beatsync.align.quick import QUICK
-from beatsync.contract import ENGINES, SUCCESS, Status, TaskKind, input_url
+from beatsync.contract import ENGINES, FINISHED, SUCCESS, Status, TaskKind, input_url
 from beatsync.errors import BeatSyncError
 from beatsync.service import BeatSync
 from ui import i18n
@@ -30,7 +30,7 @@ FOLDER = Path(__file__).with_name("preview_component")
 #: what the component's labels are called in ui.i18n (``pv.<name>``)
 LABELS = ("title", "play", "pause", "sound", "song", "original", "loop", "nudge", "nudge_input", "minus_frame",
           "plus_frame", "earlier", "later", "reset", "ms", "variant", "render", "render_later", "render_nudge_first",
-          "sent", "song_at", "no_song", "preliminary", "cannot_play", "video", "bgm")
+          "sent", "song_at", "no_song", "preliminary", "waiting", "cannot_play", "video", "bgm")
 
 
 @functools.cache
@@ -80,10 +80,12 @@ def on_render(svc: BeatSync, task_id: str, key: str) -> None:
 
 def sync_preview(svc: BeatSync, s: Status, *, base_url: str, choice: str | None = None, mine: bool = False) -> None:
     """The preview of task ``s`` (its inputs from ``base_url``, this server's address), playing the
-    ``choice`` result first; nothing when no alignment is known yet. ``mine``: this session owns the
+    ``choice`` result first. While a job runs it is there before any alignment is known, so that the
+    browser loads the video and the song meanwhile and plays the moment the song is placed; a
+    finished job without an alignment has none. ``mine``: this session owns the
     task, so the preview offers "Render this" (else it only plays)."""
     found, preliminary = alignments(s)
-    if not found:
+    if not found and s.status in FINISHED:
         return
     key = f"preview-{s.task_id}"
     can_render = {v: mine and s.status == SUCCESS and s.kind == TaskKind.PROCESS for v in found if v != QUICK}
@@ -91,7 +93,7 @@ def sync_preview(svc: BeatSync, s: Status, *, base_url: str, choice: str | None 
     start = min(g["dance_start_s"] for g in first["segments"]) if first and first["segments"] else 0.0
     _component()(
         video_url=base_url + input_url(s.task_id, "dance"), song_url=base_url + input_url(s.task_id, "bgm"),
-        alignments=found, choice=choice if choice in found else next(iter(found)), frame_rate=s.preview.frame_rate,
+        alignments=found, choice=choice if choice in found else next(iter(found), None), frame_rate=s.preview.frame_rate,
         start_at_s=max(0.0, round(start - 1.0, 2)), can_render=can_render, mine=mine, labels=labels(),
         variant_labels={QUICK: t("pv.quick")}, state_key=s.task_id,
         key=key, default=None, on_change=functools.partial(on_render, svc, s.task_id, key))

@@ -92,8 +92,8 @@ def live(svc: BeatSync, task_ids: list[str], *, watch_preview: Status | None = N
     ``watch_preview``, when that task has a new alignment to preview), the whole page is drawn
     again (and stops refreshing once nothing runs)."""
     seen = _preview_mark(watch_preview) if watch_preview is not None else None
-    # twice as often while the preview waits for its first alignment: it comes seconds into the job
-    every = REFRESH_S / 2 if seen == (False, ()) else REFRESH_S
+    # four times as often while the preview waits for its first alignment: it comes seconds into the job
+    every = REFRESH_S / 4 if seen == (False, ()) else REFRESH_S
 
     @st.fragment(run_every=every)
     def _live() -> None:
@@ -379,7 +379,7 @@ def preview_section(svc: BeatSync, s: Status, *, choice: str | None) -> None:
     found, _ = preview.alignments(s)
     if base is None:
         st.caption(t("preview.unavailable"))
-    elif not found:
+    elif not found and s.status in FINISHED:
         st.caption(t("preview.waiting"))
     else:
         st.caption(t("preview.help_running") if s.status not in FINISHED else t("preview.help"))

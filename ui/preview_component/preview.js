@@ -75,8 +75,10 @@ function follow(force) {
     const keepPitch = g.mode === "stretch";
     if (song.preservesPitch !== keepPitch) song.preservesPitch = keepPitch;
     if (song.paused) {
-      song.currentTime = target;
-      S.lastSeek = now;
+      if (Math.abs(song.currentTime - target) > 0.01) {  // (already there when it waited in place: no seek)
+        song.currentTime = target;
+        S.lastSeek = now;
+      }
       song.play().catch(() => {});
     } else if (force || (Math.abs(song.currentTime - target) > DRIFT_S && now - S.lastSeek > SEEK_PAUSE_MS)) {
       song.currentTime = target;
@@ -218,7 +220,7 @@ setInterval(store, 2000);
 function useAlignment() {
   const al = S.alignments[S.choice];
   S.segments = al ? [...al.segments].sort((a, b) => a.dance_start_s - b.dance_start_s) : [];
-  $("note").textContent = S.choice === "quick" ? (S.labels.preliminary || "") : "";
+  $("note").textContent = !al ? (S.labels.waiting || "") : S.choice === "quick" ? (S.labels.preliminary || "") : "";
   follow(true);
   updateRender();
 }
@@ -283,8 +285,12 @@ function onRender(args, theme) {
   }
   if (S.videoUrl !== args.video_url) { S.videoUrl = args.video_url; S.ready.video = false; video.src = args.video_url; }
   if (S.songUrl !== args.song_url) { S.songUrl = args.song_url; S.ready.song = false; song.src = args.song_url; }
+  const placedBefore = Object.keys(S.alignments).length > 0;
   S.alignments = args.alignments || {};
   const names = Object.keys(S.alignments);
+  // the first placement while the player waited at its start: go to just before the music
+  if (!placedBefore && names.length && video.paused && video.readyState >= 1 && video.currentTime < 0.01
+      && args.start_at_s > 0 && args.start_at_s < video.duration) video.currentTime = args.start_at_s;
   if (!names.includes(S.choice)) S.choice = args.choice && names.includes(args.choice) ? args.choice : names[0];
   const sel = $("variant");
   sel.replaceChildren(...names.map((n) => new Option((args.variant_labels || {})[n] || n, n, false, n === S.choice)));
@@ -311,7 +317,8 @@ video.addEventListener("loadedmetadata", height);
 window.beatsyncPreview = {
   state: () => ({ videoTime: video.currentTime, songTime: songTimeAt(video.currentTime), audioTime: song.currentTime,
                   audioPaused: song.paused, nudgeMs: S.nudgeMs, variant: S.choice, source: S.source,
-                  renderMessages: S.renderMessages, argsChanges: S.argsChanges, changed: S.changed, ready: S.ready.video && S.ready.song }),
+                  renderMessages: S.renderMessages, argsChanges: S.argsChanges, changed: S.changed, ready: S.ready.video && S.ready.song,
+                  placed: S.segments.length > 0 }),
   songTimeAt, setNudge,
 };
 
