@@ -109,14 +109,18 @@ def test_preview_plays_and_a_nudge_needs_no_rerun(browser, server, long_pair):
     task_id = sync(page, server, long_pair)
     expect(page.get_by_role("heading", name="Working…", exact=True)).to_be_visible()
 
-    # the preview appears while the job still runs
+    # the player is there while the job still runs (loading the video and the song), and it gets the
+    # song's placement while the job runs
     page.locator(PREVIEW).wait_for(state="attached", timeout=JOB_TIMEOUT_MS)
     when = su.status(server, task_id)
-    assert when["status"] == "processing", f"the preview came only once the job was {when['status']}"
-    assert when["preview"]["quick"] is not None or when["preview"]["variants"], when["preview"]
+    assert when["status"] in ("pending", "processing"), f"the preview came only once the job was {when['status']}"
     frame = page.frame_locator(PREVIEW)
     expect(frame.locator("[data-preview]")).to_have_count(1)
     early = preview_frame(page)
+    wait_state(early, "s.placed")
+    when = su.status(server, task_id)
+    assert when["status"] == "processing", f"the song was placed only once the job was {when['status']}"
+    assert when["preview"]["quick"] is not None or when["preview"]["variants"], when["preview"]
     early.evaluate("() => window.beatsyncPreview.setNudge(20)")  # a nudge made while the job runs ...
 
     # the job ends: the page says so, and the preview is still there
