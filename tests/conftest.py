@@ -1,4 +1,5 @@
-"""Shared fixtures: factories that synthesize small media files in the test's ``tmp_path``.
+"""Shared fixtures: factories that synthesize small media files in the test's ``tmp_path``, and the browser
+tests' app server and chromium.
 
 The generators themselves live in ``tests/mediagen.py`` (importable by any test module).
 """
@@ -107,3 +108,33 @@ def long_media(tmp_path_factory):
     from server_util import long_pair
 
     return long_pair(tmp_path_factory)
+
+
+# ---------------------------------------------------------------------- the browser tests' server and browser
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A fresh app server (``streamlit run app.py``) with one worker thread, its own port and data dir
+    (the browser tests': test_e2e_*.py)."""
+    from server_util import Server
+
+    s = Server(tmp_path / "data", {"BEATSYNC_WORKERS": 1}, name="e2e", log_dir=tmp_path)
+    s.start()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def browser():
+    """Debian's chromium driven by Playwright (required in CI, skipped elsewhere when missing: see
+    test_e2e_browser.chromium_path)."""
+    from test_e2e_browser import chromium_path, sync_playwright
+
+    exe = chromium_path()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            yield b
+        finally:
+            b.close()

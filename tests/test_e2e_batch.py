@@ -16,14 +16,11 @@ import zipfile
 
 import pytest
 import server_util as su
-from server_util import Server
 from test_e2e_browser import (
     JOB_TIMEOUT_MS,
     TIMEOUT_MS,
     assert_no_horizontal_scroll,
-    chromium_path,
     new_page,
-    sync_playwright,
     wait_app_ready,
 )
 
@@ -37,25 +34,6 @@ BATCH_TIMEOUT_MS = 3 * JOB_TIMEOUT_MS  # three jobs, one after the other on one 
 @pytest.fixture(scope="module")
 def takes(tmp_path_factory) -> su.Takes:
     return su.class_takes(tmp_path_factory.mktemp("e2e_takes"), 3)
-
-
-@pytest.fixture
-def server(tmp_path):
-    s = Server(tmp_path / "data", {"BEATSYNC_WORKERS": 1}, name="e2e-batch", log_dir=tmp_path)
-    s.start()
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def browser():
-    exe = chromium_path()  # (fails in CI when missing, skips elsewhere: test_e2e_browser)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_three_class_videos_in_one_go(browser, server, takes, tmp_path):

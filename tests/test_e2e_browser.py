@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import server_util as su
 import songgen as sg
-from server_util import CLEAN_NCC, Server
+from server_util import CLEAN_NCC
 
 from beatsync import media
 
@@ -54,26 +54,6 @@ def sync_playwright():
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory) -> sg.ClassMedia:
     return su.short_pair(tmp_path_factory)
-
-
-@pytest.fixture
-def server(tmp_path):
-    """A fresh server (its first browser session is the test's)."""
-    s = Server(tmp_path / "data", {"BEATSYNC_WORKERS": 1}, name="e2e", log_dir=tmp_path)
-    s.start()
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def browser():
-    exe = chromium_path()
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 #: records whether a progress bar was ever in the page (the app is one page: this survives page switches)

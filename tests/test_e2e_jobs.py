@@ -18,38 +18,16 @@ import mediagen
 import pytest
 import server_util as su
 import songgen as sg
-from server_util import Server
 from test_e2e_browser import (
     JOB_TIMEOUT_MS,
     TASK_URL,
     TIMEOUT_MS,
-    chromium_path,
     new_page,
-    sync_playwright,
     wait_app_ready,
 )
 
 STORAGE_KEY = "beatsync.owner_token"
 READ_ONLY = "This job was started in another browser"
-
-
-@pytest.fixture
-def server(tmp_path):
-    s = Server(tmp_path / "data", {"BEATSYNC_WORKERS": 1}, name="e2e-jobs", log_dir=tmp_path)
-    s.start()
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def browser():
-    exe = chromium_path()
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="module")

@@ -20,39 +20,16 @@ import time
 import numpy as np
 import pytest
 import server_util as su
-from server_util import Server
 from test_e2e_browser import (
     JOB_TIMEOUT_MS,
     TASK_URL,
     TIMEOUT_MS,
     assert_no_horizontal_scroll,
-    chromium_path,
     new_page,
-    sync_playwright,
     wait_app_ready,
 )
 
 PREVIEW = "iframe[title='ui.preview.sync_preview']"
-
-
-@pytest.fixture
-def server(tmp_path):
-    """A fresh server with one worker thread."""
-    s = Server(tmp_path / "data", {"BEATSYNC_WORKERS": 1}, name="e2e-preview", log_dir=tmp_path)
-    s.start()
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def browser():
-    exe = chromium_path()  # (fails in CI when missing, skips elsewhere: test_e2e_browser)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="module")
