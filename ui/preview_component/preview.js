@@ -75,10 +75,8 @@ function follow(force) {
     const keepPitch = g.mode === "stretch";
     if (song.preservesPitch !== keepPitch) song.preservesPitch = keepPitch;
     if (song.paused) {
-      if (Math.abs(song.currentTime - target) > 0.01) {  // (already there when it waited in place: no seek)
-        song.currentTime = target;
-        S.lastSeek = now;
-      }
+      song.currentTime = target;
+      S.lastSeek = now;
       song.play().catch(() => {});
     } else if (force || (Math.abs(song.currentTime - target) > DRIFT_S && now - S.lastSeek > SEEK_PAUSE_MS)) {
       song.currentTime = target;
