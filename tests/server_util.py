@@ -610,6 +610,18 @@ def wait_status(server: Server, task_id: str, until=("success", "failed"), timeo
                          f"{json.dumps(obj)[:1500]}{server.log_hint()}")
 
 
+def files_containing(data_dir, needle: bytes) -> list[Path]:
+    """The files under ``data_dir`` whose bytes contain ``needle`` (what a server kept of something)."""
+    hits = []
+    for p in Path(data_dir).rglob("*"):
+        try:
+            if p.is_file() and needle in p.read_bytes():
+                hits.append(p)
+        except OSError:
+            continue
+    return hits
+
+
 def assert_alive(server: Server, healthy: bool = False) -> dict:
     """The server process runs and /api/health answers with its JSON body (200 "ok" if ``healthy``)."""
     assert server.alive(), f"{server.name} died{server.log_hint()}"

@@ -96,17 +96,6 @@ def _files_named(data_dir: Path, pattern: str) -> list[Path]:
     return [p for p in Path(data_dir).rglob(pattern) if p.is_file()]
 
 
-def _grep(data_dir: Path, needle: bytes) -> list[Path]:
-    hits = []
-    for p in Path(data_dir).rglob("*"):
-        try:
-            if p.is_file() and needle in p.read_bytes():
-                hits.append(p)
-        except OSError:
-            continue
-    return hits
-
-
 def _raw(port: int, head: bytes, body: bytes = b"", *, wait_s: float = 0.0, read_timeout: float = 15.0
          ) -> tuple[bytes, float, bool]:
     """Send ``head`` + ``body`` on a new connection, wait ``wait_s`` more without sending, and read the
@@ -334,7 +323,7 @@ def test_chunked_upload_over_the_size_limit(qsrv):
     assert time.monotonic() - t0 < 30
     time.sleep(0.5)
     assert _uploads_left(qsrv) == before
-    assert _grep(qsrv.data_dir, marker) == []
+    assert su.files_containing(qsrv.data_dir, marker) == []
     su.assert_alive(qsrv)
 
 
@@ -351,7 +340,7 @@ def test_chunked_upload_over_the_quota_then_health_over_quota(qsrv):
         obj = check(_chunked_upload(qsrv, int(1.5 * 2**20), marker=marker), 413, "quota_exceeded", qsrv)
         assert obj["error_params"]["quota"] == 8 * 2**20
         time.sleep(0.5)
-        assert _uploads_left(qsrv) == before and _grep(qsrv.data_dir, marker) == []
+        assert _uploads_left(qsrv) == before and su.files_containing(qsrv.data_dir, marker) == []
         # announced with Content-Length: refused before the body is read
         r = qsrv.post("/api/upload", files={"file": ("c.mp3", os.urandom(int(1.5 * 2**20)))})
         check(r, 413, "quota_exceeded", qsrv)
@@ -393,7 +382,7 @@ def test_stalled_upload_times_out(qsrv, framing):
     assert BODY_TIMEOUT_S - 0.5 <= took <= BODY_TIMEOUT_S + 5, took
     assert headers.get("connection") == "close" and closed
     time.sleep(0.3)
-    assert _grep(qsrv.data_dir, marker) == [], "the partial upload was kept"
+    assert su.files_containing(qsrv.data_dir, marker) == [], "the partial upload was kept"
     su.assert_alive(qsrv)
     check(qsrv.post("/api/upload", files={"file": ("x.mp4", b"not media" * 100)}), 422, "not_media", qsrv)
 
@@ -446,8 +435,8 @@ def test_upload_answers_an_owner_token(srv, short_media):
         r = srv.post("/api/upload", files={"file": ("song.wav", b"x")}, headers={"X-BeatSync-Owner": bad})
         check(r, 400, "bad_owner_token", srv)
     # the stores keep the token's hash, never the token
-    assert _grep(srv.data_dir, fresh.encode()) == []
-    assert _grep(srv.data_dir, hashlib.sha256(fresh.encode()).hexdigest().encode())
+    assert su.files_containing(srv.data_dir, fresh.encode()) == []
+    assert su.files_containing(srv.data_dir, hashlib.sha256(fresh.encode()).hexdigest().encode())
 
 
 def test_processing_an_upload_needs_its_owner(srv, short_media):

@@ -339,17 +339,6 @@ def test_upload_refused(srv, media_pair, tmp_path, kind, code, error_code):
     su.assert_alive(srv, healthy=True)
 
 
-def _grep_data_dir(data_dir: Path, needle: bytes) -> list[Path]:
-    hits = []
-    for p in data_dir.rglob("*"):
-        try:
-            if p.is_file() and needle in p.read_bytes():
-                hits.append(p)
-        except OSError:
-            continue
-    return hits
-
-
 @pytest.mark.parametrize("how", ["half_close", "reset"])
 def test_truncated_http_upload(srv, how):
     """Headers announce more body than is sent, then the client goes away: the server keeps serving
@@ -384,7 +373,7 @@ def test_truncated_http_upload(srv, how):
         assert b"incomplete_upload" in reply, reply[:800]
     su.assert_alive(srv, healthy=True)
     time.sleep(2.0)
-    assert _grep_data_dir(srv.data_dir, marker) == [], "the partial upload was kept"
+    assert su.files_containing(srv.data_dir, marker) == [], "the partial upload was kept"
     # and a normal upload still works
     check(srv.post("/api/upload", files={"file": ("x.mp4", b"not media" * 100, "video/mp4")}), 422, "not_media", srv)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import streamlit as st
 import streamlit.components.v1 as components
 
+from beatsync.errors import BeatSyncError
 from beatsync.owner import is_token, new_token
 from beatsync.service import BeatSync, get_service
 
@@ -72,8 +73,6 @@ def remember_device() -> None:
 def my_jobs(svc: BeatSync, *, lang: str) -> list:
     """The status objects of this browser's jobs (made with its tokens), newest first, then the jobs
     this session opened by link, which it does not own."""
-    from beatsync.errors import BeatSyncError
-
     try:
         own = svc.my_tasks(owner_tokens(), lang=lang)
     except BeatSyncError:
@@ -90,10 +89,16 @@ def my_jobs(svc: BeatSync, *, lang: str) -> list:
     return own + opened
 
 
+def _remember(key: str, item: str) -> None:
+    """Put ``item`` first in this session's list ``key`` (once)."""
+    mine = st.session_state.setdefault(key, [])
+    if item not in mine:
+        mine.insert(0, item)
+
+
 def remember(task_id: str) -> None:
-    mine = st.session_state.setdefault("my_tasks", [])
-    if task_id not in mine:
-        mine.insert(0, task_id)
+    """A job this browser session made or opened."""
+    _remember("my_tasks", task_id)
 
 
 def my_tasks() -> list[str]:
@@ -102,9 +107,7 @@ def my_tasks() -> list[str]:
 
 def remember_batch(batch_id: str) -> None:
     """A batch (several class videos with one song) this browser session made or opened."""
-    mine = st.session_state.setdefault("my_batches", [])
-    if batch_id not in mine:
-        mine.insert(0, batch_id)
+    _remember("my_batches", batch_id)
 
 
 def my_batches() -> list[str]:
