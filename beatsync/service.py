@@ -398,9 +398,7 @@ class BeatSync:
         if rec.status not in FINISHED:
             raise BeatSyncError("not_finished", "This job is still running; try another song once it ends.")
         bgm, _ = self._upload(bgm_file_id, "bgm", _owner.tokens_of(owner))
-        if not bgm.has_audio:
-            raise MediaError("no_audio", f"{bgm.name} has no sound track, so the song cannot be matched.",
-                             name=bgm.name, role="song")
+        self._check_song(bgm)
         dance = self._task_inputs(rec)["dance"]
         if not dance[0].is_file():
             raise BeatSyncError("no_input", "This job's class video is no longer kept: please upload it again.",

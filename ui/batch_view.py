@@ -36,10 +36,7 @@ def start(svc: BeatSync, dance_ids: list[str], bgm_id: str, options: dict) -> tu
     """Queue the job of the stored class video(s) and song (`ui.uploads`: stored when chosen): one class
     video, one job (its page); several, a batch (its page). Each job and the batch are remembered by
     this browser session. Returns the page to open and its query parameters (`BeatSyncError` as the
-    service raises it: too many videos, the queue full, ...)."""
-    if len(dance_ids) > svc.max_takes:
-        raise BeatSyncError("too_many_takes", f"{len(dance_ids)} class videos were chosen; at most {svc.max_takes} "
-                            "can be synced in one go.", limit=svc.max_takes, count=len(dance_ids))
+    service raises it: too many videos (`check_takes`), the queue full, ...)."""
     owner = owner_token()
     if len(dance_ids) == 1:
         sub = svc.submit(dance_ids[0], bgm_id, options, owner=owner)
